@@ -1,0 +1,265 @@
+"""Typed configuration: dataclasses with the reference defaults, and a strict YAML loader.
+
+An experiment YAML holds only overrides of these defaults. Unknown keys, wrong types and
+out-of-range values raise ConfigError with one line naming the key, the file and the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line that names what is wrong and where."""
+
+
+def _range(lo=None, hi=None, choices=None):
+    return {"min": lo, "max": hi, "choices": choices}
+
+
+@dataclass
+class DataConfig:
+    task: str = field(default="synth_hand", metadata=_range(choices=("synth_hand", "synth_body")))
+    root: str = ""  # cache of generated data; "" = $REGDA_DIST_CACHE or ~/.cache/regda-dist
+    image_size: int = field(default=256, metadata=_range(16, 1024))
+    heatmap_size: int = field(default=64, metadata=_range(4, 512))
+    sigma: float = field(default=2.0, metadata=_range(0.25, 16))  # label Gaussian, heatmap px
+    num_train: int = field(default=4000, metadata=_range(1))  # synthetic images per domain
+    num_val: int = field(default=500, metadata=_range(1))
+    num_test: int = field(default=500, metadata=_range(1))
+    seed: int = field(default=0, metadata=_range(0))  # data generation seed (not training seed)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet101"
+    pretrained: str = ""  # local ImageNet weights file for the backbone; "" = random init
+    upsample_channels: int = field(default=256, metadata=_range(1))
+    num_deconv: int = field(default=3, metadata=_range(0, 6))
+    num_head_layers: int = field(default=2, metadata=_range(1, 8))
+
+
+@dataclass
+class OptimConfig:
+    """SGD of phase 2 (adaptation): backbone_lr for psi (backbone + upsampling), lr for head and
+    head_adv, each multiplied by (1 + lr_gamma * i)^(-lr_decay). momentum, weight_decay and
+    nesterov are shared with phase 1."""
+
+    lr: float = field(default=0.1, metadata=_range(0.0))
+    backbone_lr: float = field(default=0.01, metadata=_range(0.0))
+    momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    weight_decay: float = field(default=1e-4, metadata=_range(0.0))
+    nesterov: bool = True
+    lr_gamma: float = field(default=1e-4, metadata=_range(0.0))
+    lr_decay: float = field(default=0.75, metadata=_range(0.0))
+
+
+@dataclass
+class PretrainConfig:
+    """Phase 1, source-only (also the recipe of the oracle baseline on target labels).
+    lr for upsampling + head, backbone_lr for the backbone; x milestone_gamma at milestones."""
+
+    epochs: int = field(default=70, metadata=_range(1))
+    iters_per_epoch: int = field(default=500, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(1))
+    lr: float = field(default=0.1, metadata=_range(0.0))
+    backbone_lr: float = field(default=0.01, metadata=_range(0.0))
+    milestones: list[int] = field(default_factory=lambda: [45, 60])  # epochs
+    milestone_gamma: float = field(default=0.1, metadata=_range(0.0, 1.0))
+
+
+@dataclass
+class RegDAConfig:
+    """Phase 2, adaptation."""
+
+    epochs: int = field(default=30, metadata=_range(0))
+    iters_per_epoch: int = field(default=500, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(1))  # per domain
+    margin: float = field(default=4.0, metadata=_range(0.0))
+    trade_off: float = field(default=1.0, metadata=_range(0.0))
+    warm_lo: float = field(default=0.0, metadata=_range(0.0))
+    warm_hi: float = field(default=0.1, metadata=_range(0.0))
+    warm_alpha: float = field(default=1.0, metadata=_range(0.0))
+    warm_max_iters: int = field(default=1000, metadata=_range(1))
+
+
+@dataclass
+class TrainConfig:
+    seed: int = field(default=0, metadata=_range(0))
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    output_dir: str = "runs"
+    eval_every: int = field(default=1, metadata=_range(1))  # epochs
+    eval_batch_size: int = field(default=64, metadata=_range(1))
+    num_threads: int = field(default=0, metadata=_range(0))  # torch CPU threads; 0 = torch default
+    pck_threshold: float = field(default=0.05, metadata=_range(0.0, 1.0))  # of the heatmap size
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    regda: RegDAConfig = field(default_factory=RegDAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def pretrain_key(self) -> str:
+        """Hash of every field phase 1 depends on (none of the adaptation's): its cache key."""
+        d = self.to_dict()
+        picked = {k: d[k] for k in ("data", "model", "pretrain")}
+        picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
+        picked["train"] = {k: d["train"][k] for k in ("seed", "pck_threshold")}
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _line_map(node: yaml.Node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
+    """Dotted key -> 1-based line number, from a composed YAML node tree."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            out[path] = key.start_mark.line + 1
+            _line_map(value, path + ".", out)
+    return out
+
+
+def _check_value(path: str, value: Any, f: dataclasses.Field, where: str):
+    hint = f.type if not isinstance(f.type, str) else _HINTS[f.type]
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list) or not all(_is_type(v, item) for v in value):
+            raise ConfigError(f"{where}: {path} must be a list of {item.__name__}, got {value!r}")
+        return list(value)
+    if origin in (typing.Union, types.UnionType):
+        hint = typing.get_args(hint)[0]
+    if not _is_type(value, hint):
+        raise ConfigError(f"{where}: {path} must be {hint.__name__}, got {value!r}")
+    value = float(value) if hint is float else value
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {path} must be one of {list(meta['choices'])}, got {value!r}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f"{where}: {path} must be >= {meta['min']}, got {value!r}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(f"{where}: {path} must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+_HINTS = {"str": str, "int": int, "float": float, "bool": bool, "list[int]": list[int]}
+
+
+def _is_type(value: Any, hint: type) -> bool:
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _apply(obj: Any, values: dict, source: str, lines: dict[str, int], prefix: str = "") -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        where = f"{source}:{lines[path]}" if path in lines else source
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {path!r}; known: {', '.join(fields)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {path} must be a mapping, got {value!r}")
+            _apply(current, value, source, lines, path + ".")
+        else:
+            setattr(obj, key, _check_value(path, value, fields[key], where))
+
+
+def validate(cfg: Config, source: str = "config") -> Config:
+    """Cross-field checks that single values cannot express."""
+    d = cfg.data
+    if d.image_size % d.heatmap_size:
+        raise ConfigError(
+            f"{source}: data.image_size ({d.image_size}) must be a multiple of "
+            f"data.heatmap_size ({d.heatmap_size})"
+        )
+    if cfg.regda.warm_hi < cfg.regda.warm_lo:
+        raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
+    if sorted(cfg.pretrain.milestones) != cfg.pretrain.milestones:
+        raise ConfigError(
+            f"{source}: pretrain.milestones must be increasing, got {cfg.pretrain.milestones}"
+        )
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'regda.trade_off=0.5' -> ('regda.trade_off', 0.5); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. regda.trade_off=0.5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({err.problem})") from None
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then `--set` overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{path}: top level must be a mapping of sections, got {type(values).__name__}"
+            )
+        _apply(cfg, values, str(path), _line_map(node) if node else {})
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(cfg, _nest(key, value), f"--set {key}", {})
+    return validate(cfg, str(path) if path else "config")
+
+
+def from_dict(values: dict) -> Config:
+    """A Config from a plain dict (e.g. a resolved config.yaml), with the same checks."""
+    cfg = Config()
+    _apply(cfg, values, "config", {})
+    return validate(cfg)
+
+
+def save(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,263 @@
+"""The pure-PyTorch trainer: phase 1 (supervised, source or oracle) and phase 2 (RegDA).
+
+Side effects are callbacks (`add_callback("on_eval", fn)`): the loop has no branches for Ray,
+TensorBoard or files. Distribution enters only through `Runtime` (device, rank, gradient sync).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from regda_dist.config import Config, ConfigError
+from regda_dist.data import heatmap
+from regda_dist.data.datasets import TaskData
+from regda_dist.engine import checkpoint
+from regda_dist.engine.evaluate import evaluate
+from regda_dist.engine.loader import batches
+from regda_dist.engine.steps import (
+    RegDAStep,
+    Sync,
+    adaptation_optimizers,
+    no_sync,
+    sgd,
+    supervised_step,
+)
+from regda_dist.models.regda import RegDAModel, build_model
+
+
+@dataclass
+class Runtime:
+    """Where and how this process trains: one process by default, a Ray Train worker otherwise."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+    sync: Sync = no_sync
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, task: TaskData, runtime: Runtime | None = None):
+        self.cfg, self.task = cfg, task
+        self.runtime = runtime or Runtime(resolve_device(cfg.train.device))
+        self.callbacks: dict[str, list[Callable]] = defaultdict(list)
+
+    def add_callback(self, event: str, fn: Callable) -> None:
+        self.callbacks[event].append(fn)
+
+    def trigger(self, event: str, **kwargs) -> None:
+        for fn in self.callbacks[event]:
+            fn(**kwargs)
+
+    # ------------------------------------------------------------------------------------
+    def build_model(self) -> RegDAModel:
+        c = self.cfg.regda
+        warm = {
+            "lo": c.warm_lo,
+            "hi": c.warm_hi,
+            "alpha": c.warm_alpha,
+            "max_iters": c.warm_max_iters,
+        }
+        model = build_model(self.cfg.model, self.task.spec.num_keypoints, warm)
+        d, m = self.cfg.data, self.cfg.model
+        produced = d.image_size // model.backbone.stride * 2**m.num_deconv
+        if produced != d.heatmap_size:
+            raise ConfigError(
+                f"data.heatmap_size is {d.heatmap_size} but {m.backbone} (stride "
+                f"{model.backbone.stride}) with {m.num_deconv} deconvolutions at image_size "
+                f"{d.image_size} produces {produced}"
+            )
+        return model.to(self.runtime.device)
+
+    def _encode(self, kp, vis):
+        d = self.cfg.data
+        target, weight = heatmap.encode(kp, vis, d.image_size, d.heatmap_size, d.sigma)
+        return target.to(self.runtime.device), weight.to(self.runtime.device)
+
+    def _batches(self, dataset, batch_size, iters, epoch, salt):
+        rt = self.runtime
+        return batches(
+            dataset,
+            batch_size,
+            iters,
+            self.cfg.train.seed * 7 + salt,
+            epoch,
+            rt.rank,
+            rt.world_size,
+        )
+
+    def evaluate(self, model, dataset) -> dict[str, float]:
+        t = self.cfg.train
+        return evaluate(
+            model,
+            dataset,
+            self.task.spec,
+            self.cfg.data.image_size,
+            t.pck_threshold,
+            t.eval_batch_size,
+        )
+
+    def _progress(self, total: int, desc: str):
+        show = self.cfg.train.progress and self.runtime.is_main
+        return tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True, leave=False)
+
+    # ------------------------------------------------------------------------------------
+    def pretrain(self, ckpt_path: Path, labelled: str = "source") -> tuple[RegDAModel, dict]:
+        """Supervised training on a labelled train split ('source': phase 1; 'target': the
+        oracle). Keeps the epoch with the best PCK on the same domain's val split."""
+        p, phase = self.cfg.pretrain, "pretrain" if labelled == "source" else "oracle"
+        train_set = getattr(
+            self.task, f"{labelled}_train" if labelled == "source" else "target_train_labelled"
+        )
+        val_set = getattr(self.task, f"{labelled}_val")
+        model = self.build_model()
+        feature_lr = [
+            {"params": list(model.backbone.parameters()), "lr": p.backbone_lr},
+            {"params": [*model.upsampling.parameters(), *model.head.parameters()], "lr": p.lr},
+        ]
+        opt = sgd(feature_lr, self.cfg.optim)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, p.milestones, p.milestone_gamma)
+        state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
+        if ckpt_path.is_file():
+            state = self._restore(ckpt_path, model, [opt], [sched])
+        model.train()
+        for epoch in range(state["epoch"], p.epochs):
+            bar = self._progress(p.iters_per_epoch, f"{phase} {epoch + 1}/{p.epochs}")
+            for x, kp, vis in self._batches(train_set, p.batch_size, p.iters_per_epoch, epoch, 1):
+                loss = supervised_step(
+                    model,
+                    opt,
+                    x.to(self.runtime.device),
+                    *self._encode(kp, vis),
+                    sync=self.runtime.sync,
+                )
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.4f}")
+            bar.close()
+            sched.step()
+            val = self.evaluate(model, val_set)
+            metrics = {f"{phase}/loss": loss, f"{phase}/val_pck": val["all"], "epoch": epoch + 1}
+            if val["all"] > state["best_pck"]:
+                state.update(
+                    best=copy.deepcopy(model.state_dict()),
+                    best_pck=val["all"],
+                    best_epoch=epoch + 1,
+                )
+            state["epoch"] = epoch + 1
+            self._checkpoint(ckpt_path, state, model, [opt], [sched])
+            self.trigger("on_eval", phase=phase, epoch=epoch + 1, metrics=metrics)
+        model.load_state_dict(state["best"])
+        return model.eval(), {"best_epoch": state["best_epoch"], "best_val_pck": state["best_pck"]}
+
+    def adapt(self, pretrained: dict, ckpt_path: Path) -> RegDAModel:
+        """Phase 2: RegDA from the pretrained backbone + upsampling; both heads start fresh."""
+        r = self.cfg.regda
+        model = self.build_model()
+        psi = {k: v for k, v in pretrained.items() if k.startswith(("backbone.", "upsampling."))}
+        model.load_state_dict(psi, strict=False)
+        optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
+        step = RegDAStep(
+            model, optimizers, r.margin, r.trade_off, self.cfg.data.sigma, self.runtime.sync
+        )
+        state = {"epoch": 0}
+        if ckpt_path.is_file():
+            state = self._restore(ckpt_path, model, optimizers, schedules)
+        model.train()
+        dev = self.runtime.device
+        for epoch in range(state["epoch"], r.epochs):
+            src = self._batches(self.task.source_train, r.batch_size, r.iters_per_epoch, epoch, 2)
+            tgt = self._batches(self.task.target_train, r.batch_size, r.iters_per_epoch, epoch, 3)
+            bar = self._progress(r.iters_per_epoch, f"regda {epoch + 1}/{r.epochs}")
+            sums: dict[str, float] = defaultdict(float)
+            for (x_s, kp_s, vis_s), x_t in zip(src, tgt, strict=True):
+                logs = step(x_s.to(dev), *self._encode(kp_s, vis_s), x_t.to(dev))
+                for s in schedules:
+                    s.step()
+                for k, v in logs.items():
+                    sums[k] += v
+                bar.update()
+                bar.set_postfix(
+                    loss_a=f"{logs['train/loss_a']:.3f}", loss_c=f"{logs['train/loss_c']:.3f}"
+                )
+            bar.close()
+            state["epoch"] = epoch + 1
+            self._checkpoint(ckpt_path, state, model, optimizers, schedules)
+            metrics = {k: v / r.iters_per_epoch for k, v in sums.items()}
+            metrics.update(
+                {
+                    "train/lr_f": schedules[0].get_last_lr()[0],
+                    "train/lr_h": schedules[1].get_last_lr()[0],
+                    "epoch": epoch + 1,
+                }
+            )
+            if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
+                metrics.update(self.eval_metrics(model))
+            self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
+        return model.eval()
+
+    def eval_metrics(self, model) -> dict[str, float]:
+        """source/pck* on the source test split; oracle/target_pck* on the labelled target test
+        split (for evaluation only: nothing selects on it)."""
+        out = {}
+        for prefix, split in (
+            ("source/pck", self.task.source_test),
+            ("oracle/target_pck", self.task.target_test),
+        ):
+            for group, value in self.evaluate(model, split).items():
+                out[prefix if group == "all" else f"{prefix}/{group}"] = value
+        return out
+
+    # ------------------------------------------------------------------------------------
+    def _checkpoint(self, path, state, model, optimizers, schedules) -> None:
+        if self.runtime.is_main:
+            checkpoint.save(
+                {
+                    **state,
+                    "model": model.state_dict(),
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedules": [s.state_dict() for s in schedules],
+                    "rng": torch.get_rng_state(),
+                },
+                path,
+            )
+
+    def _restore(self, path, model, optimizers, schedules) -> dict:
+        saved = checkpoint.load(path)
+        try:
+            model.load_state_dict(saved.pop("model"))
+            for obj, s in zip(
+                [*optimizers, *schedules],
+                [*saved.pop("optimizers"), *saved.pop("schedules")],
+                strict=True,
+            ):
+                obj.load_state_dict(s)
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise checkpoint.CheckpointError(
+                f"{path}: does not match this model/config ({err})"
+            ) from None
+        torch.set_rng_state(saved.pop("rng"))
+        return saved

@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from regda_dist.metrics import PCK, correct_keypoints
+
+THRESHOLD = 3.2  # 0.05 * 256 image px = 3.2 heatmap px at 64x64
+
+
+def _logits_at(points, size=16):
+    """(B, K, size, size) logits whose argmax of map [b, k] is points[b][k] = (x, y)."""
+    logits = torch.zeros(len(points), len(points[0]), size, size)
+    for b, row in enumerate(points):
+        for k, (x, y) in enumerate(row):
+            logits[b, k, y, x] = 1.0
+    return logits
+
+
+def test_correct_keypoints_threshold_boundaries():
+    pred = [[(5, 5)] * 6]
+    logits = _logits_at(pred)
+    target = torch.tensor(
+        [[[8.0, 6.0], [8.0, 7.0], [5.0, 8.0], [5.0, 9.0], [8.19, 5.0], [5.0, 8.21]]]
+    )
+    # distances: sqrt(10) = 3.16, sqrt(13) = 3.61, 3, 4, 3.19, 3.21
+    ok = correct_keypoints(logits, target, torch.ones(1, 6), THRESHOLD)
+    assert ok.dtype == torch.bool
+    assert ok.tolist() == [[True, False, True, False, True, False]]
+
+
+def test_correct_keypoints_uses_x_y_order():
+    logits = _logits_at([[(2, 11)]])  # x = 2, y = 11
+    assert correct_keypoints(logits, torch.tensor([[[2, 11]]]), torch.ones(1, 1), 1.0).item()
+    assert not correct_keypoints(logits, torch.tensor([[[11, 2]]]), torch.ones(1, 1), 1.0).item()
+
+
+def test_correct_keypoints_invalid_is_false():
+    logits = _logits_at([[(5, 5), (7, 7)]])
+    target = torch.tensor([[[5, 5], [7, 7]]])  # both exactly right
+    ok = correct_keypoints(logits, target, torch.tensor([[1.0, 0.0]]), THRESHOLD)
+    assert ok.tolist() == [[True, False]]
+
+
+def test_pck_excludes_invalid_from_numerator_and_denominator():
+    pck = PCK({"all": (0, 1, 2), "a": (0,), "b": (1, 2)}, num_keypoints=3, threshold=THRESHOLD)
+    # kp 0 right, kp 1 right but invalid, kp 2 wrong but invalid
+    logits = _logits_at([[(5, 5), (7, 7), (1, 1)]])
+    target = torch.tensor([[[5, 5], [7, 7], [12, 12]]])
+    pck.update(logits, target, torch.tensor([[1.0, 0.0, 0.0]]))
+    out = pck.compute()
+    assert out["all"] == pytest.approx(100.0)  # 1 / 1, not 1 / 3 or 2 / 3
+    assert out["a"] == pytest.approx(100.0)
+    assert math.isnan(out["b"])
+    assert pck.total.tolist() == [1, 0, 0]
+    assert pck.correct.tolist() == [1, 0, 0]
+
+
+def test_pck_is_global_ratio_not_mean_of_batch_ratios():
+    groups = {"all": (0, 1), "first": (0,), "second": (1,)}
+    pck = PCK(groups, num_keypoints=2, threshold=THRESHOLD)
+    # batch 1: one sample, kp 0 right, kp 1 invalid
+    pck.update(
+        _logits_at([[(5, 5), (5, 5)]]),
+        torch.tensor([[[5, 5], [0, 0]]]),
+        torch.tensor([[1.0, 0.0]]),
+    )
+    # batch 2: three samples, kp 0 wrong in all of them; kp 1 right in one of three
+    pck.update(
+        _logits_at([[(5, 5), (9, 9)]] * 3),
+        torch.tensor([[[12, 12], [9, 9]], [[12, 12], [0, 0]], [[0, 12], [0, 0]]]),
+        torch.ones(3, 2),
+    )
+    out = pck.compute()
+    # kp 0: 1 of 4 -> 25 (mean of per-batch ratios would give (100 + 0) / 2 = 50)
+    assert out["first"] == pytest.approx(25.0)
+    # kp 1: 1 of 3
+    assert out["second"] == pytest.approx(100.0 / 3)
+    # all: (1 + 1) of (4 + 3) -> 28.57 (mean of per-batch ratios: (1/1 + 1/6) / 2 = 58.3;
+    # mean of per-keypoint ratios: (25 + 33.3) / 2 = 29.2)
+    assert out["all"] == pytest.approx(200.0 / 7)
+    assert set(out) == set(groups)
+
+
+def test_pck_group_without_valid_keypoint_is_nan():
+    pck = PCK({"all": (0, 1), "empty": (1,)}, num_keypoints=2, threshold=THRESHOLD)
+    assert all(math.isnan(v) for v in pck.compute().values())  # nothing seen yet
+    pck.update(
+        _logits_at([[(5, 5), (5, 5)]]), torch.tensor([[[5, 5], [5, 5]]]), torch.tensor([[1, 0]])
+    )
+    out = pck.compute()
+    assert math.isnan(out["empty"])
+    assert out["all"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0, -3.2])
+def test_pck_bad_threshold_raises(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        PCK({"all": (0,)}, num_keypoints=1, threshold=threshold)
