@@ -30,6 +30,7 @@ from regda_dist.engine.steps import (
     sgd,
     supervised_step,
 )
+from regda_dist.models.backbones import list_backbones
 from regda_dist.models.regda import RegDAModel, build_model
 
 
@@ -82,8 +83,17 @@ class Trainer:
             "alpha": c.warm_alpha,
             "max_iters": c.warm_max_iters,
         }
-        model = build_model(self.cfg.model, self.task.spec.num_keypoints, warm)
-        d, m = self.cfg.data, self.cfg.model
+        m = self.cfg.model
+        if m.backbone not in list_backbones():
+            known = ", ".join(list_backbones())
+            raise ConfigError(
+                f"model.backbone: unknown backbone {m.backbone!r}; registered: {known}"
+            )
+        try:
+            model = build_model(m, self.task.spec.num_keypoints, warm)
+        except ValueError as err:  # weights file that does not fit the backbone
+            raise ConfigError(f"model.pretrained: {err}") from None
+        d = self.cfg.data
         produced = d.image_size // model.backbone.stride * 2**m.num_deconv
         if produced != d.heatmap_size:
             raise ConfigError(

@@ -1,0 +1,20 @@
+import pytest
+
+from regda_dist import config as C
+
+TINY = [
+    "data.image_size=32", "data.heatmap_size=16", "data.num_train=24", "data.num_val=8",
+    "data.num_test=8", "model.backbone=small_resnet", "model.upsample_channels=8",
+    "pretrain.epochs=2", "pretrain.iters_per_epoch=2", "pretrain.batch_size=4",
+    "pretrain.milestones=[1]", "regda.epochs=2", "regda.iters_per_epoch=2",
+    "regda.batch_size=4", "regda.warm_max_iters=2", "train.progress=false",
+    "train.eval_batch_size=8",
+]  # fmt: skip
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A config that trains both phases in about a second, with its data under tmp_path."""
+    return C.load(
+        None, [*TINY, f"data.root={tmp_path / 'data'}", f"train.output_dir={tmp_path / 'runs'}"]
+    )

@@ -1,0 +1,94 @@
+"""`regda-dist train` end to end on a tiny task; bad input gives one line and exit 2."""
+
+import json
+
+import pytest
+import yaml
+
+from regda_dist import cli
+from tests.conftest import TINY
+
+
+def _experiment(tmp_path, **extra):
+    values = {}
+    for item in TINY:
+        key, raw = item.split("=", 1)
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = yaml.safe_load(raw)
+    values["data"]["root"] = str(tmp_path / "data")
+    values["train"]["output_dir"] = str(tmp_path / "runs")
+    for key, value in extra.items():
+        section, name = key.split("__")
+        values.setdefault(section, {})[name] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("regda-dist: error: ") and "\n" not in err, err
+    return err
+
+
+def test_train_runs_both_phases_and_prints_the_comparison(tmp_path, capsys):
+    exp = _experiment(tmp_path)
+    assert cli.main(["train", str(exp)]) == 0
+    out = capsys.readouterr().out
+    for label in ("source-only", "AdaBN", "RegDA", "MCP", "Fingertip", "all"):
+        assert label in out
+    run = tmp_path / "runs" / "tiny"
+    result = json.loads((run / "result.json").read_text())
+    assert {"source_only", "adabn", "regda", "pretrain"} <= set(result)
+    assert 0 <= result["regda"]["oracle/target_pck"] <= 100
+    assert (run / "model.pt").is_file() and (run / "config.yaml").is_file()
+    # the resolved config is complete and loadable
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["regda"]["margin"] == 4.0 and saved["data"]["image_size"] == 32
+
+    # a second run with another name reuses the cached phase 1
+    assert cli.main(["train", str(exp), "--name", "again"]) == 0
+    again = json.loads((tmp_path / "runs" / "again" / "result.json").read_text())
+    assert again["pretrain"]["cached"] is True and result["pretrain"]["cached"] is False
+    assert again["source_only"] == result["source_only"]
+
+
+def test_finished_run_is_never_overwritten(tmp_path, capsys):
+    exp = _experiment(tmp_path)
+    assert cli.main(["train", str(exp)]) == 0
+    before = (tmp_path / "runs" / "tiny" / "result.json").read_bytes()
+    capsys.readouterr()
+    assert cli.main(["train", str(exp)]) == 2
+    assert "finished run" in _one_line_error(capsys)
+    assert (tmp_path / "runs" / "tiny" / "result.json").read_bytes() == before
+
+
+def test_unfinished_run_needs_resume(tmp_path, capsys):
+    exp = _experiment(tmp_path)
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "metrics.jsonl").write_text("{}\n")
+    assert cli.main(["train", str(exp)]) == 2
+    assert "--resume" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"regda__trade_off": -1}, "regda.trade_off"),
+        ({"regda__unknown": 1}, "regda.unknown"),
+        ({"data__heatmap_size": 8}, "heatmap_size"),
+        ({"model__backbone": "nope"}, "nope"),
+        ({"model__pretrained": "/nonexistent/weights.pt"}, "/nonexistent/weights.pt"),
+    ],
+)
+def test_bad_experiment_gives_one_line_and_exit_2(tmp_path, capsys, extra, needle):
+    assert cli.main(["train", str(_experiment(tmp_path, **extra))]) == 2
+    assert needle in _one_line_error(capsys)
+    assert not (tmp_path / "runs" / "tiny" / "result.json").exists()
+
+
+def test_bad_override_and_missing_file(tmp_path, capsys):
+    assert cli.main(["train", str(_experiment(tmp_path)), "--set", "regda.margin"]) == 2
+    assert "KEY=VALUE" in _one_line_error(capsys)
+    assert cli.main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in _one_line_error(capsys)
