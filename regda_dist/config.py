@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -129,6 +130,21 @@ class Config:
 # Loading
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 floats such as 1e-4 (YAML 1.1 needs a dot: 1.0e-4)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _line_map(node: yaml.Node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
     """Dotted key -> 1-based line number, from a composed YAML node tree."""
     out = {} if out is None else out
@@ -200,10 +216,9 @@ def validate(cfg: Config, source: str = "config") -> Config:
         )
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
-    if sorted(cfg.pretrain.milestones) != cfg.pretrain.milestones:
-        raise ConfigError(
-            f"{source}: pretrain.milestones must be increasing, got {cfg.pretrain.milestones}"
-        )
+    ms = cfg.pretrain.milestones
+    if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+        raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")
     return cfg
 
 
@@ -213,7 +228,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. regda.trade_off=0.5")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = _yaml(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {text!r}: value is not valid YAML ({err.problem})") from None
     return key.strip(), value
@@ -235,8 +250,8 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            values = yaml.safe_load(text)
+            node = yaml.compose(text, Loader=_Loader)
+            values = _yaml(text)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)
