@@ -47,6 +47,10 @@ class ModelConfig:
     upsample_channels: int = field(default=256, metadata=_range(1))
     num_deconv: int = field(default=3, metadata=_range(0, 6))
     num_head_layers: int = field(default=2, metadata=_range(1, 8))
+    # train: BN in train mode in every pass (the reference; per-worker statistics under several
+    # workers); frozen: BN always uses running statistics, affine weights still train;
+    # sync: SyncBatchNorm across workers (CUDA only).
+    batchnorm: str = field(default="train", metadata=_range(choices=("train", "frozen", "sync")))
 
 
 @dataclass
@@ -94,6 +98,16 @@ class RegDAConfig:
 
 
 @dataclass
+class ScalingConfig:
+    """Ray Train: data-parallel workers (per-worker batch = the phase's batch_size)."""
+
+    num_workers: int = field(default=1, metadata=_range(1))
+    use_gpu: bool = False
+    cpus_per_worker: float = field(default=1.0, metadata=_range(0.01))
+    max_failures: int = field(default=2, metadata=_range(-1))  # -1: retry forever
+
+
+@dataclass
 class TrainConfig:
     seed: int = field(default=0, metadata=_range(0))
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -112,6 +126,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     regda: RegDAConfig = field(default_factory=RegDAConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def evaluate(
     batch_size: int = 64,
 ) -> dict[str, float]:
     """PCK per group on a labelled split; `threshold` is a fraction of the heatmap size."""
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     device = next(model.parameters()).device
     pck = None
@@ -34,7 +34,8 @@ def evaluate(
             pck = PCK(spec.groups, spec.num_keypoints, threshold * y.shape[-1])
         centres, valid = heatmap.targets(kp, vis, image_size, y.shape[-1])
         pck.update(y.cpu(), centres, valid)
-    model.train(was_training)
+    for m, mode in modes.items():
+        m.train(mode)
     return pck.compute()
 
 

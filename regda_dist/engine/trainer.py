@@ -41,7 +41,8 @@ class Runtime:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     rank: int = 0
     world_size: int = 1
-    sync: Sync = no_sync
+    sync: Sync = no_sync  # all-reduce the gradients of the parameters about to be stepped
+    broadcast: Callable[[torch.nn.Module], None] = lambda module: None  # rank 0's tensors to all
 
     @property
     def is_main(self) -> bool:
@@ -101,7 +102,20 @@ class Trainer:
                 f"{model.backbone.stride}) with {m.num_deconv} deconvolutions at image_size "
                 f"{d.image_size} produces {produced}"
             )
+        if m.batchnorm == "sync" and self.runtime.world_size > 1:
+            if self.runtime.device.type != "cuda":
+                raise ConfigError("model.batchnorm 'sync' needs CUDA workers (scaling.use_gpu)")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model.to(self.runtime.device)
+
+    def train_mode(self, model: RegDAModel) -> RegDAModel:
+        """model.train(), with BatchNorm held in eval mode when model.batchnorm is 'frozen'."""
+        model.train()
+        if self.cfg.model.batchnorm == "frozen":
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return model
 
     def _encode(self, kp, vis):
         d = self.cfg.data
@@ -121,6 +135,8 @@ class Trainer:
         )
 
     def evaluate(self, model, dataset) -> dict[str, float]:
+        """PCK on a labelled split; every worker gets rank 0's BN statistics first."""
+        self.runtime.broadcast(model)
         t = self.cfg.train
         return evaluate(
             model,
@@ -154,7 +170,8 @@ class Trainer:
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
         if ckpt_path.is_file():
             state = self._restore(ckpt_path, model, [opt], [sched])
-        model.train()
+        self.runtime.broadcast(model)
+        self.train_mode(model)
         for epoch in range(state["epoch"], p.epochs):
             bar = self._progress(p.iters_per_epoch, f"{phase} {epoch + 1}/{p.epochs}")
             for x, kp, vis in self._batches(train_set, p.batch_size, p.iters_per_epoch, epoch, 1):
@@ -196,7 +213,8 @@ class Trainer:
         state = {"epoch": 0}
         if ckpt_path.is_file():
             state = self._restore(ckpt_path, model, optimizers, schedules)
-        model.train()
+        self.runtime.broadcast(model)
+        self.train_mode(model)
         dev = self.runtime.device
         for epoch in range(state["epoch"], r.epochs):
             src = self._batches(self.task.source_train, r.batch_size, r.iters_per_epoch, epoch, 2)

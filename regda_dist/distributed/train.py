@@ -1,0 +1,141 @@
+"""Ray Train around the pure-PyTorch engine: one RegDA run on N data-parallel workers.
+
+Every worker runs the same engine with a Runtime whose `sync` all-reduces (mean) exactly the
+gradients an optimiser is about to step, and whose `broadcast` gives every worker rank 0's
+parameters and buffers (phase start, before evaluation). Steps A, B and C each sync their own
+parameter set, so no step waits on a parameter without a gradient (no DDP reducer is involved).
+BatchNorm: model.batchnorm 'train' normalises with each worker's own batch (like DDP's default),
+'sync' uses SyncBatchNorm (CUDA), 'frozen' uses running statistics.
+
+Files: train.output_dir must be reachable by every worker (a local folder on one machine, a
+shared filesystem on a cluster). Rank 0 writes checkpoints, model.pt and result.json there and
+reports each adaptation epoch with its checkpoint to Ray (`ray.train.report` on every worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from regda_dist import config as C
+from regda_dist.engine import experiment
+from regda_dist.engine.trainer import Runtime
+
+CHECKPOINT = "adapt.ckpt"
+
+
+def allreduce_mean(params) -> None:
+    """Average the gradients of `params` over workers in one bucket (None grads are skipped:
+    every worker runs the same step, so they agree on which are None)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat.div_(dist.get_world_size())
+    for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        g.copy_(synced)
+
+
+def broadcast_state(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers (BN statistics, warm-start counter) to every worker."""
+    tensors = list(module.state_dict().values())
+    for dtype in {t.dtype for t in tensors}:
+        group = [t for t in tensors if t.dtype == dtype]
+        flat = _flatten_dense_tensors(group)
+        dist.broadcast(flat, src=0)
+        for t, value in zip(group, _unflatten_dense_tensors(flat, group), strict=True):
+            t.copy_(value)
+
+
+class _Reporter:
+    """Engine callback: every worker reports each adaptation epoch; rank 0 attaches the
+    checkpoint the engine has just written."""
+
+    def __init__(self, run_dir: Path, rank: int):
+        self.run_dir, self.rank = run_dir, rank
+
+    def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
+        if phase != "adapt":
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if self.rank == 0:
+                shutil.copy2(self.run_dir / CHECKPOINT, Path(tmp) / CHECKPOINT)
+                checkpoint = Checkpoint.from_directory(tmp)
+            ray.train.report({**metrics, "epoch": epoch}, checkpoint=checkpoint)
+
+
+def _restore_reported_checkpoint(run_dir: Path, rank: int) -> None:
+    """After a restart, take Ray's latest reported checkpoint when the folder has none."""
+    reported = ray.train.get_checkpoint()
+    if rank == 0 and reported is not None and not (run_dir / CHECKPOINT).exists():
+        with reported.as_directory() as folder:
+            shutil.copy2(Path(folder) / CHECKPOINT, run_dir / CHECKPOINT)
+    dist.barrier()
+
+
+def train_loop_per_worker(config: dict) -> None:
+    cfg = C.from_dict(config["cfg"])
+    run_dir = Path(config["run_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    cfg.train.num_threads = 0  # set above, per worker
+    cfg.train.progress = cfg.train.progress and rank == 0
+    workers = run_dir / "workers"
+    workers.mkdir(exist_ok=True)
+    identity = {
+        "rank": rank,
+        "pid": os.getpid(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "node_rank": ctx.get_node_rank(),
+        "world_size": world,
+    }
+    (workers / f"rank{rank}.json").write_text(json.dumps(identity))
+    runtime = Runtime(
+        device=ray.train.torch.get_device(),
+        rank=rank,
+        world_size=world,
+        sync=allreduce_mean,
+        broadcast=broadcast_state,
+    )
+    _restore_reported_checkpoint(run_dir, rank)
+    experiment.execute(cfg, run_dir, runtime, callbacks=[_Reporter(run_dir, rank)])
+
+
+def fit(cfg: C.Config, run_dir: Path, resume: bool = False) -> dict:
+    """Run one experiment with Ray Train on the connected Ray cluster; returns result.json."""
+    run_dir = run_dir.resolve()
+    experiment.prepare_run_dir(run_dir, cfg, resume)
+    s = cfg.scaling
+    resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir)},
+        scaling_config=ScalingConfig(
+            num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name="ray-train",
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    return json.loads((run_dir / "result.json").read_text())
