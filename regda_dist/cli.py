@@ -13,10 +13,22 @@ def _train(args) -> int:
     from regda_dist import config as C
     from regda_dist.engine import experiment
 
-    cfg = C.load(args.experiment, args.set)
+    overrides = list(args.set)
+    if args.workers is not None:
+        overrides.append(f"scaling.num_workers={args.workers}")
+    cfg = C.load(args.experiment, overrides)
     name = args.name or Path(args.experiment).stem
     run_dir = Path(cfg.train.output_dir) / name
-    result = experiment.run(cfg, run_dir, resume=args.resume)
+    if args.no_ray:
+        if cfg.scaling.num_workers != 1 or args.address:
+            raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
+        result = experiment.run(cfg, run_dir, resume=args.resume)
+    else:
+        from regda_dist.distributed import cluster, train
+
+        experiment.check_run_dir(run_dir, cfg, args.resume)  # before starting Ray
+        cluster.connect(args.address)
+        result = train.fit(cfg, run_dir, resume=args.resume)
     print(format_result(result, name))
     print(f"\nrun folder: {run_dir}")
     return 0
@@ -56,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--name", help="run folder name under train.output_dir (default: YAML stem)")
     train.add_argument("--resume", action="store_true", help="continue an unfinished run")
+    train.add_argument("--workers", type=int, help="Ray Train workers (scaling.num_workers)")
+    train.add_argument(
+        "--address",
+        help="existing Ray cluster, HOST:PORT or ray://HOST:PORT "
+        "(default: start an embedded local Ray)",
+    )
+    train.add_argument(
+        "--no-ray", action="store_true", help="plain single process, no Ray (debugging)"
+    )
     train.set_defaults(func=_train)
     return parser
 
@@ -65,10 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     from regda_dist.engine.checkpoint import CheckpointError
     from regda_dist.engine.experiment import RunExistsError
 
+    errors = (ConfigError, CheckpointError, RunExistsError, FileNotFoundError, ImportError)
+    try:
+        from regda_dist.distributed.cluster import ClusterError
+
+        errors += (ClusterError,)
+    except ImportError:  # ray not installed: --no-ray still works
+        pass
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, RunExistsError, FileNotFoundError, ImportError) as err:
+    except errors as err:
         print(f"regda-dist: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

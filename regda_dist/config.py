@@ -138,6 +138,7 @@ class Config:
         picked = {k: d[k] for k in ("data", "model", "pretrain")}
         picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
         picked["train"] = {k: d["train"][k] for k in ("seed", "pck_threshold")}
+        picked["workers"] = d["scaling"]["num_workers"]  # the global batch depends on it
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 

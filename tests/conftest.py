@@ -1,6 +1,19 @@
+import os
+import secrets
+
 import pytest
 
 from regda_dist import config as C
+
+# Ray reads its auth mode when imported: the test session's own token is set before any import of
+# ray, so tests never read or write ~/.ray/auth_token and never join a cluster of the user's.
+os.environ.update(
+    {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+)
 
 TINY = [
     "data.image_size=32", "data.heatmap_size=16", "data.num_train=24", "data.num_val=8",

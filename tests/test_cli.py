@@ -33,7 +33,7 @@ def _one_line_error(capsys):
 
 def test_train_runs_both_phases_and_prints_the_comparison(tmp_path, capsys):
     exp = _experiment(tmp_path)
-    assert cli.main(["train", str(exp)]) == 0
+    assert cli.main(["train", "--no-ray", str(exp)]) == 0
     out = capsys.readouterr().out
     for label in ("source-only", "AdaBN", "RegDA", "MCP", "Fingertip", "all"):
         assert label in out
@@ -47,7 +47,7 @@ def test_train_runs_both_phases_and_prints_the_comparison(tmp_path, capsys):
     assert saved["regda"]["margin"] == 4.0 and saved["data"]["image_size"] == 32
 
     # a second run with another name reuses the cached phase 1
-    assert cli.main(["train", str(exp), "--name", "again"]) == 0
+    assert cli.main(["train", "--no-ray", str(exp), "--name", "again"]) == 0
     again = json.loads((tmp_path / "runs" / "again" / "result.json").read_text())
     assert again["pretrain"]["cached"] is True and result["pretrain"]["cached"] is False
     assert again["source_only"] == result["source_only"]
@@ -55,10 +55,10 @@ def test_train_runs_both_phases_and_prints_the_comparison(tmp_path, capsys):
 
 def test_finished_run_is_never_overwritten(tmp_path, capsys):
     exp = _experiment(tmp_path)
-    assert cli.main(["train", str(exp)]) == 0
+    assert cli.main(["train", "--no-ray", str(exp)]) == 0
     before = (tmp_path / "runs" / "tiny" / "result.json").read_bytes()
     capsys.readouterr()
-    assert cli.main(["train", str(exp)]) == 2
+    assert cli.main(["train", "--no-ray", str(exp)]) == 2
     assert "finished run" in _one_line_error(capsys)
     assert (tmp_path / "runs" / "tiny" / "result.json").read_bytes() == before
 
@@ -67,7 +67,7 @@ def test_unfinished_run_needs_resume(tmp_path, capsys):
     exp = _experiment(tmp_path)
     (tmp_path / "runs" / "tiny").mkdir(parents=True)
     (tmp_path / "runs" / "tiny" / "metrics.jsonl").write_text("{}\n")
-    assert cli.main(["train", str(exp)]) == 2
+    assert cli.main(["train", "--no-ray", str(exp)]) == 2
     assert "--resume" in _one_line_error(capsys)
 
 
@@ -82,13 +82,13 @@ def test_unfinished_run_needs_resume(tmp_path, capsys):
     ],
 )
 def test_bad_experiment_gives_one_line_and_exit_2(tmp_path, capsys, extra, needle):
-    assert cli.main(["train", str(_experiment(tmp_path, **extra))]) == 2
+    assert cli.main(["train", "--no-ray", str(_experiment(tmp_path, **extra))]) == 2
     assert needle in _one_line_error(capsys)
     assert not (tmp_path / "runs" / "tiny" / "result.json").exists()
 
 
 def test_bad_override_and_missing_file(tmp_path, capsys):
-    assert cli.main(["train", str(_experiment(tmp_path)), "--set", "regda.margin"]) == 2
+    assert cli.main(["train", "--no-ray", str(_experiment(tmp_path)), "--set", "regda.margin"]) == 2
     assert "KEY=VALUE" in _one_line_error(capsys)
-    assert cli.main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert cli.main(["train", "--no-ray", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in _one_line_error(capsys)

@@ -25,7 +25,14 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+)
 from ray.train.torch import TorchTrainer
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
@@ -52,12 +59,22 @@ def allreduce_mean(params) -> None:
 def broadcast_state(module: torch.nn.Module) -> None:
     """Rank 0's parameters and buffers (BN statistics, warm-start counter) to every worker."""
     tensors = list(module.state_dict().values())
-    for dtype in {t.dtype for t in tensors}:
+    # One bucket per dtype, in the same order on every worker (a set of dtypes iterates in a
+    # per-process order, and mismatched collectives abort gloo).
+    for dtype in sorted({t.dtype for t in tensors}, key=str):
         group = [t for t in tensors if t.dtype == dtype]
         flat = _flatten_dense_tensors(group)
         dist.broadcast(flat, src=0)
         for t, value in zip(group, _unflatten_dense_tensors(flat, group), strict=True):
             t.copy_(value)
+
+
+def average_values(values: dict[str, float]) -> dict[str, float]:
+    """Mean of each logged value over workers (each worker logs its own share of the batch)."""
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return dict(zip(keys, (t / dist.get_world_size()).tolist(), strict=True))
 
 
 class _Reporter:
@@ -111,6 +128,7 @@ def train_loop_per_worker(config: dict) -> None:
         world_size=world,
         sync=allreduce_mean,
         broadcast=broadcast_state,
+        average=average_values,
     )
     _restore_reported_checkpoint(run_dir, rank)
     experiment.execute(cfg, run_dir, runtime, callbacks=[_Reporter(run_dir, rank)])
@@ -133,6 +151,7 @@ def fit(cfg: C.Config, run_dir: Path, resume: bool = False) -> dict:
             storage_path=str(run_dir),
             failure_config=FailureConfig(max_failures=s.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     result = trainer.fit()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from regda_dist import config as C
 from regda_dist.data.datasets import TaskData, build_task
@@ -21,23 +22,48 @@ class RunExistsError(RuntimeError):
 
 
 def prepare_run_dir(run_dir: Path, cfg: C.Config, resume: bool) -> None:
-    """Create the run folder; refuse to touch a finished run or an unfinished one without resume."""
+    """Create the run folder and write the resolved config (after check_run_dir)."""
+    check_run_dir(run_dir, cfg, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    C.save(cfg, run_dir / "config.yaml")
+
+
+def check_run_dir(run_dir: Path, cfg: C.Config, resume: bool) -> None:
+    """Refuse a finished run, an unfinished one without resume, or a resume with another config."""
     if (run_dir / "result.json").exists():
         raise RunExistsError(f"{run_dir} holds a finished run; choose another --name")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not resume:
             raise RunExistsError(f"{run_dir} holds an unfinished run; pass --resume to continue it")
-        saved = C.from_dict(json.loads(json.dumps(_read_yaml(run_dir / "config.yaml"))))
+        saved = C.from_dict(_read_yaml(run_dir / "config.yaml"))
         if saved.to_dict() != cfg.to_dict():
             raise RunExistsError(f"{run_dir}/config.yaml differs from this config; cannot --resume")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, run_dir / "config.yaml")
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
-
     return yaml.safe_load(path.read_text())
+
+
+class ConsoleLogger:
+    """Callback: one line per evaluation event (progress under Ray, where bars do not render)."""
+
+    KEYS = (
+        "pretrain/loss",
+        "pretrain/val_pck",
+        "oracle/loss",
+        "oracle/val_pck",
+        "train/loss_a",
+        "train/lambda",
+        "source/pck",
+        "oracle/target_pck",
+    )
+
+    def __init__(self, total: dict[str, int]):
+        self.total = total
+
+    def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
+        shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in self.KEYS if k in metrics)
+        print(f"{phase} {epoch}/{self.total.get(phase, '?')}  {shown}", flush=True)
 
 
 class JsonlLogger:
@@ -68,22 +94,30 @@ def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Modul
     return model, {**info, "cached": False}
 
 
-def run(
+def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dict:
+    """In this process: prepare the run folder, then execute."""
+    prepare_run_dir(run_dir, cfg, resume)
+    return execute(cfg, run_dir, callbacks=callbacks)
+
+
+def execute(
     cfg: C.Config,
     run_dir: Path,
-    task: TaskData | None = None,
     runtime: Runtime | None = None,
-    resume: bool = False,
     callbacks=(),
+    task: TaskData | None = None,
 ) -> dict:
-    """Phase 1 (or cache), baselines, phase 2. Returns and writes result.json."""
+    """Phase 1 (or its cache), baselines, phase 2 in a prepared run folder. Resumes from the
+    folder's checkpoints; rank 0 writes model.pt and result.json. Returns the result."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    prepare_run_dir(run_dir, cfg, resume)
     seed_everything(cfg.train.seed)
     task = task or build_task(cfg.data)
     trainer = Trainer(cfg, task, runtime)
-    trainer.add_callback("on_eval", JsonlLogger(run_dir / "metrics.jsonl"))
+    if trainer.runtime.is_main:
+        trainer.add_callback("on_eval", JsonlLogger(run_dir / "metrics.jsonl"))
+        total = {"pretrain": cfg.pretrain.epochs, "adapt": cfg.regda.epochs}
+        trainer.add_callback("on_eval", ConsoleLogger(total))
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)
     source_model, pretrain_info = pretrained_source(trainer, Path(cfg.train.output_dir) / ".cache")

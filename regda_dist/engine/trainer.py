@@ -43,6 +43,7 @@ class Runtime:
     world_size: int = 1
     sync: Sync = no_sync  # all-reduce the gradients of the parameters about to be stepped
     broadcast: Callable[[torch.nn.Module], None] = lambda module: None  # rank 0's tensors to all
+    average: Callable[[dict], dict] = lambda values: values  # mean of logged values over workers
 
     @property
     def is_main(self) -> bool:
@@ -174,6 +175,7 @@ class Trainer:
         self.train_mode(model)
         for epoch in range(state["epoch"], p.epochs):
             bar = self._progress(p.iters_per_epoch, f"{phase} {epoch + 1}/{p.epochs}")
+            total = 0.0
             for x, kp, vis in self._batches(train_set, p.batch_size, p.iters_per_epoch, epoch, 1):
                 loss = supervised_step(
                     model,
@@ -182,12 +184,14 @@ class Trainer:
                     *self._encode(kp, vis),
                     sync=self.runtime.sync,
                 )
+                total += loss
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.4f}")
             bar.close()
             sched.step()
             val = self.evaluate(model, val_set)
-            metrics = {f"{phase}/loss": loss, f"{phase}/val_pck": val["all"], "epoch": epoch + 1}
+            metrics = self.runtime.average({f"{phase}/loss": total / p.iters_per_epoch})
+            metrics.update({f"{phase}/val_pck": val["all"], "epoch": epoch + 1})
             if val["all"] > state["best_pck"]:
                 state.update(
                     best=copy.deepcopy(model.state_dict()),
@@ -234,7 +238,7 @@ class Trainer:
             bar.close()
             state["epoch"] = epoch + 1
             self._checkpoint(ckpt_path, state, model, optimizers, schedules)
-            metrics = {k: v / r.iters_per_epoch for k, v in sums.items()}
+            metrics = self.runtime.average({k: v / r.iters_per_epoch for k, v in sums.items()})
             metrics.update(
                 {
                     "train/lr_f": schedules[0].get_last_lr()[0],

@@ -1,0 +1,56 @@
+"""Connecting to Ray: the embedded local cluster (loopback, dashboard on 127.0.0.1) or an
+existing one at --address. Failures end in one ClusterError line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+
+import ray
+
+# 127.0.0.1 as a node address is rewritten to the machine's outward address (ray #26293);
+# other loopback addresses are kept. Ray 2.60's gcs_server/raylet/core workers still listen on
+# all interfaces whatever the node address: token authentication (on by default for a local
+# ray.init in 2.60) is what keeps others out; see README "Security".
+LOCAL_NODE_IP = "127.0.0.2"
+_ADDRESS = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+class ClusterError(RuntimeError):
+    """Ray cannot be reached or used; the message is one line."""
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    match = _ADDRESS.match(address.strip())
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ClusterError(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT")
+    return match["host"].strip("[]"), int(match["port"])
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: float = 5.0):
+    """ray.init for the embedded local cluster (address None) or an existing cluster."""
+    if ray.is_initialized():
+        return
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if not address:
+        ray.init(
+            _node_ip_address=LOCAL_NODE_IP,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            num_cpus=num_cpus,
+            **quiet,
+        )
+        return
+    host, port = parse_address(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise ClusterError(
+            f"no Ray head answers at {host}:{port} ({err.strerror or err})"
+        ) from None
+    try:
+        ray.init(address=address, **quiet)
+    except Exception as err:  # ray raises ConnectionError, RuntimeError, auth errors, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ClusterError(f"cannot connect to Ray at {address}: {first}") from None

@@ -1,0 +1,112 @@
+"""Ray processes owned by a test: an in-process local Ray, or a multi-node cluster on loopback
+started with `ray start`. Each stops exactly what it started (never `ray stop`)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import psutil
+
+BIN = Path(sys.executable).parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def auth_env(token: str) -> dict[str, str]:
+    """Token authentication with the test's own token; nothing read from or written to ~/.ray."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _owned(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in proc.info["cmdline"] or ()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def stop_owned(marker: str, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, every process whose command line names `marker` (our temp dir)."""
+    procs = _owned(marker)
+    for p in procs:
+        with suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+@contextmanager
+def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1):
+    """A real multi-node Ray cluster on this machine, one node per loopback address."""
+    temp = tempfile.mkdtemp(prefix="rdray-", dir="/tmp")  # short: Unix socket paths are limited
+    token = secrets.token_hex(16)
+    env = {**os.environ, **auth_env(token), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    port = free_port(node_ips[0])
+    common = [f"--num-cpus={cpus_per_node}", "--num-gpus=0", "--disable-usage-stats"]
+    try:
+        subprocess.run(
+            [
+                str(BIN / "ray"),
+                "start",
+                "--head",
+                f"--node-ip-address={node_ips[0]}",
+                f"--port={port}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={free_port()}",
+                f"--temp-dir={temp}",
+                *common,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        for ip in node_ips[1:]:
+            subprocess.run(
+                [
+                    str(BIN / "ray"),
+                    "start",
+                    f"--address={node_ips[0]}:{port}",
+                    f"--node-ip-address={ip}",
+                    *common,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        yield {"address": f"{node_ips[0]}:{port}", "env": env, "temp": temp}
+    finally:
+        stop_owned(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.2):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"condition not met within {timeout_s} s")
