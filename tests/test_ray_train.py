@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from regda_dist import config as C
+from regda_dist.distributed.local_cluster import loopback_cluster, wait_for
 from tests.conftest import TINY
-from tests.ray_cluster import loopback_cluster, wait_for
 
 pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -132,6 +133,8 @@ def train_loop_per_worker(config: dict) -> None:
     )
     _restore_reported_checkpoint(run_dir, rank)
     experiment.execute(cfg, run_dir, runtime, callbacks=[_Reporter(run_dir, rank)])
+    identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (workers / f"rank{rank}.json").write_text(json.dumps(identity))
 
 
 def fit(cfg: C.Config, run_dir: Path, resume: bool = False) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -225,6 +226,7 @@ class Trainer:
             tgt = self._batches(self.task.target_train, r.batch_size, r.iters_per_epoch, epoch, 3)
             bar = self._progress(r.iters_per_epoch, f"regda {epoch + 1}/{r.epochs}")
             sums: dict[str, float] = defaultdict(float)
+            started = time.perf_counter()
             for (x_s, kp_s, vis_s), x_t in zip(src, tgt, strict=True):
                 logs = step(x_s.to(dev), *self._encode(kp_s, vis_s), x_t.to(dev))
                 for s in schedules:
@@ -236,9 +238,12 @@ class Trainer:
                     loss_a=f"{logs['train/loss_a']:.3f}", loss_c=f"{logs['train/loss_c']:.3f}"
                 )
             bar.close()
+            seconds = time.perf_counter() - started  # training only: no evaluation, no checkpoint
+            images = 2 * r.batch_size * self.runtime.world_size * r.iters_per_epoch
             state["epoch"] = epoch + 1
             self._checkpoint(ckpt_path, state, model, optimizers, schedules)
             metrics = self.runtime.average({k: v / r.iters_per_epoch for k, v in sums.items()})
+            metrics.update({"time/epoch_s": seconds, "time/images_per_s": images / seconds})
             metrics.update(
                 {
                     "train/lr_f": schedules[0].get_last_lr()[0],

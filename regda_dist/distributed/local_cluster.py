@@ -1,5 +1,6 @@
-"""Ray processes owned by a test: an in-process local Ray, or a multi-node cluster on loopback
-started with `ray start`. Each stops exactly what it started (never `ray stop`)."""
+"""A real multi-node Ray cluster on one machine, one node per loopback address, started with
+`ray start` (for tests and benchmarks). It stops exactly the processes it started, found by its
+own temp dir in their command lines: never `ray stop`, which stops every Ray on the machine."""
 
 from __future__ import annotations
 
