@@ -28,7 +28,7 @@ def _train(args) -> int:
 
         experiment.check_run_dir(run_dir, cfg, args.resume)  # before starting Ray
         cluster.connect(args.address)
-        result = train.fit(cfg, run_dir, resume=args.resume)
+        result = train.fit(cfg, run_dir, resume=args.resume, fixed_size=not args.address)
     print(format_result(result, name))
     print(f"\nrun folder: {run_dir}")
     return 0

@@ -209,3 +209,12 @@ def test_unreachable_address_is_one_clear_line(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
+
+
+def test_a_request_the_local_cluster_cannot_place_is_refused_not_queued(local_ray, tmp_path):
+    from regda_dist.distributed.train import fit
+
+    cfg = _cfg(tmp_path, "scaling.num_workers=2", "scaling.cpus_per_worker=2")
+    with pytest.raises(C.ConfigError, match="need 4 CPUs but the Ray cluster has 2"):
+        fit(cfg, tmp_path / "runs" / "too_big")
+    assert not (tmp_path / "runs" / "too_big").exists()  # refused before anything was written

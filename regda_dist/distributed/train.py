@@ -137,9 +137,29 @@ def train_loop_per_worker(config: dict) -> None:
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
 
 
-def fit(cfg: C.Config, run_dir: Path, resume: bool = False) -> dict:
-    """Run one experiment with Ray Train on the connected Ray cluster; returns result.json."""
+def check_resources(scaling) -> None:
+    """Refuse a request the connected cluster can never place: Ray would wait forever."""
+    have = ray.cluster_resources()
+    need_cpu = scaling.num_workers * scaling.cpus_per_worker
+    if need_cpu > have.get("CPU", 0) + 1e-9:
+        raise C.ConfigError(
+            f"scaling: {scaling.num_workers} worker(s) x {scaling.cpus_per_worker} CPU need "
+            f"{need_cpu:g} CPUs but the Ray cluster has {have.get('CPU', 0):g}; lower "
+            "scaling.cpus_per_worker or --workers"
+        )
+    if scaling.use_gpu and scaling.num_workers > have.get("GPU", 0):
+        raise C.ConfigError(
+            f"scaling: {scaling.num_workers} GPU worker(s) but the Ray cluster has "
+            f"{have.get('GPU', 0):g} GPUs"
+        )
+
+
+def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = True) -> dict:
+    """Run one experiment with Ray Train on the connected Ray cluster; returns result.json.
+    fixed_size: the cluster cannot grow (no autoscaler), so an impossible request is refused."""
     run_dir = run_dir.resolve()
+    if fixed_size:
+        check_resources(cfg.scaling)
     experiment.prepare_run_dir(run_dir, cfg, resume)
     s = cfg.scaling
     resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
