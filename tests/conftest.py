@@ -2,6 +2,7 @@ import os
 import secrets
 
 import pytest
+import yaml
 
 from regda_dist import config as C
 
@@ -31,3 +32,20 @@ def tiny_cfg(tmp_path):
     return C.load(
         None, [*TINY, f"data.root={tmp_path / 'data'}", f"train.output_dir={tmp_path / 'runs'}"]
     )
+
+
+def write_experiment(tmp_path, **sections) -> "os.PathLike":
+    """tmp_path/tiny.yaml: the TINY overrides as an experiment file, data and runs under
+    tmp_path; `sections` (e.g. scaling={"num_workers": 2}) are merged into it."""
+    values: dict = {}
+    for item in TINY:
+        key, raw = item.split("=", 1)
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = yaml.safe_load(raw)
+    values["data"]["root"] = str(tmp_path / "data")
+    values["train"]["output_dir"] = str(tmp_path / "runs")
+    for section, entries in sections.items():
+        values.setdefault(section, {}).update(entries)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path

@@ -6,23 +6,16 @@ import pytest
 import yaml
 
 from regda_dist import cli
-from tests.conftest import TINY
+from tests.conftest import write_experiment
 
 
 def _experiment(tmp_path, **extra):
-    values = {}
-    for item in TINY:
-        key, raw = item.split("=", 1)
-        section, name = key.split(".")
-        values.setdefault(section, {})[name] = yaml.safe_load(raw)
-    values["data"]["root"] = str(tmp_path / "data")
-    values["train"]["output_dir"] = str(tmp_path / "runs")
+    """extra: section__key=value, e.g. regda__trade_off=-1."""
+    sections: dict = {}
     for key, value in extra.items():
         section, name = key.split("__")
-        values.setdefault(section, {})[name] = value
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
+        sections.setdefault(section, {})[name] = value
+    return write_experiment(tmp_path, **sections)
 
 
 def _one_line_error(capsys):

@@ -12,11 +12,10 @@ import threading
 
 import pytest
 import torch
-import yaml
 
 from regda_dist import config as C
 from regda_dist.distributed.local_cluster import loopback_cluster, wait_for
-from tests.conftest import TINY
+from tests.conftest import TINY, write_experiment
 
 pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray")
@@ -136,16 +135,7 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint(local_ray, tmp_p
 
 
 def test_two_node_cluster_places_one_worker_per_node(tmp_path):
-    values = {}
-    for item in TINY:
-        key, raw = item.split("=", 1)
-        section, name = key.split(".")
-        values.setdefault(section, {})[name] = yaml.safe_load(raw)
-    values["data"]["root"] = str(tmp_path / "data")
-    values["train"]["output_dir"] = str(tmp_path / "runs")
-    values["scaling"] = {"num_workers": 2, "cpus_per_worker": 1.0}
-    exp = tmp_path / "tiny.yaml"
-    exp.write_text(yaml.safe_dump(values))
+    exp = write_experiment(tmp_path, scaling={"num_workers": 2, "cpus_per_worker": 1.0})
     with loopback_cluster() as cluster:
         done = subprocess.run(
             [
@@ -173,42 +163,26 @@ def test_two_node_cluster_places_one_worker_per_node(tmp_path):
     assert (tmp_path / "runs" / "tiny" / "result.json").is_file()
 
 
-def test_unreachable_address_is_one_clear_line(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "regda_dist.cli",
-            "train",
-            "experiments/synth_hand.yaml",
-            "--address",
-            "127.0.0.9:1",
-            "--set",
-            f"train.output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "127.0.0.9:1" in done.stderr, done.stderr
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "regda_dist.cli",
-            "train",
-            "experiments/synth_hand.yaml",
-            "--address",
-            "not an address",
-            "--set",
-            f"train.output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
+def test_unreachable_or_malformed_address_is_one_clear_line(tmp_path):
+    for address, needle in (("127.0.0.9:1", "127.0.0.9:1"), ("not an address", "HOST:PORT")):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "regda_dist.cli",
+                "train",
+                "experiments/synth_hand.yaml",
+                "--address",
+                address,
+                "--set",
+                f"train.output_dir={tmp_path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().count("\n") == 0 and needle in done.stderr, done.stderr
 
 
 def test_a_request_the_local_cluster_cannot_place_is_refused_not_queued(local_ray, tmp_path):
