@@ -26,7 +26,9 @@ class KeypointDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor):
         if not (len(images) == len(keypoints) == len(visible)):
-            raise ValueError(f"split sizes differ: {len(images)} images, {len(keypoints)} keypoints")
+            raise ValueError(
+                f"split sizes differ: {len(images)} images, {len(keypoints)} keypoints"
+            )
         self.images, self.keypoints, self.visible = images, keypoints, visible
 
     def __len__(self) -> int:
@@ -74,13 +76,16 @@ def build_task(data_cfg) -> TaskData:
     """The synthetic task named by data_cfg.task (generated once, then read from the cache)."""
     task = synthetic.TASKS.get(data_cfg.task)
     if task is None:
-        raise ValueError(f"unknown task {data_cfg.task!r}; known: {', '.join(sorted(synthetic.TASKS))}")
+        raise ValueError(
+            f"unknown task {data_cfg.task!r}; known: {', '.join(sorted(synthetic.TASKS))}"
+        )
     sizes = {"train": data_cfg.num_train, "val": data_cfg.num_val, "test": data_cfg.num_test}
     root = cache_root(data_cfg.root) / "synthetic"
 
     def split(domain: str, name: str) -> KeypointDataset:
-        d = synthetic.load_split(task.name, domain, name, sizes[name], data_cfg.image_size,
-                                 data_cfg.seed, root)
+        d = synthetic.load_split(
+            task.name, domain, name, sizes[name], data_cfg.image_size, data_cfg.seed, root
+        )
         return KeypointDataset(d["images"], d["keypoints"], d["visible"])
 
     target_train = split("target", "train")

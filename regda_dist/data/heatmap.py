@@ -20,7 +20,8 @@ def encode(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label heatmaps and weights for keypoints in image pixels.
 
-    Shape: keypoints (..., K, 2) as (x, y); visible (..., K) -> heatmaps (..., K, H, H), weights (..., K).
+    Shape: keypoints (..., K, 2) as (x, y); visible (..., K)
+        -> heatmaps (..., K, H, H), weights (..., K).
     A keypoint that is invisible or whose centre falls outside the heatmap gets an empty map and
     weight 0.
     """
@@ -51,7 +52,7 @@ def gaussians(centres: torch.Tensor, valid: torch.Tensor, size: int, sigma: floa
 
 
 def decode(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax of each heatmap: (..., K, H, W) -> coordinates (..., K, 2) long as (x, y), peaks (..., K)."""
+    """Argmax of each heatmap: (..., K, H, W) -> (x, y) coordinates (..., K, 2) long, peaks (..., K)."""
     width = heatmaps.shape[-1]
     peaks, index = heatmaps.flatten(-2).max(dim=-1)
     return torch.stack((index % width, index // width), dim=-1), peaks

@@ -35,15 +35,33 @@ HAND21 = KeypointSpec(
     skeleton=tuple(
         pair
         for f in range(5)
-        for pair in ((0, 1 + 4 * f), (1 + 4 * f, 2 + 4 * f), (2 + 4 * f, 3 + 4 * f), (3 + 4 * f, 4 + 4 * f))
+        for pair in (
+            (0, 1 + 4 * f),
+            (1 + 4 * f, 2 + 4 * f),
+            (2 + 4 * f, 3 + 4 * f),
+            (3 + 4 * f, 4 + 4 * f),
+        )
     ),
 )
 
 BODY16 = KeypointSpec(
     name="body16",
     names=(
-        "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-        "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow",
+        "r_ankle",
+        "r_knee",
+        "r_hip",
+        "l_hip",
+        "l_knee",
+        "l_ankle",
+        "pelvis",
+        "thorax",
+        "upper_neck",
+        "head_top",
+        "r_wrist",
+        "r_elbow",
+        "r_shoulder",
+        "l_shoulder",
+        "l_elbow",
         "l_wrist",
     ),
     groups={
@@ -56,8 +74,21 @@ BODY16 = KeypointSpec(
         "all": (12, 13, 11, 14, 10, 15, 2, 3, 1, 4, 0, 5),
     },
     skeleton=(
-        (6, 2), (2, 1), (1, 0), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
-        (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15),
+        (6, 2),
+        (2, 1),
+        (1, 0),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (7, 12),
+        (12, 11),
+        (11, 10),
+        (7, 13),
+        (13, 14),
+        (14, 15),
     ),
 )
 

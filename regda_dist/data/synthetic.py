@@ -39,10 +39,18 @@ def _rot(angle: torch.Tensor) -> torch.Tensor:
     return torch.stack((torch.sin(angle), -torch.cos(angle)), dim=-1)
 
 
-_FINGER_BASE = torch.tensor([[-0.42, -0.38], [-0.33, -1.0], [-0.11, -1.06], [0.1, -1.0], [0.29, -0.9]])
+_FINGER_BASE = torch.tensor(
+    [[-0.42, -0.38], [-0.33, -1.0], [-0.11, -1.06], [0.1, -1.0], [0.29, -0.9]]
+)
 _FINGER_DIR = torch.tensor([-55.0, -12.0, -3.0, 6.0, 15.0])
 _FINGER_LEN = torch.tensor(
-    [[0.42, 0.32, 0.27], [0.45, 0.28, 0.22], [0.5, 0.32, 0.24], [0.47, 0.3, 0.22], [0.37, 0.22, 0.2]]
+    [
+        [0.42, 0.32, 0.27],
+        [0.45, 0.28, 0.22],
+        [0.5, 0.32, 0.24],
+        [0.47, 0.3, 0.22],
+        [0.37, 0.22, 0.2],
+    ]
 )
 
 
@@ -133,8 +141,12 @@ def _paint(canvas, grid, a, b, radius, colour, shade):
 
 
 def _smooth_noise(n: int, channels: int, size: int, cells: int, g: torch.Generator):
-    return F.interpolate(torch.rand(n, channels, cells, cells, generator=g), size=size,
-                         mode="bicubic", align_corners=False)
+    return F.interpolate(
+        torch.rand(n, channels, cells, cells, generator=g),
+        size=size,
+        mode="bicubic",
+        align_corners=False,
+    )
 
 
 def _blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -155,7 +167,9 @@ class Figure:
     """How a keypoint skeleton is drawn: capsules between keypoints, with radii in pose units."""
 
     spec: KeypointSpec
-    bones: tuple[tuple[int, int, float, int], ...]  # (a, b, radius, side: 0 centre, 1 right, 2 left)
+    bones: tuple[
+        tuple[int, int, float, int], ...
+    ]  # (a, b, radius, side: 0 centre, 1 right, 2 left)
     fill: float  # fraction of the image the pose spans
 
 
@@ -163,8 +177,11 @@ HAND_FIGURE = Figure(
     HAND21,
     tuple((0, m, 0.16, 0) for m in (1, 5, 9, 13, 17))
     + ((5, 17, 0.13, 0), (1, 5, 0.12, 0))
-    + tuple((a, b, 0.085 - 0.012 * (b - a - 1 if a == 0 else (b - 1) % 4), 0)
-            for a, b in HAND21.skeleton if a != 0),
+    + tuple(
+        (a, b, 0.085 - 0.012 * (b - a - 1 if a == 0 else (b - 1) % 4), 0)
+        for a, b in HAND21.skeleton
+        if a != 0
+    ),
     fill=0.8,
 )
 
@@ -193,8 +210,9 @@ class Style:
 SOURCE_STYLE = Style()
 # Chosen so that source-only lands near the reference's regime (about 50-60 PCK on target):
 # a much harsher style left source-only at 5 PCK, where pseudo labels carry no signal.
-TARGET_STYLE = Style(background=0.4, distractors=1, skin=0.3, lighting=0.3, blur=0.5, noise=0.02,
-                     side_contrast=0.3)
+TARGET_STYLE = Style(
+    background=0.4, distractors=1, skin=0.3, lighting=0.3, blur=0.5, noise=0.02, side_contrast=0.3
+)
 
 
 def render(kp, unit, figure: Figure, size: int, style: Style, g: torch.Generator) -> torch.Tensor:
@@ -204,19 +222,27 @@ def render(kp, unit, figure: Figure, size: int, style: Style, g: torch.Generator
     grid = grid.float() + 0.5
     flat = 0.25 + 0.5 * torch.rand(n, 3, 1, 1, generator=g)
     field = _smooth_noise(n, 3, size, 4, g) - 0.5
-    canvas = flat + style.background * field + 0.1 * style.background * (_smooth_noise(n, 1, size, 16, g) - 0.5)
+    canvas = (
+        flat
+        + style.background * field
+        + 0.1 * style.background * (_smooth_noise(n, 1, size, 16, g) - 0.5)
+    )
     for _ in range(style.distractors):
         a, b = torch.rand(n, 2, generator=g) * size, torch.rand(n, 2, generator=g) * size
-        width = (0.6 + 1.2 * torch.rand(n, generator=g))
+        width = 0.6 + 1.2 * torch.rand(n, generator=g)
         canvas = _paint(canvas, grid, a, b, width, torch.rand(n, 3, generator=g), 0.5)
     base = torch.tensor([0.95, 0.75, 0.6]) * (0.85 + 0.15 * torch.rand(n, 1, generator=g))
     skin = (1 - style.skin) * base + style.skin * torch.rand(n, 3, generator=g)
     side_shade = torch.tensor([1.0, 1.0 - style.side_contrast, 1.0])
     for a, b, radius, side in figure.bones:
-        canvas = _paint(canvas, grid, kp[:, a], kp[:, b], radius * unit, skin * side_shade[side], 0.45)
+        canvas = _paint(
+            canvas, grid, kp[:, a], kp[:, b], radius * unit, skin * side_shade[side], 0.45
+        )
     if style.lighting:
         ramp = (grid[..., 0] - size / 2)[None] / size * torch.randn(n, 1, 1, generator=g)
-        gain = 1 + style.lighting * (ramp[:, None] + 0.4 * (torch.rand(n, 1, 1, 1, generator=g) - 0.5))
+        gain = 1 + style.lighting * (
+            ramp[:, None] + 0.4 * (torch.rand(n, 1, 1, 1, generator=g) - 0.5)
+        )
         canvas = canvas * gain
     if style.blur:
         canvas = _blur(canvas, 0.1 + style.blur * torch.rand(n, generator=g))
@@ -248,12 +274,20 @@ class SyntheticTask:
 TASKS = {
     t.name: t
     for t in (
-        SyntheticTask("synth_hand", HAND_FIGURE, hand_poses,
-                      PoseStats(rotation=180, flex=(0, 50), spread=6),
-                      PoseStats(rotation=180, flex=(10, 70), spread=9)),
-        SyntheticTask("synth_body", BODY_FIGURE, body_poses,
-                      PoseStats(rotation=30, flex=(0, 120), spread=110),
-                      PoseStats(rotation=40, flex=(0, 140), spread=160)),
+        SyntheticTask(
+            "synth_hand",
+            HAND_FIGURE,
+            hand_poses,
+            PoseStats(rotation=180, flex=(0, 50), spread=6),
+            PoseStats(rotation=180, flex=(10, 70), spread=9),
+        ),
+        SyntheticTask(
+            "synth_body",
+            BODY_FIGURE,
+            body_poses,
+            PoseStats(rotation=30, flex=(0, 120), spread=110),
+            PoseStats(rotation=40, flex=(0, 140), spread=160),
+        ),
     )
 }
 
@@ -269,14 +303,19 @@ def generate(task: SyntheticTask, domain: str, split: str, n: int, size: int, se
     stats = task.target_pose if target else task.source_pose
     style = task.target_style if target else SOURCE_STYLE
     kp, unit = place(task.poses(n, stats, g), size, stats.rotation, task.figure.fill, g)
-    images = torch.cat([render(kp[i : i + 256], unit[i : i + 256], task.figure, size, style, g)
-                        for i in range(0, n, 256)])
+    images = torch.cat(
+        [
+            render(kp[i : i + 256], unit[i : i + 256], task.figure, size, style, g)
+            for i in range(0, n, 256)
+        ]
+    )
     visible = ((kp >= 0) & (kp < size)).all(dim=-1)
     return {"images": (images * 255).round().to(torch.uint8), "keypoints": kp, "visible": visible}
 
 
-def load_split(task_name: str, domain: str, split: str, n: int, size: int, seed: int,
-               cache: Path) -> dict:
+def load_split(
+    task_name: str, domain: str, split: str, n: int, size: int, seed: int, cache: Path
+) -> dict:
     """Generate a split once and cache it under `cache`; later calls read the file."""
     if task_name not in TASKS:
         raise ValueError(f"unknown synthetic task {task_name!r}; known: {', '.join(sorted(TASKS))}")
