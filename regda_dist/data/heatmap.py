@@ -52,7 +52,7 @@ def gaussians(centres: torch.Tensor, valid: torch.Tensor, size: int, sigma: floa
 
 
 def decode(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax of each heatmap: (..., K, H, W) -> (x, y) coordinates (..., K, 2) long, peaks (..., K)."""
+    """Argmax per heatmap: (..., K, H, W) -> (x, y) coordinates (..., K, 2) long, peaks (..., K)."""
     width = heatmaps.shape[-1]
     peaks, index = heatmaps.flatten(-2).max(dim=-1)
     return torch.stack((index % width, index // width), dim=-1), peaks
