@@ -123,14 +123,13 @@ def train_loop_per_worker(config: dict) -> None:
         "world_size": world,
     }
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
-    runtime = Runtime(
-        device=ray.train.torch.get_device(),
-        rank=rank,
-        world_size=world,
-        sync=allreduce_mean,
-        broadcast=broadcast_state,
-        average=average_values,
-    )
+    runtime = Runtime(device=ray.train.torch.get_device(), rank=rank, world_size=world)
+    if world > 1:  # one worker keeps the engine's no-op hooks: no collective to pay for
+        runtime.sync, runtime.broadcast, runtime.average = (
+            allreduce_mean,
+            broadcast_state,
+            average_values,
+        )
     _restore_reported_checkpoint(run_dir, rank)
     experiment.execute(cfg, run_dir, runtime, callbacks=[_Reporter(run_dir, rank)])
     identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
