@@ -112,7 +112,7 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     cfg.train.num_threads = 0  # set above, per worker
-    cfg.train.progress = cfg.train.progress and rank == 0
+    cfg.train.progress = False  # Ray forwards each bar refresh as a log line: epoch lines instead
     workers = run_dir / "workers"
     workers.mkdir(exist_ok=True)
     identity = {
