@@ -11,7 +11,9 @@ from regda_dist import __version__
 
 def _train(args) -> int:
     from regda_dist import config as C
+    from regda_dist.data.synthetic import TASKS
     from regda_dist.engine import experiment
+    from regda_dist.engine.trainer import preflight
 
     overrides = list(args.set)
     if args.workers is not None:
@@ -19,14 +21,15 @@ def _train(args) -> int:
     cfg = C.load(args.experiment, overrides)
     name = args.name or Path(args.experiment).stem
     run_dir = Path(cfg.train.output_dir) / name
+    if args.no_ray and (cfg.scaling.num_workers != 1 or args.address):
+        raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
+    experiment.check_run_dir(run_dir, cfg, args.resume)
+    preflight(cfg, TASKS[cfg.data.task].spec.num_keypoints)  # before any folder, data or Ray
     if args.no_ray:
-        if cfg.scaling.num_workers != 1 or args.address:
-            raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
         result = experiment.run(cfg, run_dir, resume=args.resume)
     else:
         from regda_dist.distributed import cluster, train
 
-        experiment.check_run_dir(run_dir, cfg, args.resume)  # before starting Ray
         cluster.connect(args.address)
         result = train.fit(cfg, run_dir, resume=args.resume, fixed_size=not args.address)
     print(format_result(result, name))
@@ -89,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     errors = (ConfigError, CheckpointError, RunExistsError, FileNotFoundError, ImportError)
     try:
         from regda_dist.distributed.cluster import ClusterError
+        from regda_dist.distributed.train import TrainingError
 
-        errors += (ClusterError,)
+        errors += (ClusterError, TrainingError)
     except ImportError:  # ray not installed: --no-ray still works
         pass
 

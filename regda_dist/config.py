@@ -232,6 +232,13 @@ def validate(cfg: Config, source: str = "config") -> Config:
         )
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
+    for phase in ("pretrain", "regda"):
+        need = getattr(cfg, phase).batch_size * cfg.scaling.num_workers
+        if d.num_train < need:
+            raise ConfigError(
+                f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
+                f"{phase} ({phase}.batch_size x scaling.num_workers = {need})"
+            )
     ms = cfg.pretrain.milestones
     if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
         raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")

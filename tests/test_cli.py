@@ -85,3 +85,22 @@ def test_bad_override_and_missing_file(tmp_path, capsys):
     assert "KEY=VALUE" in _one_line_error(capsys)
     assert cli.main(["train", "--no-ray", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in _one_line_error(capsys)
+
+
+def test_bad_device_and_too_small_split_are_one_line_and_leave_no_run_folder(tmp_path, capsys):
+    for args, needle in (
+        (["--set", "train.device=foo"], "train.device"),
+        (["--set", "data.num_train=3"], "data.num_train"),
+        (["--set", "model.backbone=nope"], "model.backbone"),
+    ):
+        assert cli.main(["train", "--no-ray", str(_experiment(tmp_path)), *args]) == 2
+        assert needle in _one_line_error(capsys)
+        assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_resume_with_an_unreadable_saved_config_is_one_line(tmp_path, capsys):
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("data: [unclosed\n")
+    assert cli.main(["train", "--no-ray", str(_experiment(tmp_path)), "--resume"]) == 2
+    assert "cannot --resume" in _one_line_error(capsys)

@@ -192,3 +192,18 @@ def test_a_request_the_local_cluster_cannot_place_is_refused_not_queued(local_ra
     with pytest.raises(C.ConfigError, match="need 4 CPUs but the Ray cluster has 2"):
         fit(cfg, tmp_path / "runs" / "too_big")
     assert not (tmp_path / "runs" / "too_big").exists()  # refused before anything was written
+
+
+def test_a_worker_side_failure_is_one_line_not_a_ray_traceback(local_ray, tmp_path):
+    from regda_dist.distributed.train import TrainingError, fit
+
+    # passes every driver-side check; fails inside the worker when the checkpoint is read
+    cfg = _cfg(tmp_path, "scaling.max_failures=0")
+    run = tmp_path / "runs" / "broken"
+    run.mkdir(parents=True)
+    C.save(cfg, run / "config.yaml")
+    (run / "adapt.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError) as info:
+        fit(cfg, run, resume=True)
+    message = str(info.value)
+    assert "\n" not in message and "adapt.ckpt" in message, message

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -78,6 +79,17 @@ def average_values(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, (t / dist.get_world_size()).tolist(), strict=True))
 
 
+def rank0_value(value):
+    """Rank 0's value of a small picklable object, on every worker."""
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class TrainingError(RuntimeError):
+    """Training failed inside the workers; the message is the root cause's first line."""
+
+
 class _Reporter:
     """Engine callback: every worker reports each adaptation epoch; rank 0 attaches the
     checkpoint the engine has just written."""
@@ -125,10 +137,11 @@ def train_loop_per_worker(config: dict) -> None:
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
     runtime = Runtime(device=ray.train.torch.get_device(), rank=rank, world_size=world)
     if world > 1:  # one worker keeps the engine's no-op hooks: no collective to pay for
-        runtime.sync, runtime.broadcast, runtime.average = (
+        runtime.sync, runtime.broadcast, runtime.average, runtime.agree = (
             allreduce_mean,
             broadcast_state,
             average_values,
+            rank0_value,
         )
     _restore_reported_checkpoint(run_dir, rank)
     experiment.execute(cfg, run_dir, runtime, callbacks=[_Reporter(run_dir, rank)])
@@ -151,6 +164,21 @@ def check_resources(scaling) -> None:
             f"scaling: {scaling.num_workers} GPU worker(s) but the Ray cluster has "
             f"{have.get('GPU', 0):g} GPUs"
         )
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception)): (.*)$")
+
+
+def _root_cause(err: BaseException) -> str:
+    """'Name: message' of the innermost exception in the traceback text Ray wraps around it."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            return f"{match[1]}: {match[2]}"
+    return lines[-1] if lines else type(err).__name__
 
 
 def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = True) -> dict:
@@ -176,7 +204,10 @@ def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = T
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise TrainingError(f"training failed in a worker: {_root_cause(err)}") from None
     if result.error is not None:
-        raise result.error
+        raise TrainingError(f"training failed in a worker: {_root_cause(result.error)}")
     return json.loads((run_dir / "result.json").read_text())

@@ -27,6 +27,7 @@ def load(path: Path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as err:  # torch raises several types for corrupt files
+        why = (str(err).strip().splitlines() or [""])[0]
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {why})"
         ) from None

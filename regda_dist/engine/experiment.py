@@ -4,6 +4,7 @@ source-only and AdaBN baselines, then phase 2; results written next to the resol
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -35,7 +36,13 @@ def check_run_dir(run_dir: Path, cfg: C.Config, resume: bool) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         if not resume:
             raise RunExistsError(f"{run_dir} holds an unfinished run; pass --resume to continue it")
-        saved = C.from_dict(_read_yaml(run_dir / "config.yaml"))
+        try:
+            saved = C.from_dict(_read_yaml(run_dir / "config.yaml"))
+        except (OSError, yaml.YAMLError, C.ConfigError) as err:
+            why = str(err).strip().splitlines()[0]
+            raise RunExistsError(
+                f"{run_dir}/config.yaml is unreadable, cannot --resume: {why}"
+            ) from None
         if saved.to_dict() != cfg.to_dict():
             raise RunExistsError(f"{run_dir}/config.yaml differs from this config; cannot --resume")
 
@@ -82,7 +89,9 @@ def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Modul
     folder = cache_dir / "pretrain" / trainer.cfg.pretrain_key()
     weights, info_file = folder / "model.pt", folder / "info.json"
     model = trainer.build_model()
-    if weights.is_file() and info_file.is_file():
+    # Rank 0 decides for every worker: ranks that saw the cache differently would run
+    # different collectives (another run may be writing it right now).
+    if trainer.runtime.agree(weights.is_file() and info_file.is_file()):
         model.load_state_dict(checkpoint.load(weights))
         return model.eval(), {**json.loads(info_file.read_text()), "cached": True}
     start = time.time()
@@ -90,7 +99,9 @@ def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Modul
     info["seconds"] = time.time() - start
     if trainer.runtime.is_main:
         checkpoint.save(model.state_dict(), weights)
-        info_file.write_text(json.dumps(info))
+        tmp = info_file.with_name(f".info.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(info_file)  # model.pt first, then info.json: a hit needs both
     return model, {**info, "cached": False}
 
 

@@ -45,6 +45,7 @@ class Runtime:
     sync: Sync = no_sync  # all-reduce the gradients of the parameters about to be stepped
     broadcast: Callable[[torch.nn.Module], None] = lambda module: None  # rank 0's tensors to all
     average: Callable[[dict], dict] = lambda values: values  # mean of logged values over workers
+    agree: Callable[[object], object] = lambda value: value  # rank 0's value on every worker
 
     @property
     def is_main(self) -> bool:
@@ -56,7 +57,19 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but CUDA is not available on this machine")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"train.device: {name!r} is not a device (auto, cpu, cuda, cuda:N)"
+        ) from None
+
+
+def preflight(cfg: Config, num_keypoints: int) -> None:
+    """Every check that needs more than the config file (registry, weights file, shapes,
+    device), run where the command starts: before a run folder, data or Ray workers exist."""
+    resolve_device(cfg.train.device)
+    Trainer(cfg, task=None, runtime=Runtime()).build_model(num_keypoints)
 
 
 def seed_everything(seed: int) -> None:
@@ -78,7 +91,7 @@ class Trainer:
             fn(**kwargs)
 
     # ------------------------------------------------------------------------------------
-    def build_model(self) -> RegDAModel:
+    def build_model(self, num_keypoints: int | None = None) -> RegDAModel:
         c = self.cfg.regda
         warm = {
             "lo": c.warm_lo,
@@ -93,7 +106,8 @@ class Trainer:
                 f"model.backbone: unknown backbone {m.backbone!r}; registered: {known}"
             )
         try:
-            model = build_model(m, self.task.spec.num_keypoints, warm)
+            k = num_keypoints or self.task.spec.num_keypoints
+            model = build_model(m, k, warm)
         except ValueError as err:  # weights file that does not fit the backbone
             raise ConfigError(f"model.pretrained: {err}") from None
         d = self.cfg.data
@@ -193,7 +207,7 @@ class Trainer:
             val = self.evaluate(model, val_set)
             metrics = self.runtime.average({f"{phase}/loss": total / p.iters_per_epoch})
             metrics.update({f"{phase}/val_pck": val["all"], "epoch": epoch + 1})
-            if val["all"] > state["best_pck"]:
+            if state["best"] is None or val["all"] > state["best_pck"]:  # NaN: keep the first
                 state.update(
                     best=copy.deepcopy(model.state_dict()),
                     best_pck=val["all"],
