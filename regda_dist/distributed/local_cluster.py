@@ -43,9 +43,19 @@ def _owned(marker: str) -> list[psutil.Process]:
     return found
 
 
-def stop_owned(marker: str, grace_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL, every process whose command line names `marker` (our temp dir)."""
-    procs = _owned(marker)
+def with_descendants(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes and all their descendants. Collect this BEFORE stopping anything: Ray's
+    agents and actors rename their process titles (dropping the marker) and are re-parented to
+    init once their raylet is gone."""
+    found = {p.pid: p for p in procs}
+    for p in procs:
+        with suppress(psutil.NoSuchProcess):
+            found.update({c.pid: c for c in p.children(recursive=True)})
+    return list(found.values())
+
+
+def reap(procs: list[psutil.Process], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL what is still alive after grace_s."""
     for p in procs:
         with suppress(psutil.NoSuchProcess):
             p.send_signal(signal.SIGTERM)
@@ -54,6 +64,11 @@ def stop_owned(marker: str, grace_s: float = 10.0) -> None:
         with suppress(psutil.NoSuchProcess):
             p.kill()
     psutil.wait_procs(alive, timeout=5)
+
+
+def stop_owned(marker: str, grace_s: float = 10.0) -> None:
+    """Stop every process whose command line names `marker` (our temp dir), with descendants."""
+    reap(with_descendants(_owned(marker)), grace_s)
 
 
 @contextmanager
