@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from regda_dist import config as C
 from regda_dist.data.datasets import TaskData, build_task
@@ -37,18 +36,11 @@ def check_run_dir(run_dir: Path, cfg: C.Config, resume: bool) -> None:
         if not resume:
             raise RunExistsError(f"{run_dir} holds an unfinished run; pass --resume to continue it")
         try:
-            saved = C.from_dict(_read_yaml(run_dir / "config.yaml"))
-        except (OSError, yaml.YAMLError, C.ConfigError) as err:
-            why = str(err).strip().splitlines()[0]
-            raise RunExistsError(
-                f"{run_dir}/config.yaml is unreadable, cannot --resume: {why}"
-            ) from None
+            saved = C.load(run_dir / "config.yaml")  # the strict loader: one-line errors
+        except C.ConfigError as err:
+            raise RunExistsError(f"cannot --resume: {err}") from None
         if saved.to_dict() != cfg.to_dict():
             raise RunExistsError(f"{run_dir}/config.yaml differs from this config; cannot --resume")
-
-
-def _read_yaml(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
 
 
 class ConsoleLogger:
