@@ -95,6 +95,9 @@ class RegDAConfig:
     warm_hi: float = field(default=0.1, metadata=_range(0.0))
     warm_alpha: float = field(default=1.0, metadata=_range(0.0))
     warm_max_iters: int = field(default=1000, metadata=_range(1))
+    # Gaussian sigma (heatmap px) of the phase-2 source labels and pseudo labels; 0 = data.sigma.
+    # Separate from data.sigma (a phase-1 field) so a search over it shares one phase 1.
+    sigma: float = field(default=0.0, metadata=_range(0.0, 16))
 
 
 @dataclass
@@ -117,6 +120,17 @@ class TrainConfig:
     num_threads: int = field(default=0, metadata=_range(0))  # torch CPU threads; 0 = torch default
     pck_threshold: float = field(default=0.05, metadata=_range(0.0, 1.0))  # of the heatmap size
     progress: bool = True
+    # target validation proxies computed at every evaluation (proxy/<name>); see regda_dist.proxies
+    tensorboard: bool = True  # rank 0 writes <run folder>/tb
+    proxies: list[str] = field(
+        default_factory=lambda: [
+            "source_pck",
+            "dev",
+            "aug_consistency",
+            "confidence",
+            "head_agreement",
+        ]
+    )
 
 
 @dataclass
@@ -195,7 +209,10 @@ def _check_value(path: str, value: Any, f: dataclasses.Field, where: str):
     return value
 
 
-_HINTS = {"str": str, "int": int, "float": float, "bool": bool, "list[int]": list[int]}
+_HINTS = {
+    "str": str, "int": int, "float": float, "bool": bool, "list[int]": list[int],
+    "list[str]": list[str],
+}  # fmt: skip
 
 
 def _is_type(value: Any, hint: type) -> bool:
@@ -290,6 +307,18 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
         key, value = parse_override(text)
         _apply(cfg, _nest(key, value), f"--set {key}", {})
     return validate(cfg, str(path) if path else "config")
+
+
+def get(cfg: Config, key: str) -> Any:
+    """The value at a dotted path, e.g. get(cfg, "regda.trade_off")."""
+    obj = cfg
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(obj) or part not in {
+            f.name for f in dataclasses.fields(obj)
+        }:
+            raise ConfigError(f"{key!r} is not a config field")
+        obj = getattr(obj, part)
+    return obj
 
 
 def from_dict(values: dict) -> Config:

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from regda_dist import config as C
-from regda_dist.data.datasets import TaskData, build_task
+from regda_dist.data.datasets import ImagesOnly, TaskData, build_task
 from regda_dist.engine import checkpoint
 from regda_dist.engine.evaluate import adabn
+from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
 from regda_dist.engine.trainer import Runtime, Trainer, seed_everything
 
 
@@ -103,15 +104,21 @@ def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dic
     return execute(cfg, run_dir, callbacks=callbacks)
 
 
+# What a run's HParams row shows when the caller names no hyperparameters (a search names its own).
+KNOBS = ("regda.trade_off", "regda.margin", "regda.sigma", "regda.warm_hi", "optim.lr",
+         "optim.backbone_lr")  # fmt: skip
+
+
 def execute(
     cfg: C.Config,
     run_dir: Path,
     runtime: Runtime | None = None,
     callbacks=(),
     task: TaskData | None = None,
+    hparams: dict | None = None,
 ) -> dict:
     """Phase 1 (or its cache), baselines, phase 2 in a prepared run folder. Resumes from the
-    folder's checkpoints; rank 0 writes model.pt and result.json. Returns the result."""
+    folder's checkpoints; rank 0 writes model.pt, result.json, TensorBoard. Returns the result."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
@@ -121,6 +128,10 @@ def execute(
         trainer.add_callback("on_eval", JsonlLogger(run_dir / "metrics.jsonl"))
         total = {"pretrain": cfg.pretrain.epochs, "adapt": cfg.regda.epochs}
         trainer.add_callback("on_eval", ConsoleLogger(total))
+    tb = None
+    if trainer.runtime.is_main and cfg.train.tensorboard:
+        tb = TensorBoardLogger(run_dir / "tb")
+        trainer.add_callback("on_eval", tb)
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)
     source_model, pretrain_info = pretrained_source(trainer, Path(cfg.train.output_dir) / ".cache")
@@ -129,6 +140,8 @@ def execute(
         "source_only": trainer.eval_metrics(source_model),
         "adabn": trainer.eval_metrics(adabn(source_model, task.target_train)),
     }
+    if tb is not None:  # epoch 0 of the adaptation curves: the source-only model
+        tb(phase="adapt", epoch=0, metrics=result["source_only"])
     seed_everything(cfg.train.seed)
     start = time.time()
     model = trainer.adapt(source_model.state_dict(), run_dir / "adapt.ckpt")
@@ -136,4 +149,17 @@ def execute(
     if trainer.runtime.is_main:
         checkpoint.save(model.state_dict(), run_dir / "model.pt")
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    if tb is not None:
+        _tensorboard_summary(tb, task, (source_model, model), cfg, hparams, result["regda"])
     return result
+
+
+def _tensorboard_summary(tb, task, models, cfg, hparams, final: dict) -> None:
+    """Keypoints of both models on the same target images; the run's HParams session."""
+    target = ImagesOnly(task.target_val)
+    images = torch.stack([target[i] for i in range(min(NUM_IMAGES, len(target)))])
+    rows = [draw_predictions(m, images, task.spec) for m in models]
+    tb.keypoints("keypoints/target_val (top: source-only, bottom: RegDA)", rows, cfg.regda.epochs)
+    values = hparams if hparams is not None else {k: C.get(cfg, k) for k in KNOBS}
+    tb.hparams(values, {k: v for k, v in final.items() if k != "seconds"})
+    tb.close()

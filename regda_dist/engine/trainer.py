@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from regda_dist.config import Config, ConfigError
 from regda_dist.data import heatmap
-from regda_dist.data.datasets import TaskData
+from regda_dist.data.datasets import ImagesOnly, TaskData
 from regda_dist.engine import checkpoint
+from regda_dist.engine.collect import collect
 from regda_dist.engine.evaluate import evaluate
 from regda_dist.engine.loader import batches
 from regda_dist.engine.steps import (
@@ -33,6 +34,7 @@ from regda_dist.engine.steps import (
 )
 from regda_dist.models.backbones import list_backbones
 from regda_dist.models.regda import RegDAModel, build_model
+from regda_dist.proxies import create_proxy, list_proxies
 
 
 @dataclass
@@ -69,6 +71,11 @@ def preflight(cfg: Config, num_keypoints: int) -> None:
     """Every check that needs more than the config file (registry, weights file, shapes,
     device), run where the command starts: before a run folder, data or Ray workers exist."""
     resolve_device(cfg.train.device)
+    for name in cfg.train.proxies:
+        if name not in list_proxies():
+            raise ConfigError(
+                f"train.proxies: unknown proxy {name!r}; registered: {', '.join(list_proxies())}"
+            )
     Trainer(cfg, task=None, runtime=Runtime()).build_model(num_keypoints)
 
 
@@ -133,9 +140,10 @@ class Trainer:
                     m.eval()
         return model
 
-    def _encode(self, kp, vis):
+    def _encode(self, kp, vis, sigma: float | None = None):
         d = self.cfg.data
-        target, weight = heatmap.encode(kp, vis, d.image_size, d.heatmap_size, d.sigma)
+        sigma = sigma or d.sigma
+        target, weight = heatmap.encode(kp, vis, d.image_size, d.heatmap_size, sigma)
         return target.to(self.runtime.device), weight.to(self.runtime.device)
 
     def _batches(self, dataset, batch_size, iters, epoch, salt):
@@ -227,7 +235,7 @@ class Trainer:
         model.load_state_dict(psi, strict=False)
         optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
         step = RegDAStep(
-            model, optimizers, r.margin, r.trade_off, self.cfg.data.sigma, self.runtime.sync
+            model, optimizers, r.margin, r.trade_off, self.adapt_sigma, self.runtime.sync
         )
         state = {"epoch": 0}
         if ckpt_path.is_file():
@@ -242,7 +250,7 @@ class Trainer:
             sums: dict[str, float] = defaultdict(float)
             started = time.perf_counter()
             for (x_s, kp_s, vis_s), x_t in zip(src, tgt, strict=True):
-                logs = step(x_s.to(dev), *self._encode(kp_s, vis_s), x_t.to(dev))
+                logs = step(x_s.to(dev), *self._encode(kp_s, vis_s, self.adapt_sigma), x_t.to(dev))
                 for s in schedules:
                     s.step()
                 for k, v in logs.items():
@@ -270,10 +278,40 @@ class Trainer:
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         return model.eval()
 
+    @property
+    def adapt_sigma(self) -> float:
+        """Label and pseudo-label sigma of phase 2 (regda.sigma, or data.sigma when 0)."""
+        return self.cfg.regda.sigma or self.cfg.data.sigma
+
+    def proxy_metrics(self, model) -> dict[str, float]:
+        """proxy/<name> for every configured proxy: source val (labelled) and target val seen
+        through ImagesOnly, so no proxy can read a target label."""
+        self.runtime.broadcast(model)
+        d, t = self.cfg.data, self.cfg.train
+        proxies = [create_proxy(name) for name in t.proxies]
+        splits = {s for p in proxies for s in p.splits}
+        datasets = {
+            "source_val": self.task.source_val,
+            "target_val": ImagesOnly(self.task.target_val),
+        }
+        outputs = {
+            name: collect(
+                model,
+                datasets[name],
+                labelled=name.startswith("source"),
+                image_size=d.image_size,
+                sigma=d.sigma,
+                threshold=t.pck_threshold * d.heatmap_size,
+                batch_size=t.eval_batch_size,
+            )
+            for name in sorted(splits)
+        }
+        return {f"proxy/{p.name}": p(**outputs) for p in proxies}
+
     def eval_metrics(self, model) -> dict[str, float]:
         """source/pck* on the source test split; oracle/target_pck* on the labelled target test
-        split (for evaluation only: nothing selects on it)."""
-        out = {}
+        split (for evaluation only: nothing selects on it); proxy/* (no target labels)."""
+        out = self.proxy_metrics(model)
         for prefix, split in (
             ("source/pck", self.task.source_test),
             ("oracle/target_pck", self.task.target_test),

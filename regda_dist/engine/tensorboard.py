@@ -1,0 +1,80 @@
+"""TensorBoard for one run (rank 0): every logged scalar per epoch, keypoint images of the
+source-only and the adapted model on the same target images, and an HParams session so that
+`tensorboard --logdir runs/<experiment>` compares every trial of a search in one table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from regda_dist.data import heatmap
+from regda_dist.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from regda_dist.data.keypoints import KeypointSpec
+
+NUM_IMAGES = 8
+_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+            (145, 30, 180), (70, 240, 240), (240, 50, 230)]  # fmt: skip
+
+
+class TensorBoardLogger:
+    """Engine callback ("on_eval"): scalars under their metric keys, step = epoch of the phase."""
+
+    def __init__(self, logdir: Path):
+        self.writer = SummaryWriter(str(logdir))
+
+    def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
+        for key, value in metrics.items():
+            if key != "epoch" and isinstance(value, int | float) and math.isfinite(value):
+                self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+
+    def keypoints(self, tag: str, rows: list[np.ndarray], step: int) -> None:
+        """One image: each row (H, W, 3) uint8 stacked vertically."""
+        self.writer.add_image(tag, np.concatenate(rows, axis=0), step, dataformats="HWC")
+
+    def hparams(self, values: dict, final: dict[str, float]) -> None:
+        """An HParams session: hyperparameters (scalars or str) and the final metrics."""
+        clean = {
+            k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()
+        }
+        metrics = {
+            k: v for k, v in final.items() if isinstance(v, int | float) and math.isfinite(v)
+        }
+        for summary in hparams_summary(clean, metrics):
+            self.writer.file_writer.add_summary(summary)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@torch.no_grad()
+def draw_predictions(model, images: torch.Tensor, spec: KeypointSpec, scale: int = 2) -> np.ndarray:
+    """(H*scale, N*W*scale, 3) uint8: normalised images (N, 3, H, W) side by side, with the
+    model's argmax keypoints and skeleton drawn on them."""
+    was_training = model.training
+    model.eval()
+    y = model(images.to(next(model.parameters()).device))
+    model.train(was_training)
+    coords, _ = heatmap.decode(y.cpu())  # (N, K, 2) heatmap px
+    stride = images.shape[-1] / y.shape[-1]
+    pixels = ((images * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1) * 255).byte()
+    tiles = []
+    for img, kp in zip(pixels, coords, strict=True):
+        tile = Image.fromarray(img.permute(1, 2, 0).numpy()).resize(
+            (img.shape[-1] * scale, img.shape[-2] * scale), Image.NEAREST
+        )
+        draw = ImageDraw.Draw(tile)
+        pts = [((x + 0.5) * stride * scale, (yy + 0.5) * stride * scale) for x, yy in kp.tolist()]
+        for i, (a, b) in enumerate(spec.skeleton):
+            draw.line([pts[a], pts[b]], fill=_COLOURS[i % len(_COLOURS)], width=1)
+        for x, yy in pts:
+            draw.ellipse([x - 1.5, yy - 1.5, x + 1.5, yy + 1.5], fill=(255, 255, 255))
+        tiles.append(np.asarray(tile))
+    return np.concatenate(tiles, axis=1)

@@ -1,0 +1,68 @@
+"""Target validation proxies: model-selection scores that need no target labels.
+
+A proxy is a small class with a `name`, the named `splits` whose collected outputs it reads, and
+`__call__(**outputs) -> float` where higher is always better. Outputs are collected once per
+evaluation (engine/collect.py) and shared by every proxy. Labelled fields (`loss`, `correct`,
+`valid`) exist only for source splits: a target split is collected from images alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SplitOutputs:
+    """What a model produced on one split. N samples, K keypoints, coordinates in heatmap px."""
+
+    coords: torch.Tensor  # (N, K, 2) main-head argmax
+    scores: torch.Tensor  # (N, K) peak of the main head's spatial softmax
+    coords_adv: torch.Tensor  # (N, K, 2) adversarial-head argmax
+    coords_aug: torch.Tensor  # (V, N, K, 2) argmax on V transformed views, mapped back
+    features: torch.Tensor  # (N, C) spatially pooled features of psi
+    loss: torch.Tensor | None = None  # (N,) supervised KL per sample (labelled splits only)
+    correct: torch.Tensor | None = None  # (N, K) bool, PCK hit (labelled splits only)
+    valid: torch.Tensor | None = None  # (N, K) bool, keypoint has ground truth (labelled only)
+
+
+class Proxy:
+    """Base class: subclasses set `name` and `splits` and implement `score`."""
+
+    name: str = ""
+    splits: tuple[str, ...] = ()
+
+    def __call__(self, **outputs: SplitOutputs) -> float:
+        missing = [s for s in self.splits if s not in outputs]
+        if missing:
+            raise ValueError(f"proxy {self.name!r} needs split(s) {missing}")
+        return float(self.score(*(outputs[s] for s in self.splits)))
+
+    def score(self, *outputs: SplitOutputs) -> float:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[Proxy]] = {}
+
+
+def register_proxy(cls: type[Proxy]) -> type[Proxy]:
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"proxy name {cls.name!r} is empty or registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def create_proxy(name: str) -> Proxy:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown proxy {name!r}; registered: {', '.join(list_proxies())}")
+    return _REGISTRY[name]()
+
+
+def list_proxies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean Euclidean distance between keypoint coordinates (..., K, 2)."""
+    return float((a.float() - b.float()).norm(dim=-1).mean())

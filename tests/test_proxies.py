@@ -1,0 +1,133 @@
+"""Target validation proxies: the registry contract, hand-computed values, DEV, and collection."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from regda_dist.data.datasets import ImagesOnly, KeypointDataset
+from regda_dist.engine.collect import VIEW_ANGLES, collect
+from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies
+from regda_dist.proxies.dev import density_ratio, dev_risk
+
+
+def _outputs(n=6, k=3, labelled=True, seed=0) -> SplitOutputs:
+    g = torch.Generator().manual_seed(seed)
+    coords = torch.randint(0, 16, (n, k, 2), generator=g)
+    return SplitOutputs(
+        coords=coords,
+        scores=torch.rand(n, k, generator=g),
+        coords_adv=torch.randint(0, 16, (n, k, 2), generator=g),
+        coords_aug=coords.float() + torch.rand(2, n, k, 2, generator=g),
+        features=torch.randn(n, 4, generator=g),
+        loss=torch.rand(n, generator=g) if labelled else None,
+        correct=torch.rand(n, k, generator=g) > 0.5 if labelled else None,
+        valid=torch.ones(n, k, dtype=torch.bool) if labelled else None,
+    )
+
+
+def test_the_issue_proxies_are_registered():
+    assert {"source_pck", "dev", "aug_consistency", "confidence", "head_agreement"} <= set(
+        list_proxies()
+    )
+
+
+@pytest.mark.parametrize("name", list_proxies())
+def test_every_proxy_gives_a_finite_float_without_target_labels(name):
+    proxy = create_proxy(name)
+    assert set(proxy.splits) <= {"source_val", "target_val"}
+    value = proxy(source_val=_outputs(), target_val=_outputs(labelled=False, seed=1))
+    assert isinstance(value, float) and math.isfinite(value)
+
+
+def test_unknown_proxy_and_missing_split_are_named():
+    with pytest.raises(ValueError, match="unknown proxy 'nope'; registered: .*source_pck"):
+        create_proxy("nope")
+    with pytest.raises(ValueError, match=r"needs split\(s\) \['target_val'\]"):
+        create_proxy("confidence")(source_val=_outputs())
+
+
+def test_source_pck_is_a_global_ratio():
+    out = _outputs(n=2, k=2)
+    out.correct = torch.tensor([[True, False], [True, True]])
+    out.valid = torch.tensor([[True, True], [True, False]])
+    assert create_proxy("source_pck")(source_val=out) == pytest.approx(100 * 2 / 3)
+
+
+def test_distance_proxies_and_confidence_by_hand():
+    out = _outputs(labelled=False)
+    out.coords_adv = out.coords + torch.tensor([3, 4])  # 5 px away everywhere
+    out.coords_aug = out.coords.float().unsqueeze(0).repeat(2, 1, 1, 1)
+    out.coords_aug[1, :, :, 0] += 2.0  # one view 2 px off: mean 1 px
+    out.scores = torch.full_like(out.scores, 0.25)
+    assert create_proxy("head_agreement")(target_val=out) == pytest.approx(-5.0)
+    assert create_proxy("aug_consistency")(target_val=out) == pytest.approx(-1.0)
+    assert create_proxy("confidence")(target_val=out) == pytest.approx(0.25)
+
+
+def test_density_ratio_is_about_one_without_shift():
+    g = torch.Generator().manual_seed(0)
+    ratio = density_ratio(torch.randn(400, 3, generator=g), torch.randn(400, 3, generator=g))
+    assert ratio.mean().item() == pytest.approx(1.0, abs=0.1)
+    assert ratio.std().item() < 0.3
+
+
+def test_dev_weights_the_source_samples_that_look_like_target():
+    g = torch.Generator().manual_seed(0)
+    half = 200
+    features_s = torch.cat(
+        (torch.randn(half, 2, generator=g) - 2, torch.randn(half, 2, generator=g) + 2)
+    )
+    loss_s = torch.cat((torch.zeros(half), torch.ones(half)))  # the target-like half is wrong
+    features_t = torch.randn(300, 2, generator=g) + 2
+    risk = dev_risk(loss_s, density_ratio(features_s, features_t))
+    assert loss_s.mean() == 0.5 and risk == pytest.approx(1.0, abs=0.15)
+    s = _outputs(n=2 * half, k=1)
+    s.features, s.loss = features_s, loss_s
+    t = _outputs(n=300, k=1, labelled=False)
+    t.features = features_t
+    assert create_proxy("dev")(source_val=s, target_val=t) == pytest.approx(-risk)
+
+
+class _DotFinder(torch.nn.Module):
+    """Heatmap = the image's first channel pooled to 16 x 16: argmax finds the bright dot."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def features(self, x):
+        return F.avg_pool2d(x[:, :1], 2) * self.scale
+
+    def head(self, f):
+        return f.repeat(1, 2, 1, 1) * 50
+
+    head_adv = head
+
+
+def _dots(n=4, size=32):
+    g = torch.Generator().manual_seed(0)
+    kp = torch.randint(8, 24, (n, 2), generator=g).float()
+    images = torch.zeros(n, 3, size, size)
+    for i, (x, y) in enumerate(kp.long()):
+        images[i, :, y - 1 : y + 2, x - 1 : x + 2] = 1.0
+    return images, kp.unsqueeze(1).repeat(1, 2, 1), torch.ones(n, 2)
+
+
+def test_collect_maps_rotated_views_back_and_hides_target_labels():
+    images, kp, vis = _dots()
+
+    class Raw(KeypointDataset):  # images already normalised for this test
+        def __getitem__(self, i):
+            return self.images[i], self.keypoints[i], self.visible[i]
+
+    data = Raw(images, kp, vis)
+    src = collect(_DotFinder(), data, labelled=True, image_size=32, sigma=1.0, threshold=1.6)
+    tgt = collect(_DotFinder(), ImagesOnly(data), labelled=False, image_size=32, sigma=1.0,
+                  threshold=1.6)  # fmt: skip
+    assert src.coords_aug.shape == (len(VIEW_ANGLES), 4, 2, 2)
+    assert (src.coords_aug - src.coords.float()).norm(dim=-1).max() <= 1.5  # within a heatmap px
+    assert bool(src.correct.all()) and src.loss.shape == (4,)
+    assert tgt.loss is None and tgt.correct is None and tgt.valid is None
+    assert torch.equal(tgt.coords, src.coords)
