@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -34,6 +35,40 @@ def _train(args) -> int:
         result = train.fit(cfg, run_dir, resume=args.resume, fixed_size=not args.address)
     print(format_result(result, name))
     print(f"\nrun folder: {run_dir}")
+    return 0
+
+
+def _tune(args) -> int:
+    from regda_dist import config as C
+    from regda_dist.data.synthetic import TASKS
+    from regda_dist.engine.trainer import preflight
+    from regda_dist.proxies import list_proxies
+    from regda_dist.search_space import load_experiment, prepare_experiment_dir
+
+    exp = load_experiment(args.experiment, list(args.set))
+    s = exp.search
+    if s.metric not in list_proxies():
+        raise C.ConfigError(
+            f"search.metric: unknown proxy {s.metric!r}; registered: {', '.join(list_proxies())}"
+        )
+    for cfg in exp.tasks.values():
+        if s.metric not in cfg.train.proxies:
+            raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
+        preflight(cfg, TASKS[cfg.data.task].spec.num_keypoints)
+    exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
+    prepare_experiment_dir(exp_dir, exp, args.resume)
+    from regda_dist.distributed import cluster, search
+
+    cluster.connect(args.address)
+    summary = search.run_search(exp, exp_dir, fixed_size=not args.address)
+    (exp_dir / "search.json").write_text(json.dumps(summary, indent=2))
+    label = " (ORACLE: target labels)" if s.selection == "oracle" else ""
+    for group, g in summary.items():
+        print(
+            f"{group}: {g['completed']}/{g['trials']} trials completed, {g['errored']} failed; "
+            f"best {s.objective}{label} = {g['best_value']} (trial {g['best_trial']})"
+        )
+    print(f"\nsearch folder: {exp_dir}\nnext: regda-dist export {exp_dir}")
     return 0
 
 
@@ -81,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-ray", action="store_true", help="plain single process, no Ray (debugging)"
     )
     train.set_defaults(func=_train)
+
+    tune = sub.add_parser("tune", help="Ray Tune + Optuna search of an experiment's search block")
+    tune.add_argument("experiment", help="experiment YAML with a search: block")
+    tune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config or search value, e.g. --set search.num_samples=4",
+    )
+    tune.add_argument("--name", help="search folder under train.output_dir (default: YAML stem)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    tune.add_argument("--address", help="existing Ray cluster, HOST:PORT or ray://HOST:PORT")
+    tune.set_defaults(func=_tune)
     return parser
 
 
@@ -92,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     errors = (ConfigError, CheckpointError, RunExistsError, FileNotFoundError, ImportError)
     try:
         from regda_dist.distributed.cluster import ClusterError
+        from regda_dist.distributed.search import SearchError
         from regda_dist.distributed.train import TrainingError
 
-        errors += (ClusterError, TrainingError)
+        errors += (ClusterError, TrainingError, SearchError)
     except ImportError:  # ray not installed: --no-ray still works
         pass
 

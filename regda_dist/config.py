@@ -186,8 +186,13 @@ def _line_map(node: yaml.Node, prefix: str = "", out: dict | None = None) -> dic
     return out
 
 
-def _check_value(path: str, value: Any, f: dataclasses.Field, where: str):
-    hint = f.type if not isinstance(f.type, str) else _HINTS[f.type]
+def field_type(f: dataclasses.Field) -> Any:
+    return f.type if not isinstance(f.type, str) else _HINTS[f.type]
+
+
+def check_value(path: str, value: Any, f: dataclasses.Field, where: str):
+    """value, converted (int -> float for float fields), if it fits the field's type and range."""
+    hint = field_type(f)
     origin = typing.get_origin(hint)
     if origin is list:
         (item,) = typing.get_args(hint)
@@ -211,7 +216,7 @@ def _check_value(path: str, value: Any, f: dataclasses.Field, where: str):
 
 _HINTS = {
     "str": str, "int": int, "float": float, "bool": bool, "list[int]": list[int],
-    "list[str]": list[str],
+    "list[str]": list[str], "list": list, "dict": dict,
 }  # fmt: skip
 
 
@@ -223,7 +228,8 @@ def _is_type(value: Any, hint: type) -> bool:
     return isinstance(value, hint)
 
 
-def _apply(obj: Any, values: dict, source: str, lines: dict[str, int], prefix: str = "") -> None:
+def apply(obj: Any, values: dict, source: str, lines: dict[str, int], prefix: str = "") -> None:
+    """Set nested `values` on a config dataclass, checking keys, types and ranges."""
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in values.items():
         path = f"{prefix}{key}"
@@ -234,9 +240,9 @@ def _apply(obj: Any, values: dict, source: str, lines: dict[str, int], prefix: s
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {path} must be a mapping, got {value!r}")
-            _apply(current, value, source, lines, path + ".")
+            apply(current, value, source, lines, path + ".")
         else:
-            setattr(obj, key, _check_value(path, value, fields[key], where))
+            setattr(obj, key, check_value(path, value, fields[key], where))
 
 
 def validate(cfg: Config, source: str = "config") -> Config:
@@ -274,39 +280,53 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _nest(key: str, value: Any) -> dict:
+def nest(key: str, value: Any) -> dict:
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
 
 
-def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the YAML file (if any), then `--set` overrides; validated."""
+def read_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
+    """A YAML mapping and its dotted key -> line map; one-line ConfigError otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        values = _yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{path}: top level must be a mapping of sections, got {type(values).__name__}"
+        )
+    return values, _line_map(node) if node else {}
+
+
+def build(values: dict, lines: dict[str, int], source: str, overrides: list[str] = ()) -> Config:
+    """Defaults, then `values` (read from `source`), then `--set` overrides; validated."""
     cfg = Config()
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-        try:
-            node = yaml.compose(text, Loader=_Loader)
-            values = _yaml(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ConfigError(
-                f"{path}: top level must be a mapping of sections, got {type(values).__name__}"
-            )
-        _apply(cfg, values, str(path), _line_map(node) if node else {})
+    apply(cfg, values, source, lines)
     for text in overrides:
         key, value = parse_override(text)
-        _apply(cfg, _nest(key, value), f"--set {key}", {})
-    return validate(cfg, str(path) if path else "config")
+        apply(cfg, nest(key, value), f"--set {key}", {})
+    return validate(cfg, source)
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then `--set` overrides; validated. An experiment's
+    `search:` block is not part of the run config (see regda_dist.search_space) and is skipped."""
+    if path is None:
+        return build({}, {}, "config", overrides)
+    values, lines = read_yaml(path)
+    values.pop("search", None)
+    return build(values, lines, str(path), overrides)
 
 
 def get(cfg: Config, key: str) -> Any:
@@ -324,7 +344,7 @@ def get(cfg: Config, key: str) -> Any:
 def from_dict(values: dict) -> Config:
     """A Config from a plain dict (e.g. a resolved config.yaml), with the same checks."""
     cfg = Config()
-    _apply(cfg, values, "config", {})
+    apply(cfg, values, "config", {})
     return validate(cfg)
 
 

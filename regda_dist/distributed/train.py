@@ -122,7 +122,9 @@ def train_loop_per_worker(config: dict) -> None:
     run_dir = Path(config["run_dir"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    # train.num_threads, else the worker's CPU share (Ray resources above 1 must be whole numbers,
+    # so a search gives each worker 1 CPU beside its driver's sliver and sets num_threads)
+    torch.set_num_threads(cfg.train.num_threads or max(1, int(cfg.scaling.cpus_per_worker)))
     cfg.train.num_threads = 0  # set above, per worker
     cfg.train.progress = False  # Ray forwards each bar refresh as a log line: epoch lines instead
     workers = run_dir / "workers"
@@ -143,8 +145,12 @@ def train_loop_per_worker(config: dict) -> None:
             average_values,
             rank0_value,
         )
+    if config.get("phase") == "pretrain":
+        experiment.pretrain_only(cfg, runtime)
+        return
     _restore_reported_checkpoint(run_dir, rank)
-    experiment.execute(cfg, run_dir, runtime, callbacks=[_Reporter(run_dir, rank)])
+    reporter = _Reporter(run_dir, rank)
+    experiment.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"))
     identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
 
@@ -181,9 +187,19 @@ def _root_cause(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = True) -> dict:
-    """Run one experiment with Ray Train on the connected Ray cluster; returns result.json.
-    fixed_size: the cluster cannot grow (no autoscaler), so an impossible request is refused."""
+def fit(
+    cfg: C.Config,
+    run_dir: Path,
+    resume: bool = False,
+    fixed_size: bool = True,
+    callbacks: list | None = None,
+    hparams: dict | None = None,
+    phase: str = "all",
+) -> dict:
+    """Run one experiment with Ray Train on the connected Ray cluster; returns result.json
+    (phase 'pretrain': phase 1 into the shared cache only; returns {}).
+    fixed_size: the cluster cannot grow (no autoscaler), so an impossible request is refused.
+    callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback)."""
     run_dir = run_dir.resolve()
     if fixed_size:
         check_resources(cfg.scaling)
@@ -192,7 +208,12 @@ def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = T
     resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "run_dir": str(run_dir)},
+        train_loop_config={
+            "cfg": cfg.to_dict(),
+            "run_dir": str(run_dir),
+            "hparams": hparams,
+            "phase": phase,
+        },
         scaling_config=ScalingConfig(
             num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
         ),
@@ -202,6 +223,7 @@ def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = T
             failure_config=FailureConfig(max_failures=s.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             logging_config=LoggingConfig(log_level="WARNING"),
+            callbacks=callbacks,
         ),
     )
     try:
@@ -210,4 +232,6 @@ def fit(cfg: C.Config, run_dir: Path, resume: bool = False, fixed_size: bool = T
         raise TrainingError(f"training failed in a worker: {_root_cause(err)}") from None
     if result.error is not None:
         raise TrainingError(f"training failed in a worker: {_root_cause(result.error)}")
+    if phase == "pretrain":
+        return {}
     return json.loads((run_dir / "result.json").read_text())

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from regda_dist import config as C
 from regda_dist.data.datasets import ImagesOnly, TaskData, build_task
@@ -82,11 +84,19 @@ def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Modul
     folder = cache_dir / "pretrain" / trainer.cfg.pretrain_key()
     weights, info_file = folder / "model.pt", folder / "info.json"
     model = trainer.build_model()
-    # Rank 0 decides for every worker: ranks that saw the cache differently would run
-    # different collectives (another run may be writing it right now).
-    if trainer.runtime.agree(weights.is_file() and info_file.is_file()):
-        model.load_state_dict(checkpoint.load(weights))
-        return model.eval(), {**json.loads(info_file.read_text()), "cached": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    # One computation per key at a time (concurrent trials of a search share it): rank 0 holds
+    # the lock; the other ranks wait for its decision. Rank 0 decides for every worker: ranks
+    # that saw the cache differently would run different collectives.
+    lock = FileLock(folder / ".lock") if trainer.runtime.is_main else nullcontext()
+    with lock:
+        if trainer.runtime.agree(weights.is_file() and info_file.is_file()):
+            model.load_state_dict(checkpoint.load(weights))
+            return model.eval(), {**json.loads(info_file.read_text()), "cached": True}
+        return _pretrain(trainer, folder, weights, info_file)
+
+
+def _pretrain(trainer: Trainer, folder: Path, weights: Path, info_file: Path):
     start = time.time()
     model, info = trainer.pretrain(folder / "checkpoint.pt", labelled="source")
     info["seconds"] = time.time() - start
@@ -96,6 +106,19 @@ def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Modul
         tmp.write_text(json.dumps(info))
         tmp.replace(info_file)  # model.pt first, then info.json: a hit needs both
     return model, {**info, "cached": False}
+
+
+def pretrain_only(cfg: C.Config, runtime: Runtime | None = None) -> dict:
+    """Phase 1 into the shared cache (a search computes it once per task before its trials)."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.train.seed)
+    trainer = Trainer(cfg, build_task(cfg.data), runtime)
+    return pretrained_source(trainer, cache_dir(cfg))[1]
+
+
+def cache_dir(cfg: C.Config) -> Path:
+    return Path(cfg.train.output_dir) / ".cache"
 
 
 def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dict:
@@ -134,7 +157,7 @@ def execute(
         trainer.add_callback("on_eval", tb)
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)
-    source_model, pretrain_info = pretrained_source(trainer, Path(cfg.train.output_dir) / ".cache")
+    source_model, pretrain_info = pretrained_source(trainer, cache_dir(cfg))
     result = {
         "pretrain": pretrain_info,
         "source_only": trainer.eval_metrics(source_model),

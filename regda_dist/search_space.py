@@ -1,0 +1,227 @@
+"""The `search:` block of an experiment YAML: what to search, on which tasks, selected how.
+
+    search:
+      space:                               # dotted config path -> one distribution
+        regda.trade_off: {loguniform: [0.1, 10]}
+        regda.sigma: {choice: [1.5, 2, 3]}
+      tasks: [synth_hand, synth_body]      # data.task names, or {name: N, set: {path: value}}
+      mode: per_task                       # or joint: one configuration for all tasks
+      metric: source_pck                   # the proxy trials are selected by
+      num_samples: 8
+
+Distributions: loguniform [lo, hi], uniform [lo, hi], randint [lo, hi] (hi exclusive, int
+fields), choice [values], grid [values] (every dimension a grid: all combinations, in order).
+Endpoints and values are checked against the field's type and range like any config value.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regda_dist import config as C
+
+DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
+
+# The RegDA knobs (ranges around the reference defaults of REGDA_SPEC.md and DESIGN.md).
+DEFAULT_SPACE = {
+    "regda.trade_off": {"loguniform": [0.1, 10.0]},
+    "regda.margin": {"uniform": [1.0, 8.0]},
+    "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
+    "regda.warm_hi": {"loguniform": [0.03, 0.3]},
+    "optim.lr": {"loguniform": [0.01, 0.3]},
+    "optim.backbone_lr": {"loguniform": [0.001, 0.03]},
+}
+
+
+def _r(lo=None, hi=None, choices=None):
+    return {"min": lo, "max": hi, "choices": choices}
+
+
+@dataclass
+class SearchConfig:
+    space: dict = field(default_factory=dict)  # {} = DEFAULT_SPACE
+    tasks: list = field(default_factory=list)  # [] = the experiment's data.task
+    mode: str = field(default="per_task", metadata=_r(choices=("per_task", "joint")))
+    metric: str = "source_pck"  # a registered proxy (regda_dist.proxies)
+    # 'oracle' selects by target-test PCK (target LABELS): research on proxies only.
+    selection: str = field(default="proxy", metadata=_r(choices=("proxy", "oracle")))
+    num_samples: int = field(default=8, metadata=_r(1))
+    max_concurrent: int = field(default=1, metadata=_r(1))
+    seed: int = field(default=0, metadata=_r(0))
+    # auto: ASHA for per_task (per-epoch proxy values), FIFO for joint (one value at the end)
+    scheduler: str = field(default="auto", metadata=_r(choices=("auto", "asha", "fifo")))
+    grace_period: int = field(default=1, metadata=_r(1))  # epochs before ASHA may stop a trial
+    reduction_factor: int = field(default=2, metadata=_r(2))
+    storage: str = ""  # Optuna storage (SQLAlchemy URL); "" = sqlite in the experiment folder
+    driver_cpus: float = field(default=0.05, metadata=_r(0.0, 1.0))  # each trial's Tune driver
+
+    @property
+    def objective(self) -> str:
+        """The metric Tune and Optuna maximise."""
+        if self.mode == "joint":
+            return "joint/objective"
+        return "oracle/target_pck" if self.selection == "oracle" else f"proxy/{self.metric}"
+
+    @property
+    def scheduler_name(self) -> str:
+        if self.scheduler == "auto":
+            return "fifo" if self.mode == "joint" else "asha"
+        return self.scheduler
+
+
+@dataclass
+class Experiment:
+    """A run config, its search block and the resolved run config of every task."""
+
+    cfg: C.Config
+    search: SearchConfig
+    tasks: dict[str, C.Config]
+    space: dict
+
+
+def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
+    """Read an experiment with a `search:` block; `--set search.x=...` overrides it."""
+    values, lines = C.read_yaml(path)
+    raw_search = values.pop("search", None)
+    if raw_search is None:
+        raise C.ConfigError(f"{path}: no 'search:' block; `regda-dist train` runs it as one run")
+    run_sets = [o for o in overrides if not o.strip().startswith("search.")]
+    cfg = C.build(values, lines, str(path), run_sets)
+    search = SearchConfig()
+    if not isinstance(raw_search, dict):
+        raise C.ConfigError(f"{path}:{lines.get('search', '?')}: search must be a mapping")
+    C.apply(search, raw_search, str(path), lines, "search.")
+    for text in overrides:
+        key, value = C.parse_override(text)
+        if key.startswith("search."):
+            C.apply(search, C.nest(key.removeprefix("search."), value), f"--set {key}", {})
+    return resolve(cfg, search, str(path), lines)
+
+
+def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Experiment:
+    space = search.space or copy.deepcopy(DEFAULT_SPACE)
+    for key, spec in space.items():
+        where = (
+            f"{source}:{lines[f'search.space.{key}']}" if f"search.space.{key}" in lines else source
+        )
+        check_dimension(key, spec, where)
+    kinds = {next(iter(spec)) for spec in space.values()}
+    if "grid" in kinds and kinds != {"grid"}:
+        raise C.ConfigError(
+            f"{source}: search.space mixes grid with other distributions; use choice"
+        )
+    if search.selection == "oracle" and search.mode == "joint":
+        raise C.ConfigError(f"{source}: search.selection oracle is for per_task searches")
+    if search.scheduler_name == "asha" and search.mode == "joint":
+        raise C.ConfigError(
+            f"{source}: search.scheduler asha needs mode per_task (joint reports once)"
+        )
+    tasks = {}
+    for i, entry in enumerate(search.tasks or [cfg.data.task]):
+        name, sets = _task_entry(entry, f"{source}: search.tasks[{i}]")
+        values = copy.deepcopy(cfg.to_dict())
+        merged = C.from_dict(values)
+        for key, value in sets.items():
+            C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
+        if name in tasks:
+            raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
+        tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
+    return Experiment(cfg, search, tasks, space)
+
+
+def _task_entry(entry: Any, where: str) -> tuple[str, dict]:
+    if isinstance(entry, str):
+        return entry, {"data.task": entry}
+    if (
+        isinstance(entry, dict)
+        and set(entry) <= {"name", "set"}
+        and isinstance(entry.get("name"), str)
+    ):
+        sets = entry.get("set") or {}
+        if isinstance(sets, dict):
+            return entry["name"], sets
+    raise C.ConfigError(f"{where}: expected a task name or {{name: NAME, set: {{path: value}}}}")
+
+
+def check_dimension(key: str, spec: Any, where: str) -> None:
+    """One search dimension: an existing scalar field and a distribution its values fit."""
+    f = _field(key, where)
+    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
+        raise C.ConfigError(
+            f"{where}: search.space.{key} must be {{DISTRIBUTION: [...]}} with DISTRIBUTION one "
+            f"of {', '.join(DISTRIBUTIONS)}; got {spec!r}"
+        )
+    (kind, args), path = next(iter(spec.items())), f"search.space.{key}"
+    if not isinstance(args, list) or not args:
+        raise C.ConfigError(f"{where}: {path}.{kind} needs a non-empty list, got {args!r}")
+    for value in args:
+        C.check_value(path, value, f, where)
+    if kind in ("loguniform", "uniform", "randint"):
+        if len(args) != 2 or not args[0] < args[1]:
+            raise C.ConfigError(
+                f"{where}: {path}.{kind} needs [low, high] with low < high, got {args}"
+            )
+        hint = C.field_type(f)
+        if (kind == "randint") != (hint is int):
+            need = "randint" if hint is int else "uniform or loguniform"
+            raise C.ConfigError(f"{where}: {key} is {hint.__name__}: use {need}")
+        if kind == "loguniform" and args[0] <= 0:
+            raise C.ConfigError(f"{where}: {path}.loguniform needs low > 0, got {args[0]}")
+
+
+def _field(key: str, where: str) -> dataclasses.Field:
+    obj, f = C.Config(), None
+    for part in key.split("."):
+        fields = (
+            {x.name: x for x in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
+        )
+        if part not in fields:
+            raise C.ConfigError(f"{where}: search.space: {key!r} is not a config field")
+        f, obj = fields[part], getattr(obj, part)
+    if dataclasses.is_dataclass(obj) or isinstance(obj, list):
+        raise C.ConfigError(f"{where}: search.space: {key!r} is not a single value")
+    return f
+
+
+def apply_params(cfg: C.Config, params: dict[str, Any]) -> C.Config:
+    """A copy of cfg with a trial's sampled values (dotted keys) set and validated."""
+    out = C.from_dict(copy.deepcopy(cfg.to_dict()))
+    for key, value in params.items():
+        C.apply(out, C.nest(key, value), f"trial parameter {key}", {})
+    return C.validate(out, "trial parameters")
+
+
+def to_yaml_dict(exp: Experiment) -> dict:
+    """The resolved experiment as a YAML-able mapping: runnable again by `regda-dist tune`."""
+    return {**exp.cfg.to_dict(), "search": {**dataclasses.asdict(exp.search), "space": exp.space}}
+
+
+def prepare_experiment_dir(exp_dir: Path, exp: Experiment, resume: bool) -> None:
+    """Refuse to overwrite a search; --resume only the same experiment. Writes experiment.yaml."""
+    saved = exp_dir / "experiment.yaml"
+    if saved.exists():
+        if not resume:
+            raise C.ConfigError(
+                f"{exp_dir} holds a search; pass --resume to continue it or choose another --name"
+            )
+        try:
+            again = load_experiment(saved)
+        except C.ConfigError as err:
+            raise C.ConfigError(f"cannot --resume: {err}") from None
+        if to_yaml_dict(again) != to_yaml_dict(exp):
+            raise C.ConfigError(f"{saved} differs from this experiment; cannot --resume")
+        return
+    if resume:
+        raise C.ConfigError(f"{exp_dir}: no search to resume (no experiment.yaml)")
+    if exp_dir.exists() and any(exp_dir.iterdir()):
+        raise C.ConfigError(f"{exp_dir} exists and is not a search folder; choose another --name")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = saved.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(to_yaml_dict(exp), sort_keys=False))
+    tmp.replace(saved)
