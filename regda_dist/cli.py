@@ -44,6 +44,7 @@ def _tune(args) -> int:
     from regda_dist.engine.trainer import preflight
     from regda_dist.proxies import list_proxies
     from regda_dist.search_space import load_experiment, prepare_experiment_dir
+    from regda_dist.trials import provenance
 
     exp = load_experiment(args.experiment, list(args.set))
     s = exp.search
@@ -57,6 +58,8 @@ def _tune(args) -> int:
         preflight(cfg, TASKS[cfg.data.task].spec.num_keypoints)
     exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
     prepare_experiment_dir(exp_dir, exp, args.resume)
+    if not (exp_dir / "provenance.json").exists():
+        (exp_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
     from regda_dist.distributed import cluster, search
 
     cluster.connect(args.address)
@@ -69,6 +72,24 @@ def _tune(args) -> int:
             f"best {s.objective}{label} = {g['best_value']} (trial {g['best_trial']})"
         )
     print(f"\nsearch folder: {exp_dir}\nnext: regda-dist export {exp_dir}")
+    return 0
+
+
+def _export(args) -> int:
+    from regda_dist.export import export
+
+    out = export(Path(args.run_dir), args.metric, args.top_k, Path(args.out) if args.out else None)
+    print((out / "summary.md").read_text())
+    print(f"exported to {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from regda_dist.report import report
+
+    path = report(Path(args.run_dir))
+    print(path.read_text())
+    print(f"report: {path}")
     return 0
 
 
@@ -130,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--resume", action="store_true", help="continue an interrupted search")
     tune.add_argument("--address", help="existing Ray cluster, HOST:PORT or ray://HOST:PORT")
     tune.set_defaults(func=_tune)
+
+    export = sub.add_parser("export", help="best configs of a search: config, weights, meta")
+    export.add_argument("run_dir", help="search folder (train.output_dir/<name>)")
+    export.add_argument("--metric", help="proxy name or metric key (default: the search's)")
+    export.add_argument("--top-k", type=int, default=1, help="also export ranks 2..k")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/best; never overwritten)")
+    export.set_defaults(func=_export)
+
+    report = sub.add_parser("report", help="each proxy vs the oracle over a search's trials")
+    report.add_argument("run_dir", help="search folder (train.output_dir/<name>)")
+    report.set_defaults(func=_report)
     return parser
 
 
@@ -137,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     from regda_dist.config import ConfigError
     from regda_dist.engine.checkpoint import CheckpointError
     from regda_dist.engine.experiment import RunExistsError
+    from regda_dist.trials import SearchFolderError
 
-    errors = (ConfigError, CheckpointError, RunExistsError, FileNotFoundError, ImportError)
+    errors = (
+        ConfigError,
+        CheckpointError,
+        RunExistsError,
+        SearchFolderError,
+        FileNotFoundError,
+        ImportError,
+    )
     try:
         from regda_dist.distributed.cluster import ClusterError
         from regda_dist.distributed.search import SearchError

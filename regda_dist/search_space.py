@@ -60,6 +60,8 @@ class SearchConfig:
     reduction_factor: int = field(default=2, metadata=_r(2))
     storage: str = ""  # Optuna storage (SQLAlchemy URL); "" = sqlite in the experiment folder
     driver_cpus: float = field(default=0.05, metadata=_r(0.0, 1.0))  # each trial's Tune driver
+    # the first trial runs the experiment's own values (where they lie inside the space)
+    start_from_defaults: bool = True
 
     @property
     def objective(self) -> str:
@@ -187,6 +189,21 @@ def _field(key: str, where: str) -> dataclasses.Field:
     if dataclasses.is_dataclass(obj) or isinstance(obj, list):
         raise C.ConfigError(f"{where}: search.space: {key!r} is not a single value")
     return f
+
+
+def default_point(cfg: C.Config, space: dict) -> dict | None:
+    """The config's own values of the searched fields, if every one lies inside the space."""
+    point = {}
+    for key, spec in space.items():
+        value = C.get(cfg, key)
+        if key == "regda.sigma" and not value:
+            value = cfg.data.sigma  # 0 means "data.sigma"
+        ((kind, args),) = spec.items()
+        inside = value in args if kind in ("choice", "grid") else args[0] <= value <= args[1]
+        if not inside or kind == "randint" and value == args[1]:
+            return None
+        point[key] = value
+    return point
 
 
 def apply_params(cfg: C.Config, params: dict[str, Any]) -> C.Config:

@@ -29,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from regda_dist import config as C
 from regda_dist.distributed import train
 from regda_dist.engine import experiment as E
-from regda_dist.search_space import Experiment, SearchConfig, apply_params
+from regda_dist.search_space import Experiment, SearchConfig, apply_params, default_point
 
 
 class SearchError(RuntimeError):
@@ -163,7 +163,9 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
                                   reduction_factor=s.reduction_factor)  # fmt: skip
     else:
         scheduler = FIFOScheduler()
+    first = default_point(next(iter(tasks.values())), exp.space) if s.start_from_defaults else None
     searcher = OptunaSearch(
+        points_to_evaluate=[first] if first else None,
         sampler=sampler(s, exp.space),
         study_name=f"{exp_dir.name}/{group}",
         storage=optuna.storages.RDBStorage(storage_url(s, exp_dir)),

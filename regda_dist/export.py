@@ -1,0 +1,134 @@
+"""`regda-dist export`: the best configurations of a search, ready to re-run.
+
+best/<task>/config.yaml  the trial's full resolved config (runnable by `regda-dist train`)
+best/<task>/model.pt     its adapted weights (weights only)
+best/<task>/meta.json    trial, parameters, every proxy, oracle values (labelled), versions,
+                         git revision, the command that reproduces it
+best/<task>/top<N>/      the same for ranks 2..k (--top-k)
+best/summary.md          a table over tasks
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from regda_dist.trials import SearchFolderError, Trial, load_trials, read_experiment
+
+ORACLE = "oracle/target_pck"
+
+
+def resolve_metric(metric: str | None, experiment: dict) -> str:
+    """A full metric key: the search's objective by default; a bare proxy name -> proxy/<name>."""
+    if metric is None:
+        search = experiment["search"]
+        if search["mode"] == "joint":
+            return "joint/objective"
+        return ORACLE if search["selection"] == "oracle" else f"proxy/{search['metric']}"
+    if "/" in metric:
+        return metric
+    return f"proxy/{metric}"
+
+
+def label(metric: str) -> str:
+    return (
+        f"{metric} (ORACLE: selected with target labels)"
+        if metric.startswith("oracle/")
+        else metric
+    )
+
+
+def ranking(trials: list[Trial], metric: str) -> list[tuple[float, Trial]]:
+    """Completed trials, best first. Joint trials: the joint objective, or the mean over tasks."""
+    scored = []
+    for t in trials:
+        if not t.complete:
+            continue
+        if metric == "joint/objective":
+            value = float((t.joint or {}).get(metric, math.nan))
+        else:
+            value = sum(t.value(task, metric) for task in t.runs) / len(t.runs)
+        if not math.isnan(value):
+            scored.append((value, t))
+    return sorted(scored, key=lambda vt: -vt[0])
+
+
+def export(
+    exp_dir: Path, metric: str | None = None, top_k: int = 1, out: Path | None = None
+) -> Path:
+    experiment = read_experiment(exp_dir)
+    metric = resolve_metric(metric, experiment)
+    out = out or exp_dir / "best"
+    if top_k < 1:
+        raise SearchFolderError(f"--top-k must be >= 1, got {top_k}")
+    if out.exists():
+        raise SearchFolderError(f"{out} exists; nothing overwritten (choose another --out)")
+    provenance = _read_json(exp_dir / "provenance.json")
+    rows, picked = [], {}
+    for group, trials in sorted(load_trials(exp_dir).items()):
+        ranked = ranking(trials, metric)
+        if not ranked:
+            raise SearchFolderError(f"{exp_dir}/{group}: no completed trial with {metric}")
+        for task in ranked[0][1].runs:
+            picked[task] = [(rank, value, t) for rank, (value, t) in enumerate(ranked[:top_k], 1)]
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for task, entries in picked.items():
+        for rank, value, trial in entries:
+            folder = staging / task if rank == 1 else staging / task / f"top{rank}"
+            _write(folder, task, rank, value, trial, metric, provenance)
+            rows.append((task, rank, value, trial))
+    (staging / "summary.md").write_text(_summary(exp_dir, metric, rows))
+    staging.replace(out)  # all or nothing
+    return out
+
+
+def _write(folder: Path, task, rank, value, trial: Trial, metric, provenance) -> None:
+    folder.mkdir(parents=True)
+    run = trial.runs[task]
+    shutil.copy2(run / "config.yaml", folder / "config.yaml")
+    shutil.copy2(run / "model.pt", folder / "model.pt")
+    final = trial.final[task]
+    meta = {
+        "task": task,
+        "rank": rank,
+        "selected_by": label(metric),
+        "selection_value": value,
+        "trial_id": trial.trial_id,
+        "group": trial.group,
+        "params": trial.params,
+        "proxies": {k: v for k, v in final.items() if k.startswith("proxy/")},
+        "source_pck": final.get("source/pck"),
+        "oracle_eval_only": {k: v for k, v in final.items() if k.startswith(ORACLE)},
+        "source_only": trial.source_only.get(task, {}),
+        "run_folder": str(run),
+        "versions": provenance,
+        "reproduce": f"regda-dist train {folder / 'config.yaml'} --name {task}-{trial.trial_id}",
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _summary(exp_dir: Path, metric: str, rows) -> str:
+    lines = [
+        f"# Best configurations of {exp_dir.name}",
+        "",
+        f"Selected by **{label(metric)}**. `oracle/target_pck` is shown for evaluation only "
+        "(target labels; nothing below was selected with it unless the line above says ORACLE).",
+        "",
+        "| task | rank | trial | selection value | oracle/target_pck | parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, rank, value, trial in rows:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in trial.params.items())  # fmt: skip
+        oracle = trial.value(task, ORACLE)
+        lines.append(
+            f"| {task} | {rank} | {trial.trial_id} | {value:.4g} | {oracle:.1f} | {params} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}

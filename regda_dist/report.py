@@ -1,0 +1,127 @@
+"""`regda-dist report`: how well each proxy ranks a search's trials against the oracle.
+
+Per task and proxy, over the trials with an evaluation: Spearman's rank correlation with
+oracle/target_pck and the top-1 regret (oracle PCK of the best trial minus that of the trial the
+proxy picks). The oracle uses target labels and is here only to judge the proxies. Writes
+report/report.md, report/<task>_proxies.png (proxy vs oracle) and report/<task>_importances.png.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from regda_dist.trials import Trial, load_trials, read_experiment  # noqa: E402
+
+ORACLE = "oracle/target_pck"
+
+
+def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
+    """{proxy: {spearman, regret, picked, n}} over the trials with a finite oracle value."""
+    rows = [t.final[task] for t in trials if task in t.final and _finite(t.final[task].get(ORACLE))]
+    proxies = sorted({k for r in rows for k in r if k.startswith("proxy/")})
+    best = max((r[ORACLE] for r in rows), default=math.nan)
+    out = {}
+    for proxy in proxies:
+        pairs = [(r[proxy], r[ORACLE]) for r in rows if _finite(r.get(proxy))]
+        if len(pairs) < 2:
+            continue
+        xs, ys = zip(*pairs, strict=True)
+        rho = spearmanr(xs, ys).statistic if len(set(xs)) > 1 else math.nan
+        picked = ys[max(range(len(xs)), key=xs.__getitem__)]
+        out[proxy] = {
+            "spearman": float(rho),
+            "regret": best - picked,
+            "picked": picked,
+            "n": len(pairs),
+        }
+    return out
+
+
+def report(exp_dir: Path) -> Path:
+    experiment = read_experiment(exp_dir)
+    out = exp_dir / "report"
+    out.mkdir(exist_ok=True)
+    lines = [
+        f"# Proxy report of {exp_dir.name}",
+        "",
+        "Spearman: rank correlation of the proxy with oracle/target_pck over trials. Regret: "
+        "oracle PCK of the best trial minus that of the proxy's pick (0 is perfect). The oracle "
+        "uses target labels: it judges the proxies and selects nothing.",
+    ]
+    for group, trials in sorted(load_trials(exp_dir).items()):
+        for task in sorted({task for t in trials for task in t.runs}):
+            table = proxy_table(trials, task)
+            lines += ["", f"## {task} ({len(trials)} trials, group {group})", ""]
+            lines += [
+                "| proxy | Spearman | top-1 regret | oracle PCK of pick | trials |",
+                "|---|---|---|---|---|",
+            ]
+            for proxy, r in sorted(table.items(), key=lambda kv: kv[1]["regret"]):
+                cells = (
+                    proxy,
+                    f"{r['spearman']:.2f}",
+                    f"{r['regret']:.1f}",
+                    f"{r['picked']:.1f}",
+                    r["n"],
+                )
+                lines.append("| " + " | ".join(map(str, cells)) + " |")
+            if table:
+                _scatter(trials, task, sorted(table), out / f"{task}_proxies.png")
+                lines.append(f"\n![proxies vs oracle]({task}_proxies.png)")
+        if _importances(exp_dir, experiment, group, out / f"{group}_importances.png"):
+            lines.append(f"\n![parameter importances]({group}_importances.png)")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(proxies), figsize=(3.2 * len(proxies), 3), squeeze=False)
+    for ax, proxy in zip(axes[0], proxies, strict=True):
+        pts = [
+            (t.final[task].get(proxy), t.final[task].get(ORACLE)) for t in trials if task in t.final
+        ]
+        pts = [(x, y) for x, y in pts if _finite(x) and _finite(y)]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14)
+        ax.set_xlabel(proxy)
+        ax.set_ylabel("oracle/target_pck (eval only)")
+    fig.suptitle(task)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _importances(exp_dir: Path, experiment: dict, group: str, path: Path) -> bool:
+    """Optuna's parameter importances of the group's study (needs a few completed trials)."""
+    import optuna
+
+    search = experiment["search"]
+    url = search["storage"] or f"sqlite:///{(exp_dir / 'optuna.db').resolve()}"
+    try:
+        study = optuna.load_study(study_name=f"{exp_dir.name}/{group}", storage=url)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(complete) < 2 or len(study.best_trial.params) < 1:
+            return False
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = optuna.visualization.matplotlib.plot_param_importances(study)
+        ax.figure.set_size_inches(6, 3)
+        ax.figure.tight_layout()
+        ax.figure.savefig(path, dpi=100)
+        plt.close(ax.figure)
+        return True
+    except (KeyError, ValueError, RuntimeError):  # no study, or too little variation
+        return False
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)

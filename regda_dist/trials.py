@@ -1,0 +1,123 @@
+"""Reading a search folder back: every trial's parameters and final values, per group and task.
+Used by `export` and `report`; needs neither Ray nor a running search."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from regda_dist import __version__
+
+
+class SearchFolderError(ValueError):
+    """The folder is not a (finished enough) search folder; the message is one line."""
+
+
+@dataclass
+class Trial:
+    group: str
+    trial_id: str
+    params: dict
+    runs: dict[str, Path]  # task -> run folder
+    final: dict[str, dict] = field(default_factory=dict)  # task -> last evaluated metrics
+    source_only: dict[str, dict] = field(default_factory=dict)  # task -> source-only metrics
+    complete: bool = False  # every task finished (not stopped early, not failed)
+    joint: dict | None = None
+
+    def value(self, task: str, key: str) -> float:
+        return float(self.final[task].get(key, float("nan")))
+
+
+def read_experiment(exp_dir: Path) -> dict:
+    saved = exp_dir / "experiment.yaml"
+    if not saved.is_file():
+        raise SearchFolderError(f"{exp_dir}: not a search folder (no experiment.yaml)")
+    try:
+        return yaml.safe_load(saved.read_text())
+    except yaml.YAMLError as err:
+        raise SearchFolderError(f"{saved}: unreadable ({err})") from None
+
+
+def _last_eval(metrics_file: Path) -> dict:
+    """The last adaptation line of metrics.jsonl that carries an evaluation."""
+    last = {}
+    if metrics_file.is_file():
+        for line in metrics_file.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by an interruption
+            if row.get("phase") == "adapt" and "oracle/target_pck" in row:
+                last = row
+    return last
+
+
+def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
+    """{group: [Trial]} of every trial folder that recorded its parameters."""
+    read_experiment(exp_dir)
+    groups: dict[str, list[Trial]] = {}
+    for params_file in sorted(exp_dir.glob("*/trials/*/params.json")):
+        folder = params_file.parent
+        group = folder.parent.parent.name
+        runs = {p.parent.name: p.parent for p in sorted(folder.glob("*/config.yaml"))}
+        trial = Trial(group, folder.name, json.loads(params_file.read_text()), runs)
+        done = []
+        for task, run in runs.items():
+            result_file = run / "result.json"
+            if result_file.is_file():
+                result = json.loads(result_file.read_text())
+                trial.final[task], trial.source_only[task] = result["regda"], result["source_only"]
+                done.append(task)
+            else:
+                trial.final[task] = _last_eval(run / "metrics.jsonl")
+        trial.complete = bool(runs) and len(done) == len(runs)
+        if (folder / "joint.json").is_file():
+            trial.joint = json.loads((folder / "joint.json").read_text())
+        groups.setdefault(group, []).append(trial)
+    if not groups:
+        raise SearchFolderError(f"{exp_dir}: no trials yet")
+    return groups
+
+
+def provenance(argv: list[str]) -> dict:
+    """Versions, git revision and command line: what a result needs to be reproduced."""
+    import optuna
+    import torch
+
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:
+        ray_version = None
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev, dirty = "", ""
+    return {
+        "regda_dist": __version__,
+        "torch": torch.__version__,
+        "ray": ray_version,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+        "git_revision": (rev + ("-dirty" if dirty else "")) or None,
+        "command": argv,
+    }
