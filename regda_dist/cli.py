@@ -11,7 +11,7 @@ from regda_dist import __version__
 
 def _train(args) -> int:
     from regda_dist import config as C
-    from regda_dist.data.synthetic import TASKS
+    from regda_dist.data.datasets import task_spec
     from regda_dist.engine import experiment
     from regda_dist.engine.trainer import preflight
 
@@ -24,7 +24,8 @@ def _train(args) -> int:
     if args.no_ray and (cfg.scaling.num_workers != 1 or args.address):
         raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
     experiment.check_run_dir(run_dir, cfg, args.resume)
-    preflight(cfg, TASKS[cfg.data.task].spec.num_keypoints)  # before any folder, data or Ray
+    spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
+    preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
     if args.no_ray:
         result = experiment.run(cfg, run_dir, resume=args.resume)
     else:
@@ -34,6 +35,17 @@ def _train(args) -> int:
         result = train.fit(cfg, run_dir, resume=args.resume, fixed_size=not args.address)
     print(format_result(result, name))
     print(f"\nrun folder: {run_dir}")
+    return 0
+
+
+def _data_check(args) -> int:
+    from regda_dist.data.check import check
+    from regda_dist.data.samples import DatasetError
+
+    report = check(args.dataset, args.path, args.keypoints, args.decode)
+    print(report.text)
+    if report.problems:
+        raise DatasetError(f"{args.path}: {len(report.problems)} problem(s), listed above")
     return 0
 
 
@@ -81,15 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-ray", action="store_true", help="plain single process, no Ray (debugging)"
     )
     train.set_defaults(func=_train)
+    data = sub.add_parser("data", help="real datasets on disk")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser(
+        "check", help="validate a dataset folder: samples per split, visibility, what is missing"
+    )
+    check.add_argument("path", help="the dataset's folder")
+    check.add_argument(
+        "--dataset",
+        required=True,
+        help="reader: rhd, h3d, freihand, surreal, surreal_faithful, lsp, human36m, coco",
+    )
+    check.add_argument("--keypoints", default="", help="hand21 or body16 (needed for coco)")
+    check.add_argument(
+        "--decode", type=int, default=20, help="images decoded per split (-1: all; default 20)"
+    )
+    check.set_defaults(func=_data_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from regda_dist.config import ConfigError
+    from regda_dist.data.samples import DatasetError
     from regda_dist.engine.checkpoint import CheckpointError
     from regda_dist.engine.experiment import RunExistsError
 
     errors = (ConfigError, CheckpointError, RunExistsError, FileNotFoundError, ImportError)
+    errors += (DatasetError,)
     try:
         from regda_dist.distributed.cluster import ClusterError
         from regda_dist.distributed.train import TrainingError
