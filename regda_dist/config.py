@@ -34,6 +34,7 @@ class DomainConfig:
 
     dataset: str = ""  # rhd, h3d, freihand, surreal, surreal_faithful, lsp, human36m, coco
     root: str = ""
+    augment: bool = True  # apply data.augment to this domain's train split (when configured)
 
 
 @dataclass

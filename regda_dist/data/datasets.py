@@ -122,9 +122,8 @@ def build_task(data_cfg) -> TaskData:
         d = synthetic.load_split(
             task.name, domain, name, sizes[name], data_cfg.image_size, data_cfg.seed, root
         )
-        return KeypointDataset(
-            d["images"], d["keypoints"], d["visible"], augment if name == "train" else None
-        )
+        aug = augment if name == "train" and getattr(data_cfg, domain).augment else None
+        return KeypointDataset(d["images"], d["keypoints"], d["visible"], aug)
 
     target_train = split("target", "train")
     return TaskData(
@@ -154,7 +153,8 @@ def _real_task(data_cfg, augment: Augment | None) -> TaskData:
                 f"{getattr(data_cfg, side).root}: the {name} split of {side} dataset "
                 f"{domains[side].name!r} is empty"
             )
-        return ImageSamples(samples, data_cfg.image_size, augment if name == "train" else None)
+        aug = augment if name == "train" and getattr(data_cfg, side).augment else None
+        return ImageSamples(samples, data_cfg.image_size, aug)
 
     target_train = split("target", "train")
     return TaskData(
