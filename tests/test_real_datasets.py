@@ -172,3 +172,41 @@ def test_coco_reads_val_json_when_present(tmp_path):
     assert _counts(registry.create_dataset("coco", tmp_path, "body16")) == {
         "train": 3, "val": 3, "test": 3
     }  # fmt: skip
+
+
+def test_human36m_reads_the_reference_precropped_copy(tmp_path):
+    import json
+
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    for s in fx.H36M_SUBJECTS:
+        kp = np.stack([np.arange(16) * 3 + 4.5, np.arange(16) + 10.5], 1)
+        fx.marked_image(tmp_path / "crop_images" / f"s{s}.png", (64, 64), kp[0])
+        entry = {"name": f"s{s}.png", "keypoint2d": kp.tolist(), "keypoint3d": [[0, 0, 1]] * 16}
+        (ann / f"keypoints2d_{s}.json").write_text(json.dumps([entry]))
+    domain = registry.create_dataset("human36m", tmp_path)
+    assert _counts(domain) == {"train": 4, "val": 1, "test": 2}
+    _assert_marker_on(domain, 0)
+
+
+def test_build_task_reads_real_domains_augments_train_and_hides_target_labels(tmp_path):
+    from regda_dist import config as C
+    from regda_dist.data.datasets import ImagesOnly, build_task
+
+    fx.write_rhd(tmp_path / "rhd")
+    fx.write_h3d(tmp_path / "h3d")
+    cfg = C.load(
+        None,
+        ["data.task=''", "data.image_size=32", "data.heatmap_size=16",
+         "data.source.dataset=rhd", f"data.source.root={tmp_path / 'rhd'}",
+         "data.target.dataset=h3d", f"data.target.root={tmp_path / 'h3d'}",
+         "data.augment.rotation=180"],
+    )  # fmt: skip
+    task = build_task(cfg.data)
+    assert task.spec is HAND21
+    assert len(task.source_test) == 1 and len(task.target_test) == 2
+    assert isinstance(task.target_train, ImagesOnly)
+    assert task.target_train[0].shape == (3, 32, 32)
+    assert task.source_train.augment is not None and task.source_test.augment is None
+    image, kp, weight = task.source_test[0]
+    assert image.shape == (3, 32, 32) and kp.shape == (21, 2) and weight.dtype == torch.float32

@@ -73,6 +73,8 @@ def read_file(file: Path, spec: KeypointSpec) -> list[Sample]:
     data = read_json(file, "COCO keypoint annotations")
     if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
         raise DatasetError(f"{file}: needs 'images', 'annotations' and 'categories'")
+    if not isinstance(data["images"], list) or not isinstance(data["annotations"], list):
+        raise DatasetError(f"{file}: 'images' and 'annotations' must be lists")
     cat_id, names = _category(data, file)
     mapping = name_map(names, spec, f"{file}: categories")
     images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}

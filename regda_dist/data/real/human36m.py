@@ -3,6 +3,10 @@ annotations/Human36M_subject{S}_data.json ('images': [{file_name, action_idx, su
 frame_idx, cam_idx}]), _camera.json (cam_idx -> {R, t, f, c}) and _joint_3d.json
 (action -> subaction -> frame -> 17x3 world joints), images under images/.
 
+The reference's pre-cropped copy is read too, where a subject has no _data.json:
+annotations/keypoints2d_{S}.json (a list of {name, keypoint2d 16x2 in Body16 order}) with images
+under crop_images/; each such image is its own crop.
+
 Every 5th image of a subject's list is a sample (as the reference). World joints are projected
 with the camera; H36M-17 -> Body16 by (3,2,1,4,5,6,0,_,8,10,16,15,14,11,12,13), thorax = the
 midpoint of the shoulders; every keypoint has weight 1. The crop is the square 1.5x keypoint
@@ -49,9 +53,29 @@ def _lookup(joints: dict, image: dict, where: str):
         ) from None
 
 
+def read_cropped(root: Path, subject: int) -> list[Sample]:
+    """The reference's preprocessed subject: keypoints2d_{S}.json + crop_images/."""
+    file = root / "annotations" / f"keypoints2d_{subject}.json"
+    entries = read_json(file, f"Human3.6M subject {subject} (pre-cropped)")
+    if not isinstance(entries, list):
+        raise DatasetError(f"{file}: expected a list of samples")
+    samples = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not {"name", "keypoint2d"} <= entry.keys():
+            raise DatasetError(f"{file}: sample {i}: needs 'name' and 'keypoint2d'")
+        kp = field_array(entry["keypoint2d"], (16, 2), f"{file}: sample {i}", "keypoint2d")
+        samples.append(Sample(root / "crop_images" / entry["name"], kp, np.ones(16, np.float32)))
+    return samples
+
+
 def read_subject(root: Path, subject: int) -> list[Sample]:
     ann = root / "annotations"
     stem = f"Human36M_subject{subject}"
+    if (
+        not (ann / f"{stem}_data.json").is_file()
+        and (ann / f"keypoints2d_{subject}.json").is_file()
+    ):
+        return read_cropped(root, subject)
     data = read_json(ann / f"{stem}_data.json", f"Human3.6M subject {subject} images")
     cameras = read_json(ann / f"{stem}_camera.json", f"Human3.6M subject {subject} cameras")
     joints = read_json(ann / f"{stem}_joint_3d.json", f"Human3.6M subject {subject} joints")
