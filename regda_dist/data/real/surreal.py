@@ -5,10 +5,10 @@ outside the crop drop out in the heatmap encoder); the whole image is the crop.
 
 Joint mapping. The reference maps (7,4,1,2,5,8,0,9,12,15,20,18,13,14,19,21): SMPL "L_*" joints
 to MPII "r_*" for every limb. That left/right swap is consistent over all twelve limb joints and
-matches the known swap of SURREAL's stored 2D joints relative to SMPL's names
-(gulvarol/surreal#10), so it is kept. Its shoulders are wrong: 13/14 are SMPL's collar (clavicle)
-joints, between the neck and the shoulder; the shoulders are 16/17. `surreal` uses 16/17;
-`surreal_faithful` keeps the reference's collars.
+matches a swap users report between SURREAL's stored 2D joints and SMPL's joint names
+(gulvarol/surreal#10); with no SURREAL copy here to look at, it is kept as the reference has it.
+Its shoulders are wrong: 13/14 are SMPL's collar (clavicle) joints, between the neck and the
+shoulder; the shoulders are 16/17. `surreal` uses 16/17; `surreal_faithful` keeps the collars.
 
 Splits: train = train/, val = val/, test = the reference's seed-42 rule on test/ (first
 min(20%, 3200)).
