@@ -12,7 +12,7 @@ from regda_dist import __version__
 
 def _train(args) -> int:
     from regda_dist import config as C
-    from regda_dist.data.synthetic import TASKS
+    from regda_dist.data.datasets import task_spec
     from regda_dist.engine import experiment
     from regda_dist.engine.trainer import preflight
 
@@ -25,7 +25,8 @@ def _train(args) -> int:
     if args.no_ray and (cfg.scaling.num_workers != 1 or args.address):
         raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
     experiment.check_run_dir(run_dir, cfg, args.resume)
-    preflight(cfg, TASKS[cfg.data.task].spec.num_keypoints)  # before any folder, data or Ray
+    spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
+    preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
     if args.no_ray:
         result = experiment.run(cfg, run_dir, resume=args.resume)
     else:
@@ -40,7 +41,7 @@ def _train(args) -> int:
 
 def _tune(args) -> int:
     from regda_dist import config as C
-    from regda_dist.data.synthetic import TASKS
+    from regda_dist.data.datasets import task_spec
     from regda_dist.engine.trainer import preflight
     from regda_dist.proxies import list_proxies
     from regda_dist.search_space import load_experiment, prepare_experiment_dir
@@ -55,7 +56,7 @@ def _tune(args) -> int:
     for cfg in exp.tasks.values():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
-        preflight(cfg, TASKS[cfg.data.task].spec.num_keypoints)
+        preflight(cfg, task_spec(cfg.data, check_roots=not args.address).num_keypoints)
     exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
     prepare_experiment_dir(exp_dir, exp, args.resume)
     if not (exp_dir / "provenance.json").exists():
@@ -90,6 +91,17 @@ def _report(args) -> int:
     path = report(Path(args.run_dir))
     print(path.read_text())
     print(f"report: {path}")
+    return 0
+
+
+def _data_check(args) -> int:
+    from regda_dist.data.check import check
+    from regda_dist.data.samples import DatasetError
+
+    report = check(args.dataset, args.path, args.keypoints, args.decode)
+    print(report.text)
+    if report.problems:
+        raise DatasetError(f"{args.path}: {len(report.problems)} problem(s), listed above")
     return 0
 
 
@@ -162,11 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="each proxy vs the oracle over a search's trials")
     report.add_argument("run_dir", help="search folder (train.output_dir/<name>)")
     report.set_defaults(func=_report)
+
+    data = sub.add_parser("data", help="real datasets on disk")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser(
+        "check", help="validate a dataset folder: samples per split, visibility, what is missing"
+    )
+    check.add_argument("path", help="the dataset's folder")
+    check.add_argument(
+        "--dataset",
+        required=True,
+        help="reader: rhd, h3d, freihand, surreal, surreal_faithful, lsp, human36m, coco",
+    )
+    check.add_argument("--keypoints", default="", help="hand21 or body16 (needed for coco)")
+    check.add_argument(
+        "--decode", type=int, default=20, help="images decoded per split (-1: all; default 20)"
+    )
+    check.set_defaults(func=_data_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from regda_dist.config import ConfigError
+    from regda_dist.data.samples import DatasetError
     from regda_dist.engine.checkpoint import CheckpointError
     from regda_dist.engine.experiment import RunExistsError
     from regda_dist.trials import SearchFolderError
@@ -176,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         RunExistsError,
         SearchFolderError,
+        DatasetError,
         FileNotFoundError,
         ImportError,
     )

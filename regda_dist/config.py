@@ -28,8 +28,32 @@ def _range(lo=None, hi=None, choices=None):
 
 
 @dataclass
+class DomainConfig:
+    """One domain read from disk: a registered reader (`regda-dist data check --help` lists them)
+    and the folder holding the dataset's public layout."""
+
+    dataset: str = ""  # rhd, h3d, freihand, surreal, surreal_faithful, lsp, human36m, coco
+    root: str = ""
+    augment: bool = True  # apply data.augment to this domain's train split (when configured)
+
+
+@dataclass
+class AugmentConfig:
+    """Keypoint-aware training augmentation (train splits only); the defaults do nothing."""
+
+    rotation: float = field(default=0.0, metadata=_range(0.0, 180.0))  # degrees, U(-r, r)
+    scale_min: float = field(default=1.0, metadata=_range(0.1, 4.0))  # square crop area scale
+    scale_max: float = field(default=1.0, metadata=_range(0.1, 4.0))
+    color_jitter: float = field(default=0.0, metadata=_range(0.0, 1.0))  # brightness etc. 1+-j
+    blur: float = field(default=0.0, metadata=_range(0.0, 10.0))  # max Gaussian blur radius, px
+
+
+@dataclass
 class DataConfig:
-    task: str = field(default="synth_hand", metadata=_range(choices=("synth_hand", "synth_body")))
+    # A synthetic task, or "" for real datasets named by `source` and `target`.
+    task: str = field(
+        default="synth_hand", metadata=_range(choices=("synth_hand", "synth_body", ""))
+    )
     root: str = ""  # cache of generated data; "" = $REGDA_DIST_CACHE or ~/.cache/regda-dist
     image_size: int = field(default=256, metadata=_range(16, 1024))
     heatmap_size: int = field(default=64, metadata=_range(4, 512))
@@ -38,6 +62,11 @@ class DataConfig:
     num_val: int = field(default=500, metadata=_range(1))
     num_test: int = field(default=500, metadata=_range(1))
     seed: int = field(default=0, metadata=_range(0))  # data generation seed (not training seed)
+    # Real datasets (task ""): keypoint definition ("" = the datasets'; needed for coco).
+    keypoints: str = field(default="", metadata=_range(choices=("", "hand21", "body16")))
+    source: DomainConfig = field(default_factory=DomainConfig)
+    target: DomainConfig = field(default_factory=DomainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -150,6 +179,11 @@ class Config:
         """Hash of every field phase 1 depends on (none of the adaptation's): its cache key."""
         d = self.to_dict()
         picked = {k: d[k] for k in ("data", "model", "pretrain")}
+        # Fields added with real datasets count only when set, so older caches stay valid.
+        defaults = dataclasses.asdict(DataConfig())
+        for key in ("keypoints", "source", "target", "augment"):
+            if picked["data"][key] == defaults[key]:
+                del picked["data"][key]
         picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
         picked["train"] = {k: d["train"][k] for k in ("seed", "pck_threshold")}
         picked["workers"] = d["scaling"]["num_workers"]  # the global batch depends on it
@@ -253,11 +287,12 @@ def validate(cfg: Config, source: str = "config") -> Config:
             f"{source}: data.image_size ({d.image_size}) must be a multiple of "
             f"data.heatmap_size ({d.heatmap_size})"
         )
+    _validate_data(d, source)
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
     for phase in ("pretrain", "regda"):
         need = getattr(cfg, phase).batch_size * cfg.scaling.num_workers
-        if d.num_train < need:
+        if d.task and d.num_train < need:
             raise ConfigError(
                 f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
                 f"{phase} ({phase}.batch_size x scaling.num_workers = {need})"
@@ -266,6 +301,36 @@ def validate(cfg: Config, source: str = "config") -> Config:
     if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
         raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")
     return cfg
+
+
+def _validate_data(d: DataConfig, source: str) -> None:
+    """A synthetic task or a (source, target) pair of real datasets, never both, never half."""
+    named = [f"data.{side}" for side in ("source", "target") if getattr(d, side).dataset]
+    if d.task and named:
+        raise ConfigError(
+            f"{source}: data.task ({d.task!r}) and {' and '.join(named)} are both set; "
+            "use data.task: '' for real datasets"
+        )
+    if not d.task and len(named) < 2:
+        raise ConfigError(
+            f"{source}: data.task is '' so data.source.dataset and data.target.dataset "
+            "must both be set"
+        )
+    if d.task and d.keypoints:
+        raise ConfigError(
+            f"{source}: data.keypoints is for real datasets; synthetic task {d.task!r} has its own"
+        )
+    for side in ("source", "target"):
+        domain = getattr(d, side)
+        if domain.dataset and not domain.root:
+            raise ConfigError(f"{source}: data.{side}.root is empty (the dataset's folder)")
+        if domain.root and not domain.dataset:
+            raise ConfigError(f"{source}: data.{side}.root is set but data.{side}.dataset is not")
+    if d.augment.scale_min > d.augment.scale_max:
+        raise ConfigError(
+            f"{source}: data.augment.scale_min ({d.augment.scale_min}) > "
+            f"data.augment.scale_max ({d.augment.scale_max})"
+        )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

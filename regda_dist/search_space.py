@@ -125,7 +125,9 @@ def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Ex
             f"{source}: search.scheduler asha needs mode per_task (joint reports once)"
         )
     tasks = {}
-    for i, entry in enumerate(search.tasks or [cfg.data.task]):
+    d = cfg.data
+    own = {"name": d.task or f"{d.source.dataset}2{d.target.dataset}", "set": {}}
+    for i, entry in enumerate(search.tasks or [own]):
         name, sets = _task_entry(entry, f"{source}: search.tasks[{i}]")
         values = copy.deepcopy(cfg.to_dict())
         merged = C.from_dict(values)

@@ -9,33 +9,43 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from regda_dist.config import ConfigError
 from regda_dist.data import synthetic
+from regda_dist.data.images import ImageSamples
 from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.data.registry import create_dataset, dataset_spec
+from regda_dist.data.samples import DatasetError
+from regda_dist.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, is_active, normalise
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-
-
-def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float, ImageNet-normalised."""
-    return (images_uint8.float() / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalise", "build_task", "task_spec"]
 
 
 class KeypointDataset(Dataset):
-    """In-memory labelled split: (image, keypoints (K, 2) in pixels, visible (K,))."""
+    """In-memory labelled split: (image, keypoints (K, 2) in pixels, visible (K,)); `augment`
+    (train splits, when configured) moves keypoints with the image."""
 
-    def __init__(self, images: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        keypoints: torch.Tensor,
+        visible: torch.Tensor,
+        augment: Augment | None = None,
+    ):
         if not (len(images) == len(keypoints) == len(visible)):
             raise ValueError(
                 f"split sizes differ: {len(images)} images, {len(keypoints)} keypoints"
             )
         self.images, self.keypoints, self.visible = images, keypoints, visible
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i):
-        return normalise(self.images[i]), self.keypoints[i], self.visible[i]
+        if self.augment is None:
+            return normalise(self.images[i]), self.keypoints[i], self.visible[i]
+        image, keypoints = self.augment(self.images[i], self.keypoints[i])
+        return image, keypoints, self.visible[i]
 
 
 class ImagesOnly(Dataset):
@@ -72,8 +82,34 @@ def cache_root(root: str) -> Path:
     return Path(os.environ.get("REGDA_DIST_CACHE", Path.home() / ".cache" / "regda-dist"))
 
 
+def task_spec(data_cfg, check_roots: bool = False) -> KeypointSpec:
+    """The task's keypoint definition, from the config alone (no data is read); with
+    check_roots, real datasets' folders must exist on this machine."""
+    if data_cfg.task:
+        return synthetic.TASKS[data_cfg.task].spec
+    try:
+        source = dataset_spec(data_cfg.source.dataset, data_cfg.keypoints)
+        target = dataset_spec(data_cfg.target.dataset, data_cfg.keypoints)
+    except DatasetError as err:
+        raise ConfigError(f"data: {err}") from None
+    for side in ("source", "target"):
+        root = Path(getattr(data_cfg, side).root).expanduser()
+        if check_roots and not root.is_dir():
+            raise DatasetError(f"{root}: missing folder (data.{side}.root)")
+    if source != target:
+        raise ConfigError(
+            f"data: source {data_cfg.source.dataset!r} has {source.name} keypoints but target "
+            f"{data_cfg.target.dataset!r} has {target.name}"
+        )
+    return source
+
+
 def build_task(data_cfg) -> TaskData:
-    """The synthetic task named by data_cfg.task (generated once, then read from the cache)."""
+    """The synthetic task named by data_cfg.task (generated once, then read from the cache), or
+    with task "" the real datasets data_cfg.source and data_cfg.target, read from disk."""
+    augment = Augment(data_cfg.augment) if is_active(data_cfg.augment) else None
+    if not data_cfg.task:
+        return _real_task(data_cfg, augment)
     task = synthetic.TASKS.get(data_cfg.task)
     if task is None:
         raise ValueError(
@@ -86,11 +122,43 @@ def build_task(data_cfg) -> TaskData:
         d = synthetic.load_split(
             task.name, domain, name, sizes[name], data_cfg.image_size, data_cfg.seed, root
         )
-        return KeypointDataset(d["images"], d["keypoints"], d["visible"])
+        aug = augment if name == "train" and getattr(data_cfg, domain).augment else None
+        return KeypointDataset(d["images"], d["keypoints"], d["visible"], aug)
 
     target_train = split("target", "train")
     return TaskData(
         spec=task.spec,
+        source_train=split("source", "train"),
+        source_val=split("source", "val"),
+        source_test=split("source", "test"),
+        target_train=ImagesOnly(target_train),
+        target_val=split("target", "val"),
+        target_test=split("target", "test"),
+        target_train_labelled=target_train,
+    )
+
+
+def _real_task(data_cfg, augment: Augment | None) -> TaskData:
+    """Both domains read by their registered readers; images load lazily, per item."""
+    spec = task_spec(data_cfg)
+    domains = {
+        side: create_dataset(d.dataset, d.root, data_cfg.keypoints)
+        for side, d in (("source", data_cfg.source), ("target", data_cfg.target))
+    }
+
+    def split(side: str, name: str) -> ImageSamples:
+        samples = domains[side].splits[name]
+        if not samples:
+            raise DatasetError(
+                f"{getattr(data_cfg, side).root}: the {name} split of {side} dataset "
+                f"{domains[side].name!r} is empty"
+            )
+        aug = augment if name == "train" and getattr(data_cfg, side).augment else None
+        return ImageSamples(samples, data_cfg.image_size, aug)
+
+    target_train = split("target", "train")
+    return TaskData(
+        spec=spec,
         source_train=split("source", "train"),
         source_val=split("source", "val"),
         source_test=split("source", "test"),

@@ -1,0 +1,170 @@
+"""COCO keypoint JSON: any user dataset as a source or a target, and an exporter of tasks.
+
+A folder holds train.json and test.json (val.json optional: else val is carved from train, see
+samples.carve_val), each a COCO keypoint file: `images` [{id, file_name, ...}], `annotations`
+[{image_id, category_id, keypoints [x, y, v] * N, bbox (optional), iscrowd (optional)}] and
+`categories` [{id, name, keypoints [names], skeleton}]. `file_name` is relative to the folder
+(or to its images/ subfolder). Keypoint names map onto the task's definition (data.keypoints)
+by name, case-insensitively, "left_"/"right_" read as "l_"/"r_" (so COCO's person keypoints
+fill Body16's limbs); definition keypoints without a match get weight 0, extra names are
+ignored. Weight = 1 where v > 0. Crop: the annotation's bbox made square and 1.25x larger, or
+the whole image (aspect-preserving resize + pad) without a bbox. Crowd annotations are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from regda_dist.data.io import field_array, read_json
+from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.data.registry import register_dataset
+from regda_dist.data.samples import DatasetError, Domain, Sample, carve_val
+from regda_dist.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+BOX_SCALE = 1.25
+
+
+def canonical(name: str) -> str:
+    n = name.strip().lower().replace("-", "_").replace(" ", "_")
+    for long, short in (("left_", "l_"), ("right_", "r_")):
+        if n.startswith(long):
+            n = short + n[len(long) :]
+    return n
+
+
+def name_map(names: list[str], spec: KeypointSpec, where: str) -> list[int | None]:
+    """For each keypoint of `spec`, its index in the file's `names` (None: not labelled)."""
+    index = {}
+    for i, name in enumerate(names):
+        if canonical(str(name)) in index:
+            raise DatasetError(f"{where}: keypoint name {name!r} appears twice")
+        index[canonical(str(name))] = i
+    mapping = [index.get(canonical(n)) for n in spec.names]
+    if all(m is None for m in mapping):
+        raise DatasetError(
+            f"{where}: no keypoint name matches {spec.name} ({', '.join(spec.names[:4])}, ...)"
+        )
+    return mapping
+
+
+def _category(data: dict, file: Path) -> tuple[int, list[str]]:
+    cats = [c for c in data.get("categories", []) if isinstance(c, dict) and c.get("keypoints")]
+    if len(cats) != 1:
+        raise DatasetError(f"{file}: needs exactly one category with 'keypoints', has {len(cats)}")
+    return cats[0].get("id"), list(cats[0]["keypoints"])
+
+
+def _box(ann: dict, where: str) -> tuple[int, int, int] | None:
+    if not ann.get("bbox"):
+        return None
+    x, y, w, h = field_array(ann["bbox"], (4,), where, "bbox")
+    side = max(1, int(round(BOX_SCALE * max(w, h))))
+    return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
+
+
+def read_file(file: Path, spec: KeypointSpec) -> list[Sample]:
+    """Samples of one COCO keypoint JSON, in annotation order."""
+    data = read_json(file, "COCO keypoint annotations")
+    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
+        raise DatasetError(f"{file}: needs 'images', 'annotations' and 'categories'")
+    if not isinstance(data["images"], list) or not isinstance(data["annotations"], list):
+        raise DatasetError(f"{file}: 'images' and 'annotations' must be lists")
+    cat_id, names = _category(data, file)
+    mapping = name_map(names, spec, f"{file}: categories")
+    images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
+    folder = file.parent
+    first = next(iter(images.values()), {}).get("file_name", "")
+    base = folder if (folder / first).is_file() else folder / "images"
+    samples = []
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{file}: annotation {ann.get('id', i) if isinstance(ann, dict) else i}"
+        if not isinstance(ann, dict) or ann.get("iscrowd") or ann.get("category_id") != cat_id:
+            continue
+        image = images.get(ann.get("image_id"))
+        if image is None or "file_name" not in image:
+            raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} not in 'images'")
+        if len(ann.get("keypoints", [])) != 3 * len(names):
+            raise DatasetError(
+                f"{where}: 'keypoints' has {len(ann.get('keypoints', []))} values, expected "
+                f"3 x {len(names)} (x, y, v per keypoint of the category)"
+            )
+        raw = field_array(ann["keypoints"], (3 * len(names),), where, "keypoints").reshape(-1, 3)
+        kp = np.zeros((spec.num_keypoints, 2))
+        weight = np.zeros(spec.num_keypoints, np.float32)
+        for k, j in enumerate(mapping):
+            if j is not None:
+                kp[k], weight[k] = raw[j, :2], float(raw[j, 2] > 0)
+        samples.append(Sample(base / image["file_name"], kp, weight, _box(ann, where)))
+    return samples
+
+
+@register_dataset("coco", None, "train.json, test.json (val.json optional) + images")
+def read(root: Path, spec: KeypointSpec) -> Domain:
+    splits = {name: read_file(root / f"{name}.json", spec) for name in ("train", "test")}
+    notes = []
+    if (root / "val.json").is_file():
+        splits["val"] = read_file(root / "val.json", spec)
+    else:
+        splits["train"], splits["val"] = carve_val(splits["train"])
+        notes.append("no val.json: val carved from train (seeded 10%, <= 1000)")
+    return Domain("coco", spec, splits, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    """Normalised float (3, H, W) -> uint8 (H, W, 3) (exact for images that were uint8)."""
+    pixels = ((image * IMAGENET_STD + IMAGENET_MEAN) * 255).round().clamp(0, 255)
+    return pixels.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def export_split(dataset: Dataset, spec: KeypointSpec, folder: Path, split: str) -> Path:
+    """Write a labelled split as folder/<split>.json + lossless PNGs under folder/images/."""
+    (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(len(dataset)):
+        image, kp, vis = dataset[i]
+        name = f"{split}/{i:06d}.png"
+        Image.fromarray(_uint8(image)).save(folder / "images" / name)
+        h, w = image.shape[-2:]
+        images.append({"id": i, "file_name": name, "width": w, "height": h})
+        triples = []
+        for (x, y), v in zip(kp.tolist(), vis.tolist(), strict=True):
+            triples += [x, y, 2] if v > 0 else [0, 0, 0]
+        labelled = sum(v > 0 for v in vis.tolist())
+        annotations.append(
+            {"id": i, "image_id": i, "category_id": 1, "keypoints": triples,
+             "num_keypoints": labelled, "iscrowd": 0}
+        )  # fmt: skip
+    category = {
+        "id": 1,
+        "name": spec.name,
+        "keypoints": list(spec.names),
+        "skeleton": [[a + 1, b + 1] for a, b in spec.skeleton],  # COCO: 1-based
+    }
+    file = folder / f"{split}.json"
+    file.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [category]})
+    )
+    return file
+
+
+def export_task(task, folder: str | Path) -> dict[str, Path]:
+    """A task's labelled splits as two COCO folders, folder/source and folder/target (target
+    train from its labelled view), readable back with dataset 'coco'."""
+    folder = Path(folder)
+    out = {}
+    for domain in ("source", "target"):
+        for split in ("train", "val", "test"):
+            name = "target_train_labelled" if (domain, split) == ("target", "train") else None
+            dataset = getattr(task, name or f"{domain}_{split}")
+            out[f"{domain}_{split}"] = export_split(dataset, task.spec, folder / domain, split)
+    return out
