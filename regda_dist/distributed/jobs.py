@@ -120,9 +120,8 @@ def client(address: str | None, timeout_s: float = 5.0) -> Head:
     except OSError as err:
         raise ClusterError(f"no Ray Jobs API answers at {url} ({err.strerror or err})") from None
     with _errors(url):
-        sdk = JobSubmissionClient(url, headers=_auth_headers())
-        sdk.list_jobs()  # the client's version check is not authenticated: this is
-    return Head(url, sdk)
+        # Its version check (/api/version) is authenticated: a missing or wrong token ends here.
+        return Head(url, JobSubmissionClient(url, headers=_auth_headers()))
 
 
 def command_for(experiment: Path) -> str:
