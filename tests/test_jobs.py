@@ -81,11 +81,11 @@ def test_an_experiment_with_a_search_block_runs_tune(tmp_path):
     assert jobs.command_for(search) == "tune"
 
 
-def test_entrypoint_quotes_values_and_takes_the_address_from_the_job():
+def test_entrypoint_quotes_values_and_joins_the_jobs_cluster():
     line = jobs.entrypoint("train", "_submitted/my exp.yaml", ["train.output_dir=/s p"], "n1")
     assert line == (
-        "python -m regda_dist.cli train '_submitted/my exp.yaml' --set 'train.output_dir=/s p' "
-        '--name n1 --address "$RAY_ADDRESS"'
+        "python -m regda_dist.cli train '_submitted/my exp.yaml' --address auto "
+        "--set 'train.output_dir=/s p' --name n1"
     )
 
 

@@ -1,11 +1,10 @@
 """Ray Jobs: send an experiment to a cluster's Jobs API (http://HEAD:8265) and follow it.
 
-The job runs `python -m regda_dist.cli train|tune EXPERIMENT --address "$RAY_ADDRESS" ...` on the
-head node, with this project (without .venv, runs/, data/, .git, tests/) as its working
-directory, so the cluster runs the code that was submitted. The token comes from the
-environment only: RAY_AUTH_TOKEN (sent as a bearer token), else Ray's own loader
-(RAY_AUTH_MODE=token with RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token). Every failure is one
-ClusterError line.
+The job runs `python -m regda_dist.cli train|tune EXPERIMENT --address auto ...` on the head
+node, with this project (without .venv, runs/, data/, .git, tests/) as its working directory, so
+the cluster runs the code that was submitted. The token comes from the environment only:
+RAY_AUTH_TOKEN (sent as a bearer token), else Ray's own loader (RAY_AUTH_MODE=token with
+RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token). Every failure is one ClusterError line.
 """
 
 from __future__ import annotations
@@ -132,11 +131,12 @@ def command_for(experiment: Path) -> str:
 
 
 def entrypoint(command: str, experiment: str, overrides: list[str], name: str | None) -> str:
-    """The job's shell command. RAY_ADDRESS is set by Ray for a job's driver (the GCS address)."""
-    args = ["python", "-m", "regda_dist.cli", command, experiment]
+    """The job's shell command. `--address auto`: the cluster of the job (Ray sets RAY_ADDRESS
+    for a job's driver), never an embedded local Ray on the head."""
+    args = ["python", "-m", "regda_dist.cli", command, experiment, "--address", "auto"]
     args += [a for o in overrides for a in ("--set", o)]
     args += ["--name", name] if name else []
-    return " ".join(shlex.quote(a) for a in args) + ' --address "$RAY_ADDRESS"'
+    return shlex.join(args)
 
 
 def project_root() -> Path | None:
