@@ -38,6 +38,9 @@ EXCLUDES = (
 )  # fmt: skip
 SUBMITTED = "_submitted"  # where an experiment from outside the project travels
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+# A head that has just started answers this until its job agent is up: retried for a while.
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_S = 60.0
 
 
 class JobFailedError(ClusterError):
@@ -181,12 +184,20 @@ def submit(head: Head, experiment: Path, overrides: list[str], name: str | None 
     command = check(experiment, overrides)
     with tempfile.TemporaryDirectory(prefix="regda-submit-") as staging:
         shipped = stage(experiment, Path(staging))
-        with _errors(head.url):
-            return head.sdk.submit_job(
-                entrypoint=entrypoint(command, shipped, overrides, name),
-                runtime_env={"working_dir": staging},
-                metadata={"regda_dist": regda_dist.__version__, "experiment": shipped},
-            )
+        request = {
+            "entrypoint": entrypoint(command, shipped, overrides, name),
+            "runtime_env": {"working_dir": staging},
+            "metadata": {"regda_dist": regda_dist.__version__, "experiment": shipped},
+        }
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                with _errors(head.url):
+                    return head.sdk.submit_job(**request)
+            except ClusterError as err:
+                if NO_AGENT not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(2)
 
 
 def follow(head: Head, job_id: str, poll_s: float = 1.0, out=sys.stdout) -> str:

@@ -27,6 +27,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def agent_ports() -> list[str]:
+    """Free ports for a node's agents: their defaults (e.g. 52365) collide with any other Ray on
+    the same address, and a raylet whose agent cannot bind dies with it."""
+    names = (
+        "dashboard-agent-listen",
+        "dashboard-agent-grpc",
+        "runtime-env-agent",
+        "metrics-export",
+    )
+    return [f"--{name}-port={free_port()}" for name in names]
+
+
 def auth_env(token: str) -> dict[str, str]:
     """Token authentication with the test's own token; nothing read from or written to ~/.ray."""
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -94,6 +106,7 @@ def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1
                 f"--dashboard-port={dashboard_port}",
                 f"--temp-dir={temp}",
                 *common,
+                *agent_ports(),
             ],
             env=env,
             check=True,
@@ -108,6 +121,7 @@ def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1
                     f"--address={node_ips[0]}:{port}",
                     f"--node-ip-address={ip}",
                     *common,
+                    *agent_ports(),
                 ],
                 env=env,
                 check=True,
