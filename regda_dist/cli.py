@@ -124,6 +124,79 @@ def format_result(result: dict, name: str) -> str:
     return "\n".join(lines)
 
 
+def _submit(args) -> int:
+    from regda_dist.distributed import jobs
+
+    overrides = list(args.set)
+    if args.storage:
+        overrides.append(f"train.output_dir={args.storage}")
+    jobs.check(Path(args.experiment), overrides)  # bad input fails before connecting
+    head = jobs.client(args.address)
+    job_id = jobs.submit(head, Path(args.experiment), overrides, args.name)
+    follow = f"regda-dist jobs logs {job_id} --address {head.url}"
+    print(f"submitted job {job_id} to {head.url}", flush=True)
+    if args.no_wait:
+        print(f"follow it with: {follow}")
+        return 0
+    try:
+        jobs.follow(head, job_id)
+    except KeyboardInterrupt:
+        print(f"regda-dist: job {job_id} keeps running; {follow}", file=sys.stderr)
+        return 130
+    print(f"job {job_id} SUCCEEDED")
+    return 0
+
+
+def _jobs(args) -> int:
+    from regda_dist.distributed import jobs
+
+    head = jobs.client(args.address)
+    if args.action == "list":
+        print(jobs.listing(head))
+        return 0
+    print(
+        {"status": jobs.status, "logs": jobs.logs, "stop": jobs.stop}[args.action](
+            head, args.job_id
+        )
+    )
+    return 0
+
+
+def _add_cluster_commands(sub) -> None:
+    """`submit` and `jobs`: the Ray Jobs API of a cluster's head (http://HEAD:8265)."""
+    address = argparse.ArgumentParser(add_help=False)
+    address.add_argument(
+        "--address",
+        help="the head's Jobs API, http://HOST:8265 (default: $RAY_API_SERVER_ADDRESS, "
+        "then $RAY_ADDRESS); the token is read from $RAY_AUTH_TOKEN",
+    )
+    submit = sub.add_parser(
+        "submit", parents=[address], help="run an experiment as a Ray job on a cluster"
+    )
+    submit.add_argument("experiment", help="experiment YAML (`tune` if it has a search: block)")
+    submit.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
+    submit.add_argument("--name", help="run folder name (default: YAML stem)")
+    submit.add_argument(
+        "--storage",
+        metavar="PATH",
+        help="results folder on storage every node sees (train.output_dir)",
+    )
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    submit.set_defaults(func=_submit)
+    jobs = sub.add_parser("jobs", help="list, inspect, follow or stop Ray jobs on a cluster")
+    actions = jobs.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", parents=[address], help="submitted jobs and their status")
+    for action, text in (
+        ("status", "status of a job"),
+        ("logs", "a job's output so far"),
+        ("stop", "stop a running job"),
+    ):
+        actions.add_parser(action, parents=[address], help=text).add_argument("job_id")
+    jobs.set_defaults(func=_jobs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regda-dist", description=__doc__)
     parser.add_argument("--version", action="version", version=f"regda-dist {__version__}")
@@ -191,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--decode", type=int, default=20, help="images decoded per split (-1: all; default 20)"
     )
     check.set_defaults(func=_data_check)
+    _add_cluster_commands(sub)
     return parser
 
 

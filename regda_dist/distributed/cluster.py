@@ -29,7 +29,8 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: float = 5.0):
-    """ray.init for the embedded local cluster (address None) or an existing cluster."""
+    """ray.init for the embedded local cluster (address None) or an existing cluster
+    (HOST:PORT, ray://HOST:PORT, or "auto" as in ray.init: what a submitted job passes)."""
     if ray.is_initialized():
         return
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
@@ -42,13 +43,14 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
             **quiet,
         )
         return
-    host, port = parse_address(address)
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as err:
-        raise ClusterError(
-            f"no Ray head answers at {host}:{port} ({err.strerror or err})"
-        ) from None
+    if address != "auto":  # auto: $RAY_ADDRESS (Ray sets it for a job's driver) or this node's
+        host, port = parse_address(address)
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as err:
+            raise ClusterError(
+                f"no Ray head answers at {host}:{port} ({err.strerror or err})"
+            ) from None
     try:
         ray.init(address=address, **quiet)
     except Exception as err:  # ray raises ConnectionError, RuntimeError, auth errors, ...

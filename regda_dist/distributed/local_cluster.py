@@ -27,6 +27,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def agent_ports() -> list[str]:
+    """Free ports for a node's agents: their defaults (e.g. 52365) collide with any other Ray on
+    the same address, and a raylet whose agent cannot bind dies with it."""
+    names = (
+        "dashboard-agent-listen",
+        "dashboard-agent-grpc",
+        "runtime-env-agent",
+        "metrics-export",
+    )
+    return [f"--{name}-port={free_port()}" for name in names]
+
+
 def auth_env(token: str) -> dict[str, str]:
     """Token authentication with the test's own token; nothing read from or written to ~/.ray."""
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -73,11 +85,13 @@ def stop_owned(marker: str, grace_s: float = 10.0) -> None:
 
 @contextmanager
 def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1):
-    """A real multi-node Ray cluster on this machine, one node per loopback address."""
+    """A real multi-node Ray cluster on this machine, one node per loopback address. Its
+    dashboard (with the Jobs API) listens on 127.0.0.1; jobs run this venv's python (PATH)."""
     temp = tempfile.mkdtemp(prefix="rdray-", dir="/tmp")  # short: Unix socket paths are limited
     token = secrets.token_hex(16)
     env = {**os.environ, **auth_env(token), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     port = free_port(node_ips[0])
+    dashboard_port = free_port()
     common = [f"--num-cpus={cpus_per_node}", "--num-gpus=0", "--disable-usage-stats"]
     try:
         subprocess.run(
@@ -89,9 +103,10 @@ def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1
                 f"--port={port}",
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={free_port()}",
+                f"--dashboard-port={dashboard_port}",
                 f"--temp-dir={temp}",
                 *common,
+                *agent_ports(),
             ],
             env=env,
             check=True,
@@ -106,13 +121,19 @@ def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1
                     f"--address={node_ips[0]}:{port}",
                     f"--node-ip-address={ip}",
                     *common,
+                    *agent_ports(),
                 ],
                 env=env,
                 check=True,
                 capture_output=True,
                 timeout=120,
             )
-        yield {"address": f"{node_ips[0]}:{port}", "env": env, "temp": temp}
+        yield {
+            "address": f"{node_ips[0]}:{port}",
+            "jobs_api": f"http://127.0.0.1:{dashboard_port}",
+            "env": env,
+            "temp": temp,
+        }
     finally:
         stop_owned(temp)
         shutil.rmtree(temp, ignore_errors=True)

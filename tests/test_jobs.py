@@ -1,0 +1,193 @@
+"""`regda-dist submit` / `jobs`: addresses and packaging (unit), and a real Ray head with the Jobs
+API and token authentication on loopback (integration, started and stopped by this module)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+from regda_dist.distributed import jobs  # noqa: E402
+from regda_dist.distributed.cluster import ClusterError  # noqa: E402
+from regda_dist.distributed.local_cluster import loopback_cluster, wait_for  # noqa: E402
+from tests.conftest import write_experiment  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "regda_dist.cli", *args],
+        cwd=ROOT,
+        env={**(env or os.environ), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(done, *needles):
+    assert done.returncode == 2, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    err = done.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("regda-dist: error: "), err
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("http://head:8265", "http://head:8265"),
+        ("http://127.0.0.1:8265/", "http://127.0.0.1:8265"),
+        ("https://ray.example.org", "https://ray.example.org:443"),
+        ("http://head", "http://head:8265"),
+        ("http://[::1]:8265", "http://[::1]:8265"),
+    ],
+)
+def test_jobs_address_accepts_http_urls(address, expected):
+    assert jobs.resolve_address(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address", ["head:8265", "ray://head:10001", "ftp://head:21", "http://head:port", "http://a b"]
+)
+def test_jobs_address_rejects_other_forms(address):
+    with pytest.raises(ClusterError, match="expected the head's Jobs API, http://HOST:PORT"):
+        jobs.resolve_address(address)
+
+
+def test_jobs_address_falls_back_to_the_environment(monkeypatch):
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ClusterError, match="no Jobs API address"):
+        jobs.resolve_address(None)
+    monkeypatch.setenv("RAY_ADDRESS", "http://b:1")
+    assert jobs.resolve_address(None) == "http://b:1"
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://a:2")
+    assert jobs.resolve_address(None) == "http://a:2"
+    assert jobs.resolve_address("http://c:3") == "http://c:3"
+
+
+def test_an_experiment_with_a_search_block_runs_tune(tmp_path):
+    plain = write_experiment(tmp_path)
+    assert jobs.command_for(plain) == "train"
+    search = tmp_path / "search.yaml"
+    search.write_text(plain.read_text() + "search:\n  regda.trade_off: {loguniform: [0.1, 10]}\n")
+    assert jobs.command_for(search) == "tune"
+
+
+def test_entrypoint_quotes_values_and_joins_the_jobs_cluster():
+    line = jobs.entrypoint("train", "_submitted/my exp.yaml", ["train.output_dir=/s p"], "n1")
+    assert line == (
+        "python -m regda_dist.cli train '_submitted/my exp.yaml' --address auto "
+        "--set 'train.output_dir=/s p' --name n1"
+    )
+
+
+def test_staging_ships_the_project_without_environments_results_or_tests(tmp_path):
+    inside = jobs.stage(ROOT / "experiments" / "synth_hand.yaml", tmp_path / "a")
+    assert inside == "experiments/synth_hand.yaml"
+    shipped = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").iterdir()}
+    assert {"regda_dist", "experiments", "pyproject.toml"} <= shipped
+    assert not shipped & {".git", ".venv", "runs", "data", "tests"}
+    assert not list((tmp_path / "a").rglob("__pycache__"))
+    outside = jobs.stage(write_experiment(tmp_path), tmp_path / "b")
+    assert outside == "_submitted/tiny.yaml" and (tmp_path / "b" / outside).is_file()
+
+
+def test_failure_line_prefers_the_jobs_own_error():
+    logs = "loading\nregda-dist: error: runs/x holds a finished run; choose another --name\n"
+    assert jobs.failure_line("j1", "FAILED", logs) == (
+        "job j1 FAILED: runs/x holds a finished run; choose another --name"
+    )
+    assert jobs.failure_line("j1", "FAILED", "Traceback\nValueError: boom\n") == (
+        "job j1 FAILED: ValueError: boom"
+    )
+    assert jobs.failure_line("j1", "STOPPED", "") == "job j1 STOPPED: no logs"
+
+
+@pytest.mark.parametrize(
+    ("address", "needle"),
+    [
+        ("http://127.0.0.9:1", "no Ray Jobs API answers at http://127.0.0.9:1"),
+        ("ray://127.0.0.1:10001", "expected the head's Jobs API"),
+        ("not an address", "expected the head's Jobs API"),
+    ],
+)
+def test_submit_to_a_bad_or_unreachable_address_is_one_line(tmp_path, address, needle):
+    one_line_error(cli("submit", str(write_experiment(tmp_path)), "--address", address), needle)
+
+
+def test_submit_with_a_bad_value_fails_before_connecting(tmp_path):
+    done = cli(
+        "submit",
+        str(write_experiment(tmp_path)),
+        "--set",
+        "regda.trade_off=-1",
+        "--address",
+        "http://127.0.0.9:1",
+    )
+    one_line_error(done, "regda.trade_off must be >= 0.0")
+
+
+def test_jobs_without_an_address_is_one_line():
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+    }
+    one_line_error(cli("jobs", "list", env=env), "no Jobs API address")
+
+
+@pytest.fixture(scope="module")
+def head():
+    """One loopback Ray node with the Jobs API on 127.0.0.1 and its own token."""
+    with loopback_cluster(node_ips=("127.0.0.2",), cpus_per_node=2) as cluster:
+
+        def ready():
+            try:
+                return cli("jobs", "list", "--address", cluster["jobs_api"], env=cluster["env"])
+            except subprocess.TimeoutExpired:
+                return None
+
+        wait_for(lambda: (done := ready()) is not None and done.returncode == 0, timeout_s=60)
+        yield cluster
+
+
+@pytest.mark.integration
+def test_submit_runs_to_success_and_a_failed_job_is_one_line(head, tmp_path):
+    experiment = write_experiment(tmp_path)
+    storage = tmp_path / "shared"
+    args = ["submit", str(experiment), "--address", head["jobs_api"], "--storage", str(storage)]
+    done = cli(*args, env=head["env"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RegDA" in done.stdout and "SUCCEEDED" in done.stdout
+    assert (storage / "tiny" / "result.json").is_file()
+    job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
+
+    status = cli("jobs", "status", job_id, "--address", head["jobs_api"], env=head["env"])
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stderr
+    listed = cli("jobs", "list", "--address", head["jobs_api"], env=head["env"])
+    assert job_id in listed.stdout and "_submitted/tiny.yaml" in listed.stdout
+
+    # The same run again: refused inside the job (a finished result is never overwritten).
+    one_line_error(cli(*args, env=head["env"]), "FAILED", "holds a finished run")
+
+
+@pytest.mark.integration
+def test_a_submission_without_the_right_token_is_refused(head, tmp_path):
+    experiment = str(write_experiment(tmp_path))
+    no_token = {k: v for k, v in head["env"].items() if not k.startswith("RAY_AUTH")}
+    no_token["HOME"] = str(tmp_path)  # not ~/.ray/auth_token either
+    one_line_error(
+        cli("submit", experiment, "--address", head["jobs_api"], env=no_token),
+        "authentication required",
+    )
+    wrong = {**head["env"], "RAY_AUTH_TOKEN": "0" * 32}
+    one_line_error(
+        cli("submit", experiment, "--address", head["jobs_api"], env=wrong), "token was refused"
+    )
+    assert not (tmp_path / "runs").exists()
