@@ -63,6 +63,12 @@ def _tune(args) -> int:
         (exp_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
     from regda_dist.distributed import cluster, search
 
+    if not args.address and not cluster.connected() and cluster.other_ray_on_this_machine():
+        raise cluster.ClusterError(
+            "another Ray runs on this machine (its agent holds 127.0.0.1:52365), so an embedded "
+            "Ray would get no working agent and trials stopped early would never free their "
+            "CPUs; join it with --address HOST:PORT or stop it first"
+        )
     cluster.connect(args.address)
     summary = search.run_search(exp, exp_dir, fixed_size=not args.address)
     (exp_dir / "search.json").write_text(json.dumps(summary, indent=2))

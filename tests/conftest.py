@@ -49,3 +49,20 @@ def write_experiment(tmp_path, **sections) -> "os.PathLike":
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """The embedded local Ray of regda-dist (loopback, dashboard on 127.0.0.1), shut down at
+    the end of the module."""
+    import psutil
+    import ray
+
+    from regda_dist.distributed import cluster
+    from regda_dist.distributed.local_cluster import reap, with_descendants
+
+    cluster.connect(num_cpus=2)  # token: the session's own (tests/conftest.py)
+    yield
+    started = with_descendants(psutil.Process().children())  # Ray's processes, started by us
+    ray.shutdown()
+    reap([p for p in started if p.is_running()], grace_s=5)

@@ -21,22 +21,6 @@ pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """The embedded local Ray of regda-dist (loopback, dashboard on 127.0.0.1), shut down at
-    the end of the module."""
-    import psutil
-
-    from regda_dist.distributed import cluster
-    from regda_dist.distributed.local_cluster import reap, with_descendants
-
-    cluster.connect(num_cpus=2)  # token: the session's own (tests/conftest.py)
-    yield
-    started = with_descendants(psutil.Process().children())  # Ray's processes, started by us
-    ray.shutdown()
-    reap([p for p in started if p.is_running()], grace_s=5)
-
-
 def _cfg(tmp_path, *extra):
     return C.load(
         None,

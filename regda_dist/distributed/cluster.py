@@ -14,6 +14,9 @@ import ray
 # all interfaces whatever the node address: token authentication (on by default for a local
 # ray.init in 2.60) is what keeps others out; see README "Security".
 LOCAL_NODE_IP = "127.0.0.2"
+# Ray's dashboard agent binds this fixed port on 127.0.0.1 and the node address (ray.init cannot
+# change it): an embedded Ray beside another Ray on the same machine gets no working agent.
+AGENT_PORT = 52365
 _ADDRESS = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
@@ -26,6 +29,20 @@ def parse_address(address: str) -> tuple[str, int]:
     if not match or not 0 < int(match["port"]) < 65536:
         raise ClusterError(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT")
     return match["host"].strip("[]"), int(match["port"])
+
+
+def connected() -> bool:
+    return ray.is_initialized()
+
+
+def other_ray_on_this_machine() -> bool:
+    """True when another Ray's dashboard agent holds its fixed port (52365) on 127.0.0.1."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", AGENT_PORT))
+            return False
+        except OSError:
+            return True
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: float = 5.0):

@@ -158,7 +158,9 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
     if s.scheduler_name == "asha":
-        max_t = max(c.regda.epochs for c in tasks.values())
+        # max_t one past the last epoch: ASHA then never stops a trial that is ending anyway
+        # (a stop kills the Train run; a trial that returns releases its workers cleanly)
+        max_t = max(c.regda.epochs for c in tasks.values()) + 1
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=s.grace_period,
                                   reduction_factor=s.reduction_factor)  # fmt: skip
     else:

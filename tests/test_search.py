@@ -1,0 +1,140 @@
+"""The search on real Ray: a 4-trial Optuna + ASHA search of Ray Train trials, its Optuna study,
+TensorBoard files, export (runnable by `train`) and report; and a search SIGKILLed mid-run that
+`--resume` finishes without losing or repeating a finished trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import psutil
+import pytest
+import yaml
+
+from regda_dist.cli import main
+from regda_dist.distributed.local_cluster import reap, with_descendants
+from tests.conftest import write_experiment
+from tests.test_tensorboard import hparams_of, read_events
+
+pytestmark = pytest.mark.integration
+
+SEARCH = {
+    "num_samples": 4,
+    "max_concurrent": 1,
+    "seed": 0,
+    "scheduler": "asha",
+    "space": {
+        "regda.trade_off": {"loguniform": [0.1, 10.0]},
+        "regda.margin": {"uniform": [1.0, 8.0]},
+        "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
+    },
+}
+
+
+def _experiment(tmp_path, **search):
+    path = write_experiment(
+        tmp_path, scaling={"cpus_per_worker": 1}, train={"num_threads": 1}, regda={"epochs": 3}
+    )
+    values = yaml.safe_load(path.read_text())
+    values["search"] = {**SEARCH, **search}
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _study(exp_dir, group="synth_hand"):
+    storage = f"sqlite:///{exp_dir / 'optuna.db'}"
+    return optuna.load_study(study_name=f"{exp_dir.name}/{group}", storage=storage)
+
+
+def test_search_export_and_report(local_ray, tmp_path, capsys):
+    exp = _experiment(tmp_path)
+    assert main(["tune", str(exp), "--name", "s"]) == 0
+    exp_dir = tmp_path / "runs" / "s"
+    trials = sorted((exp_dir / "synth_hand" / "trials").iterdir())
+    assert len(trials) == 4
+    for trial in trials:  # every trial ran through Ray Train
+        assert json.loads((trial / "synth_hand" / "workers" / "rank0.json").read_text())["pid"]
+        assert (trial / "synth_hand" / "ray-train").is_dir()
+    study = _study(exp_dir)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert complete[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0, "regda.sigma": 2.0}
+    finished = [t for t in trials if (t / "synth_hand" / "result.json").is_file()]
+    assert finished  # ASHA may stop some early: those have no result.json
+    acc = read_events(finished[0] / "synth_hand" / "tb")
+    assert {"proxy/source_pck", "oracle/target_pck", "train/loss_c"} <= set(acc.Tags()["scalars"])
+    assert acc.Tags()["images"]
+    params = json.loads((finished[0] / "params.json").read_text())
+    assert hparams_of(acc)["regda.margin"] == pytest.approx(params["regda.margin"])
+
+    assert main(["export", str(exp_dir), "--top-k", "2"]) == 0
+    best = exp_dir / "best" / "synth_hand"
+    meta = json.loads((best / "meta.json").read_text())
+    assert meta["selected_by"] == "proxy/source_pck" and meta["versions"]["optuna"]
+    assert "oracle/target_pck" in meta["oracle_eval_only"]
+    assert (best / "model.pt").is_file() and (exp_dir / "best" / "summary.md").is_file()
+    assert main(["export", str(exp_dir)]) == 2  # never overwritten
+    assert "exists; nothing overwritten" in capsys.readouterr().err
+    retrain = ["train", str(best / "config.yaml"), "--no-ray", "--name", "again"]
+    assert main(retrain) == 0  # the exported config is a valid `train` experiment
+
+    assert main(["report", str(exp_dir)]) == 0
+    report = (exp_dir / "report" / "report.md").read_text()
+    assert "| proxy/dev |" in report and (exp_dir / "report" / "synth_hand_proxies.png").is_file()
+
+
+def test_bad_search_inputs_are_one_line(local_ray, tmp_path, capsys):
+    exp = _experiment(tmp_path, metric="nope")
+    assert main(["tune", str(exp)]) == 2
+    assert "unknown proxy 'nope'" in capsys.readouterr().err
+    exp = _experiment(tmp_path, max_concurrent=3)
+    assert main(["tune", str(exp), "--set", "scaling.cpus_per_worker=1"]) == 2
+    assert "concurrent trial(s)" in capsys.readouterr().err
+    assert main(["export", str(tmp_path)]) == 2
+    assert "not a search folder" in capsys.readouterr().err
+
+
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
+    exp = _experiment(tmp_path, scheduler="fifo", num_samples=3)
+    command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "k"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trials_dir = tmp_path / "runs" / "k" / "synth_hand" / "trials"
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while not list(trials_dir.glob("*/synth_hand/result.json")):
+            assert proc.poll() is None and time.time() < deadline, (
+                tmp_path / "first.log"
+            ).read_text()
+            time.sleep(0.5)
+        owned = with_descendants([psutil.Process(proc.pid)])  # before the kill: Ray's processes
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reap([p for p in owned if p.is_running()], grace_s=5)
+    before = {
+        p.parent.parent.name: p.stat().st_mtime for p in trials_dir.glob("*/synth_hand/result.json")
+    }
+    assert 1 <= len(before) < 3
+
+    second = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = {
+        p.parent.parent.name: p.stat().st_mtime for p in trials_dir.glob("*/synth_hand/result.json")
+    }
+    assert len(after) == 3  # all finished
+    assert all(after[t] == mtime for t, mtime in before.items())  # none re-run
+    study = _study(tmp_path / "runs" / "k")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # none repeated

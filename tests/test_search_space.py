@@ -1,0 +1,111 @@
+"""The search block: loading, validation with file:line, defaults, tasks and the search folder."""
+
+import pytest
+import yaml
+
+from regda_dist import config as C
+from regda_dist.search_space import (
+    DEFAULT_SPACE,
+    apply_params,
+    default_point,
+    load_experiment,
+    prepare_experiment_dir,
+)
+
+
+def _write(tmp_path, search, **sections):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({**sections, "search": search}, sort_keys=False))
+    return path
+
+
+def test_defaults_space_tasks_and_overrides(tmp_path):
+    exp = load_experiment(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
+    assert exp.space == DEFAULT_SPACE and list(exp.tasks) == ["synth_hand"]
+    assert exp.search.num_samples == 3 and exp.cfg.regda.epochs == 2
+    assert exp.search.objective == "proxy/source_pck" and exp.search.scheduler_name == "asha"
+    # a train run of the same file ignores the search block
+    assert C.load(tmp_path / "exp.yaml").regda.epochs == 30
+
+
+def test_tasks_by_name_or_with_overrides(tmp_path):
+    tasks = [
+        "synth_hand",
+        {"name": "body_small", "set": {"data.task": "synth_body", "data.num_train": 100}},
+    ]
+    exp = load_experiment(_write(tmp_path, {"tasks": tasks, "mode": "joint"}))
+    assert exp.tasks["synth_hand"].data.task == "synth_hand"
+    assert exp.tasks["body_small"].data.num_train == 100
+    assert exp.search.objective == "joint/objective" and exp.search.scheduler_name == "fifo"
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        (
+            {"space": {"regda.tradeoff": {"uniform": [0, 1]}}},
+            "'regda.tradeoff' is not a config field",
+        ),
+        ({"space": {"regda": {"uniform": [0, 1]}}}, "'regda' is not a single value"),
+        ({"space": {"regda.trade_off": {"loguniform": [0, 1]}}}, "needs low > 0"),
+        ({"space": {"regda.trade_off": {"uniform": [2, 1]}}}, "low < high"),
+        ({"space": {"regda.margin": {"uniform": [-1, 1]}}}, "must be >= 0.0, got -1"),
+        ({"space": {"regda.epochs": {"uniform": [1, 3]}}}, "regda.epochs is int: use randint"),
+        ({"space": {"regda.margin": {"normal": [1, 3]}}}, "DISTRIBUTION one of loguniform"),
+        ({"space": {"data.task": {"choice": ["synth_cat"]}}}, "must be one of"),
+        (
+            {"space": {"regda.margin": {"grid": [1, 2]}, "regda.sigma": {"choice": [1, 2]}}},
+            "mixes grid",
+        ),
+        ({"tasks": [{"nme": "x"}]}, r"search.tasks\[0\]: expected a task name"),
+        ({"tasks": ["synth_hand", "synth_hand"]}, "names 'synth_hand' twice"),
+        ({"mode": "joint", "scheduler": "asha"}, "asha needs mode per_task"),
+        ({"mode": "joint", "selection": "oracle"}, "oracle is for per_task"),
+        ({"num_samples": 0}, "search.num_samples must be >= 1"),
+        ({"shots": 3}, "unknown key 'search.shots'"),
+    ],
+)
+def test_bad_search_blocks_name_the_problem(tmp_path, search, message):
+    with pytest.raises(C.ConfigError, match=message):
+        load_experiment(_write(tmp_path, search))
+
+
+def test_errors_carry_the_line(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("search:\n  num_samples: 2\n  space:\n    regda.margin: {uniform: [5, 1]}\n")
+    with pytest.raises(C.ConfigError, match=r"exp.yaml:4: "):
+        load_experiment(path)
+
+
+def test_no_search_block_is_refused(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("regda: {epochs: 2}\n")
+    with pytest.raises(C.ConfigError, match="no 'search:' block"):
+        load_experiment(path)
+
+
+def test_default_point_is_the_configs_own_values_when_inside_the_space(tmp_path):
+    exp = load_experiment(_write(tmp_path, {}))
+    point = default_point(exp.tasks["synth_hand"], exp.space)
+    assert point == {"regda.trade_off": 1.0, "regda.margin": 4.0, "regda.sigma": 2.0,
+                     "regda.warm_hi": 0.1, "optim.lr": 0.1, "optim.backbone_lr": 0.01}  # fmt: skip
+    narrow = {"regda.margin": {"uniform": [5.0, 8.0]}}
+    assert default_point(exp.tasks["synth_hand"], narrow) is None
+    cfg = apply_params(exp.tasks["synth_hand"], {"regda.margin": 6.5, "regda.epochs": 3})
+    assert cfg.regda.margin == 6.5 and cfg.regda.epochs == 3
+
+
+def test_search_folder_is_never_overwritten_and_resume_needs_the_same_experiment(tmp_path):
+    exp = load_experiment(_write(tmp_path, {"num_samples": 2}))
+    folder = tmp_path / "runs" / "s"
+    with pytest.raises(C.ConfigError, match="no search to resume"):
+        prepare_experiment_dir(folder, exp, resume=True)
+    prepare_experiment_dir(folder, exp, resume=False)
+    with pytest.raises(C.ConfigError, match="holds a search; pass --resume"):
+        prepare_experiment_dir(folder, exp, resume=False)
+    prepare_experiment_dir(folder, exp, resume=True)
+    other = load_experiment(_write(tmp_path, {"num_samples": 3}))
+    with pytest.raises(C.ConfigError, match="differs from this experiment"):
+        prepare_experiment_dir(folder, other, resume=True)
+    again = load_experiment(folder / "experiment.yaml")  # the saved experiment runs as is
+    assert again.search.num_samples == 2
