@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("ray")
 
@@ -158,14 +159,17 @@ def head():
 
 
 @pytest.mark.integration
-def test_submit_runs_to_success_and_a_failed_job_is_one_line(head, tmp_path):
-    experiment = write_experiment(tmp_path)
+def test_submit_a_search_export_it_and_a_failed_job_is_one_line(head, tmp_path):
+    experiment = write_experiment(tmp_path, scaling={"cpus_per_worker": 1})
+    values = yaml.safe_load(experiment.read_text())
+    values["search"] = {"num_samples": 2, "scheduler": "fifo", "seed": 0,
+                        "space": {"regda.trade_off": {"loguniform": [0.1, 10.0]}}}  # fmt: skip
+    experiment.write_text(yaml.safe_dump(values))
     storage = tmp_path / "shared"
     args = ["submit", str(experiment), "--address", head["jobs_api"], "--storage", str(storage)]
-    done = cli(*args, env=head["env"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "RegDA" in done.stdout and "SUCCEEDED" in done.stdout
-    assert (storage / "tiny" / "result.json").is_file()
+    done = cli(*args, env=head["env"], timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2/2 trials completed" in done.stdout and "SUCCEEDED" in done.stdout
     job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
 
     status = cli("jobs", "status", job_id, "--address", head["jobs_api"], env=head["env"])
@@ -173,8 +177,13 @@ def test_submit_runs_to_success_and_a_failed_job_is_one_line(head, tmp_path):
     listed = cli("jobs", "list", "--address", head["jobs_api"], env=head["env"])
     assert job_id in listed.stdout and "_submitted/tiny.yaml" in listed.stdout
 
-    # The same run again: refused inside the job (a finished result is never overwritten).
-    one_line_error(cli(*args, env=head["env"]), "FAILED", "holds a finished run")
+    # Results are on the shared storage: export works from this machine.
+    exported = cli("export", str(storage / "tiny"), env=head["env"])
+    assert exported.returncode == 0, exported.stderr
+    assert (storage / "tiny" / "best" / "synth_hand" / "config.yaml").is_file()
+
+    # The same search again: refused inside the job (a search is never overwritten).
+    one_line_error(cli(*args, env=head["env"]), "FAILED", "holds a search")
 
 
 @pytest.mark.integration
