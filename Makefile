@@ -4,8 +4,14 @@
 setup:
 	bash scripts/setup.sh
 
+DEMO := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+# A small real search on both synthetic tasks (4 trials each), then its best configurations
+# and the proxy report. Each call makes a new folder; phase 1 is cached and shared.
 demo: setup
-	.venv/bin/regda-dist train experiments/synth_hand.yaml
+	.venv/bin/regda-dist tune experiments/synth_search.yaml --name $(notdir $(DEMO))
+	.venv/bin/regda-dist export $(DEMO)
+	.venv/bin/regda-dist report $(DEMO)
 
 test: setup
 	.venv/bin/ruff check regda_dist tests benchmarks
@@ -16,3 +22,4 @@ test-all: setup
 
 bench: setup
 	.venv/bin/python benchmarks/adaptation.py
+	.venv/bin/python benchmarks/proxy_study.py

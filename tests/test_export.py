@@ -1,0 +1,81 @@
+"""export / report on a search folder written by hand (no Ray): ranking, labels, no overwrite."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from regda_dist.export import export, ranking, resolve_metric
+from regda_dist.report import proxy_table
+from regda_dist.trials import SearchFolderError, load_trials
+
+
+def _trial(group_dir, trial_id, task, proxy, oracle, complete=True):
+    folder = group_dir / "trials" / trial_id
+    run = folder / task
+    run.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps({"regda.trade_off": proxy / 10}))
+    (run / "config.yaml").write_text("regda: {epochs: 2}\n")
+    torch.save({"w": torch.zeros(1)}, run / "model.pt")
+    final = {"proxy/source_pck": proxy, "proxy/dev": -oracle, "oracle/target_pck": oracle}
+    line = {"phase": "adapt", "epoch": 1, **final}
+    (run / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    if complete:
+        (run / "result.json").write_text(json.dumps({"regda": final, "source_only": final}))
+
+
+def _search(tmp_path, selection="proxy"):
+    exp = tmp_path / "s"
+    exp.mkdir()
+    search = {"mode": "per_task", "selection": selection, "metric": "source_pck", "storage": ""}
+    (exp / "experiment.yaml").write_text(yaml.safe_dump({"search": search}))
+    _trial(exp / "hand", "a", "hand", proxy=90.0, oracle=50.0)
+    _trial(exp / "hand", "b", "hand", proxy=80.0, oracle=60.0)
+    _trial(exp / "hand", "c", "hand", proxy=99.0, oracle=70.0, complete=False)  # stopped early
+    return exp
+
+
+def test_ranking_uses_completed_trials_and_the_searchs_metric(tmp_path):
+    exp = _search(tmp_path)
+    trials = load_trials(exp)["hand"]
+    metric = resolve_metric(None, yaml.safe_load((exp / "experiment.yaml").read_text()))
+    assert metric == "proxy/source_pck"
+    assert [t.trial_id for _, t in ranking(trials, metric)] == ["a", "b"]
+    assert [t.trial_id for _, t in ranking(trials, resolve_metric("dev", {}))] == ["a", "b"]
+
+
+def test_export_writes_best_and_never_overwrites(tmp_path):
+    exp = _search(tmp_path)
+    out = export(exp, top_k=2)
+    meta = json.loads((out / "hand" / "meta.json").read_text())
+    assert meta["trial_id"] == "a" and meta["selected_by"] == "proxy/source_pck"
+    assert meta["oracle_eval_only"] == {"oracle/target_pck": 50.0}
+    assert (out / "hand" / "top2" / "config.yaml").is_file()
+    assert "Selected by **proxy/source_pck**." in (out / "summary.md").read_text()
+    with pytest.raises(SearchFolderError, match="exists; nothing overwritten"):
+        export(exp)
+
+
+def test_oracle_selection_is_labelled_as_such(tmp_path):
+    exp = _search(tmp_path, selection="oracle")
+    out = export(exp)
+    meta = json.loads((out / "hand" / "meta.json").read_text())
+    assert meta["trial_id"] == "b" and "ORACLE" in meta["selected_by"]
+    assert (
+        "Selected by **oracle/target_pck (ORACLE: selected with target labels)**"
+        in (out / "summary.md").read_text()
+    )
+
+
+def test_proxy_table_spearman_and_regret(tmp_path):
+    exp = _search(tmp_path)
+    table = proxy_table(load_trials(exp)["hand"], "hand")  # c counts with its last evaluation
+    assert table["proxy/dev"]["spearman"] == pytest.approx(-1.0)
+    assert table["proxy/dev"]["regret"] == pytest.approx(20.0)
+    assert table["proxy/source_pck"]["regret"] == pytest.approx(0.0)  # picks c, the best
+
+
+def test_not_a_search_folder(tmp_path):
+    with pytest.raises(SearchFolderError, match="not a search folder"):
+        export(tmp_path)
