@@ -57,7 +57,9 @@ def analyse(exp_dir: Path, command: str, minutes: float) -> None:
     for task, trials in sorted(load_trials(exp_dir).items()):
         done = [t for t in trials if t.complete]
         point = default_point(exp.tasks[task], exp.space)
-        defaults = next(t for t in done if t.params == point)
+        defaults = next((t for t in done if t.params == point), None)
+        if defaults is None:
+            raise SystemExit(f"{exp_dir}/{task}: the trial of the default values did not finish")
         oracle_pick = max(done, key=lambda t: t.value(task, ORACLE))
         results[task] = {
             "trials": len(done),

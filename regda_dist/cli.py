@@ -43,8 +43,12 @@ def _tune(args) -> int:
     from regda_dist import config as C
     from regda_dist.data.datasets import task_spec
     from regda_dist.engine.trainer import preflight
-    from regda_dist.proxies import list_proxies
-    from regda_dist.search_space import load_experiment, prepare_experiment_dir
+    from regda_dist.proxies import create_proxy, list_proxies
+    from regda_dist.search_space import (
+        check_experiment_dir,
+        load_experiment,
+        prepare_experiment_dir,
+    )
     from regda_dist.trials import provenance
 
     exp = load_experiment(args.experiment, list(args.set))
@@ -53,14 +57,14 @@ def _tune(args) -> int:
         raise C.ConfigError(
             f"search.metric: unknown proxy {s.metric!r}; registered: {', '.join(list_proxies())}"
         )
+    if s.mode == "joint" and not create_proxy(s.metric).has_baseline:
+        raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
     for cfg in exp.tasks.values():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
         preflight(cfg, task_spec(cfg.data, check_roots=not args.address).num_keypoints)
     exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
-    prepare_experiment_dir(exp_dir, exp, args.resume)
-    if not (exp_dir / "provenance.json").exists():
-        (exp_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
+    check_experiment_dir(exp_dir, exp, args.resume)
     from regda_dist.distributed import cluster, search
 
     if not args.address and not cluster.connected() and cluster.other_ray_on_this_machine():
@@ -69,7 +73,14 @@ def _tune(args) -> int:
             "Ray would get no working agent and trials stopped early would never free their "
             "CPUs; join it with --address HOST:PORT or stop it first"
         )
+    if not args.resume:
+        search.check_new_study(exp, exp_dir)
     cluster.connect(args.address)
+    if not args.address:
+        search.check_capacity(exp)  # a fixed-size cluster: what it cannot place would hang
+    prepare_experiment_dir(exp_dir, exp, args.resume)  # only now: nothing written before
+    if not (exp_dir / "provenance.json").exists():
+        (exp_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
     summary = search.run_search(exp, exp_dir, fixed_size=not args.address)
     (exp_dir / "search.json").write_text(json.dumps(summary, indent=2))
     label = " (ORACLE: target labels)" if s.selection == "oracle" else ""

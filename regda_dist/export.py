@@ -15,9 +15,7 @@ import math
 import shutil
 from pathlib import Path
 
-from regda_dist.trials import SearchFolderError, Trial, load_trials, read_experiment
-
-ORACLE = "oracle/target_pck"
+from regda_dist.trials import ORACLE, SearchFolderError, Trial, load_trials, read_experiment
 
 
 def resolve_metric(metric: str | None, experiment: dict) -> str:
@@ -77,15 +75,17 @@ def export(
     shutil.rmtree(staging, ignore_errors=True)
     for task, entries in picked.items():
         for rank, value, trial in entries:
-            folder = staging / task if rank == 1 else staging / task / f"top{rank}"
-            _write(folder, task, rank, value, trial, metric, provenance)
+            place = Path(task) if rank == 1 else Path(task) / f"top{rank}"
+            _write(staging / place, out / place, (task, rank, value), trial, metric, provenance)
             rows.append((task, rank, value, trial))
     (staging / "summary.md").write_text(_summary(exp_dir, metric, rows))
     staging.replace(out)  # all or nothing
     return out
 
 
-def _write(folder: Path, task, rank, value, trial: Trial, metric, provenance) -> None:
+def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric, provenance):
+    """One exported configuration into `folder` (staging), which becomes `final_folder`."""
+    task, rank, value = picked
     folder.mkdir(parents=True)
     run = trial.runs[task]
     shutil.copy2(run / "config.yaml", folder / "config.yaml")
@@ -105,7 +105,9 @@ def _write(folder: Path, task, rank, value, trial: Trial, metric, provenance) ->
         "source_only": trial.source_only.get(task, {}),
         "run_folder": str(run),
         "versions": provenance,
-        "reproduce": f"regda-dist train {folder / 'config.yaml'} --name {task}-{trial.trial_id}",
+        "reproduce": (
+            f"regda-dist train {final_folder / 'config.yaml'} --name {task}-{trial.trial_id}"
+        ),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 

@@ -9,19 +9,25 @@ from torch import nn
 from regda_dist.data import heatmap
 
 
-def joints_kl(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, eps: float = 0.0):
+def joints_kl(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float = 0.0,
+    reduce: bool = True,
+):
     """Weighted KL(target || softmax(logits)) per keypoint, averaged over B * K.
 
-    Shape: logits, target (B, K, H, W); weight (B, K) -> scalar. The target map is normalised
-    to a distribution after adding eps; an empty map (all zero, eps = 0) contributes 0 loss and
-    0 gradient instead of NaN.
+    Shape: logits, target (B, K, H, W); weight (B, K) -> scalar, or (B, K) if not reduce. The
+    target map is normalised to a distribution after adding eps; an empty map (all zero, eps = 0)
+    contributes 0 loss and 0 gradient instead of NaN.
     """
     log_q = F.log_softmax(logits.flatten(2), dim=-1)  # (B, K, HW)
     t = target.flatten(2) + eps
     mass = t.sum(dim=-1, keepdim=True)
     t = t / mass.clamp_min(torch.finfo(t.dtype).tiny)
     kl = (torch.special.xlogy(t, t) - t * log_q).sum(dim=-1)  # (B, K); 0 where t == 0 everywhere
-    return (kl * weight).mean()
+    return (kl * weight).mean() if reduce else kl * weight
 
 
 class JointsKLLoss(nn.Module):

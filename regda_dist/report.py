@@ -3,7 +3,8 @@
 Per task and proxy, over the trials with an evaluation: Spearman's rank correlation with
 oracle/target_pck and the top-1 regret (oracle PCK of the best trial minus that of the trial the
 proxy picks). The oracle uses target labels and is here only to judge the proxies. Writes
-report/report.md, report/<task>_proxies.png (proxy vs oracle) and report/<task>_importances.png.
+report/report.md, report/<task>_proxies.png (proxy vs oracle) and report/<group>_importances.png
+(a derived view: rewritten on every call).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from regda_dist.trials import Trial, load_trials, read_experiment  # noqa: E402
-
-ORACLE = "oracle/target_pck"
+from regda_dist.trials import ORACLE, Trial, load_trials, read_experiment  # noqa: E402
 
 
 def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
-    """{proxy: {spearman, regret, picked, n}} over the trials with a finite oracle value."""
-    rows = [t.final[task] for t in trials if task in t.final and _finite(t.final[task].get(ORACLE))]
+    """{proxy: {spearman, regret, picked, n}} over the completed trials with an oracle value
+    (trials stopped early are left out: their values are of an earlier epoch)."""
+    rows = [t.final[task] for t in trials if t.complete and _finite(t.final[task].get(ORACLE))]
     proxies = sorted({k for r in rows for k in r if k.startswith("proxy/")})
     best = max((r[ORACLE] for r in rows), default=math.nan)
     out = {}
@@ -59,7 +59,12 @@ def report(exp_dir: Path) -> Path:
     for group, trials in sorted(load_trials(exp_dir).items()):
         for task in sorted({task for t in trials for task in t.runs}):
             table = proxy_table(trials, task)
-            lines += ["", f"## {task} ({len(trials)} trials, group {group})", ""]
+            done = sum(t.complete for t in trials)
+            lines += [
+                "",
+                f"## {task} ({done} completed of {len(trials)} trials, group {group})",
+                "",
+            ]
             lines += [
                 "| proxy | Spearman | top-1 regret | oracle PCK of pick | trials |",
                 "|---|---|---|---|---|",
@@ -86,9 +91,7 @@ def report(exp_dir: Path) -> Path:
 def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> None:
     fig, axes = plt.subplots(1, len(proxies), figsize=(3.2 * len(proxies), 3), squeeze=False)
     for ax, proxy in zip(axes[0], proxies, strict=True):
-        pts = [
-            (t.final[task].get(proxy), t.final[task].get(ORACLE)) for t in trials if task in t.final
-        ]
+        pts = [(t.final[task].get(proxy), t.final[task].get(ORACLE)) for t in trials if t.complete]
         pts = [(x, y) for x, y in pts if _finite(x) and _finite(y)]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14)
         ax.set_xlabel(proxy)

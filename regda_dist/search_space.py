@@ -9,8 +9,9 @@
       metric: source_pck                   # the proxy trials are selected by
       num_samples: 8
 
-Distributions: loguniform [lo, hi], uniform [lo, hi], randint [lo, hi] (hi exclusive, int
-fields), choice [values], grid [values] (every dimension a grid: all combinations, in order).
+Distributions: loguniform [lo, hi], uniform [lo, hi] (float fields), randint [lo, hi] (hi
+exclusive, int fields), choice [values], grid [values] (every dimension a grid: each combination
+once, in Optuna's GridSampler order; num_samples is then the number of combinations).
 Endpoints and values are checked against the field's type and range like any config value.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,27 +41,27 @@ DEFAULT_SPACE = {
 }
 
 
-def _r(lo=None, hi=None, choices=None):
-    return {"min": lo, "max": hi, "choices": choices}
-
-
 @dataclass
 class SearchConfig:
     space: dict = field(default_factory=dict)  # {} = DEFAULT_SPACE
     tasks: list = field(default_factory=list)  # [] = the experiment's data.task
-    mode: str = field(default="per_task", metadata=_r(choices=("per_task", "joint")))
+    mode: str = field(default="per_task", metadata=C._range(choices=("per_task", "joint")))
     metric: str = "source_pck"  # a registered proxy (regda_dist.proxies)
     # 'oracle' selects by target-test PCK (target LABELS): research on proxies only.
-    selection: str = field(default="proxy", metadata=_r(choices=("proxy", "oracle")))
-    num_samples: int = field(default=8, metadata=_r(1))
-    max_concurrent: int = field(default=1, metadata=_r(1))
-    seed: int = field(default=0, metadata=_r(0))
+    selection: str = field(default="proxy", metadata=C._range(choices=("proxy", "oracle")))
+    num_samples: int = field(default=8, metadata=C._range(1))
+    max_concurrent: int = field(default=1, metadata=C._range(1))
+    seed: int = field(default=0, metadata=C._range(0))
     # auto: ASHA for per_task (per-epoch proxy values), FIFO for joint (one value at the end)
-    scheduler: str = field(default="auto", metadata=_r(choices=("auto", "asha", "fifo")))
-    grace_period: int = field(default=1, metadata=_r(1))  # epochs before ASHA may stop a trial
-    reduction_factor: int = field(default=2, metadata=_r(2))
+    scheduler: str = field(default="auto", metadata=C._range(choices=("auto", "asha", "fifo")))
+    grace_period: int = field(
+        default=1, metadata=C._range(1)
+    )  # epochs before ASHA may stop a trial
+    reduction_factor: int = field(default=2, metadata=C._range(2))
     storage: str = ""  # Optuna storage (SQLAlchemy URL); "" = sqlite in the experiment folder
-    driver_cpus: float = field(default=0.05, metadata=_r(0.0, 1.0))  # each trial's Tune driver
+    driver_cpus: float = field(
+        default=0.05, metadata=C._range(0.0, 1.0)
+    )  # each trial's Tune driver
     # the first trial runs the experiment's own values (where they lie inside the space)
     start_from_defaults: bool = True
 
@@ -118,6 +120,8 @@ def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Ex
         raise C.ConfigError(
             f"{source}: search.space mixes grid with other distributions; use choice"
         )
+    if all("grid" in spec for spec in space.values()):
+        search.num_samples = math.prod(len(spec["grid"]) for spec in space.values())
     if search.selection == "oracle" and search.mode == "joint":
         raise C.ConfigError(f"{source}: search.selection oracle is for per_task searches")
     if search.scheduler_name == "asha" and search.mode == "joint":
@@ -136,6 +140,11 @@ def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Ex
         if name in tasks:
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
+        if search.mode == "per_task" and merged.train.eval_every != 1:
+            raise C.ConfigError(
+                f"{source}: train.eval_every must be 1 in a per_task search (every report "
+                "carries the proxy that Tune and ASHA compare)"
+            )
     return Experiment(cfg, search, tasks, space)
 
 
@@ -172,6 +181,8 @@ def check_dimension(key: str, spec: Any, where: str) -> None:
                 f"{where}: {path}.{kind} needs [low, high] with low < high, got {args}"
             )
         hint = C.field_type(f)
+        if hint not in (int, float):
+            raise C.ConfigError(f"{where}: {key} is not numeric: use choice")
         if (kind == "randint") != (hint is int):
             need = "randint" if hint is int else "uniform or loguniform"
             raise C.ConfigError(f"{where}: {key} is {hint.__name__}: use {need}")
@@ -222,7 +233,19 @@ def to_yaml_dict(exp: Experiment) -> dict:
 
 
 def prepare_experiment_dir(exp_dir: Path, exp: Experiment, resume: bool) -> None:
-    """Refuse to overwrite a search; --resume only the same experiment. Writes experiment.yaml."""
+    """check_experiment_dir, then create the folder with experiment.yaml (a new search)."""
+    check_experiment_dir(exp_dir, exp, resume)
+    saved = exp_dir / "experiment.yaml"
+    if saved.exists():
+        return
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = saved.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(to_yaml_dict(exp), sort_keys=False))
+    tmp.replace(saved)
+
+
+def check_experiment_dir(exp_dir: Path, exp: Experiment, resume: bool) -> None:
+    """Refuse to overwrite a search; --resume only the same experiment."""
     saved = exp_dir / "experiment.yaml"
     if saved.exists():
         if not resume:
@@ -240,7 +263,3 @@ def prepare_experiment_dir(exp_dir: Path, exp: Experiment, resume: bool) -> None
         raise C.ConfigError(f"{exp_dir}: no search to resume (no experiment.yaml)")
     if exp_dir.exists() and any(exp_dir.iterdir()):
         raise C.ConfigError(f"{exp_dir} exists and is not a search folder; choose another --name")
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(to_yaml_dict(exp), sort_keys=False))
-    tmp.replace(saved)

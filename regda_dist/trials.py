@@ -3,6 +3,7 @@ Used by `export` and `report`; needs neither Ray nor a running search."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import yaml
 
 from regda_dist import __version__
+
+ORACLE = "oracle/target_pck"  # target-test PCK: target labels, for evaluation only
 
 
 class SearchFolderError(ValueError):
@@ -52,14 +55,28 @@ def _last_eval(metrics_file: Path) -> dict:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by an interruption
-            if row.get("phase") == "adapt" and "oracle/target_pck" in row:
+            if row.get("phase") == "adapt" and any(k.startswith("proxy/") for k in row):
                 last = row
     return last
 
 
+def _expected_tasks(experiment: dict) -> list[str]:
+    """The task names of every trial (the search's tasks, or the experiment's own task)."""
+    names = []
+    for entry in experiment["search"].get("tasks") or []:
+        names.append(entry if isinstance(entry, str) else entry["name"])
+    if not names:
+        data = experiment.get("data", {})
+        source, target = data.get("source") or {}, data.get("target") or {}
+        names = [data.get("task") or f"{source.get('dataset')}2{target.get('dataset')}"]
+    return names
+
+
 def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
     """{group: [Trial]} of every trial folder that recorded its parameters."""
-    read_experiment(exp_dir)
+    experiment = read_experiment(exp_dir)
+    expected = _expected_tasks(experiment)
+    joint = experiment["search"].get("mode") == "joint"
     groups: dict[str, list[Trial]] = {}
     for params_file in sorted(exp_dir.glob("*/trials/*/params.json")):
         folder = params_file.parent
@@ -75,7 +92,8 @@ def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
                 done.append(task)
             else:
                 trial.final[task] = _last_eval(run / "metrics.jsonl")
-        trial.complete = bool(runs) and len(done) == len(runs)
+        want = set(expected) if joint else {group}  # a trial killed before a task: incomplete
+        trial.complete = set(done) == want
         if (folder / "joint.json").is_file():
             trial.joint = json.loads((folder / "joint.json").read_text())
         groups.setdefault(group, []).append(trial)
@@ -86,15 +104,13 @@ def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
 
 def provenance(argv: list[str]) -> dict:
     """Versions, git revision and command line: what a result needs to be reproduced."""
-    import optuna
-    import torch
 
-    try:
-        import ray
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
 
-        ray_version = ray.__version__
-    except ImportError:
-        ray_version = None
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -114,9 +130,9 @@ def provenance(argv: list[str]) -> dict:
         rev, dirty = "", ""
     return {
         "regda_dist": __version__,
-        "torch": torch.__version__,
-        "ray": ray_version,
-        "optuna": optuna.__version__,
+        "torch": version("torch"),
+        "ray": version("ray"),
+        "optuna": version("optuna"),
         "python": platform.python_version(),
         "git_revision": (rev + ("-dirty" if dirty else "")) or None,
         "command": argv,

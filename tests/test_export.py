@@ -52,6 +52,7 @@ def test_export_writes_best_and_never_overwrites(tmp_path):
     assert meta["trial_id"] == "a" and meta["selected_by"] == "proxy/source_pck"
     assert meta["oracle_eval_only"] == {"oracle/target_pck": 50.0}
     assert (out / "hand" / "top2" / "config.yaml").is_file()
+    assert meta["reproduce"].startswith(f"regda-dist train {out / 'hand' / 'config.yaml'} ")
     assert "Selected by **proxy/source_pck**." in (out / "summary.md").read_text()
     with pytest.raises(SearchFolderError, match="exists; nothing overwritten"):
         export(exp)
@@ -70,10 +71,10 @@ def test_oracle_selection_is_labelled_as_such(tmp_path):
 
 def test_proxy_table_spearman_and_regret(tmp_path):
     exp = _search(tmp_path)
-    table = proxy_table(load_trials(exp)["hand"], "hand")  # c counts with its last evaluation
+    table = proxy_table(load_trials(exp)["hand"], "hand")  # c was stopped early: not compared
     assert table["proxy/dev"]["spearman"] == pytest.approx(-1.0)
-    assert table["proxy/dev"]["regret"] == pytest.approx(20.0)
-    assert table["proxy/source_pck"]["regret"] == pytest.approx(0.0)  # picks c, the best
+    assert table["proxy/dev"]["regret"] == pytest.approx(10.0) and table["proxy/dev"]["n"] == 2
+    assert table["proxy/source_pck"]["regret"] == pytest.approx(10.0)  # c (99, 70) left out
 
 
 def test_not_a_search_folder(tmp_path):

@@ -18,6 +18,12 @@ CORE = [
     "regda_dist.engine.trainer",
     "regda_dist.engine.experiment",
     "regda_dist.engine.evaluate",
+    "regda_dist.engine.collect",
+    "regda_dist.engine.tensorboard",
+    "regda_dist.proxies",
+    "regda_dist.search_space",
+    "regda_dist.trials",
+    "regda_dist.export",
     "regda_dist.cli",
 ]
 

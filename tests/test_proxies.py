@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from regda_dist.data.datasets import ImagesOnly, KeypointDataset
 from regda_dist.engine.collect import VIEW_ANGLES, collect
-from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies
+from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies, relative
 from regda_dist.proxies.dev import density_ratio, dev_risk
 
 
@@ -126,8 +126,34 @@ def test_collect_maps_rotated_views_back_and_hides_target_labels():
     src = collect(_DotFinder(), data, labelled=True, image_size=32, sigma=1.0, threshold=1.6)
     tgt = collect(_DotFinder(), ImagesOnly(data), labelled=False, image_size=32, sigma=1.0,
                   threshold=1.6)  # fmt: skip
-    assert src.coords_aug.shape == (len(VIEW_ANGLES), 4, 2, 2)
-    assert (src.coords_aug - src.coords.float()).norm(dim=-1).max() <= 1.5  # within a heatmap px
+    assert tgt.coords_aug.shape == (len(VIEW_ANGLES), 4, 2, 2) and src.coords_aug is None
+    assert (tgt.coords_aug - tgt.coords.float()).norm(dim=-1).max() <= 1.5  # within a heatmap px
     assert bool(src.correct.all()) and src.loss.shape == (4,)
     assert tgt.loss is None and tgt.correct is None and tgt.valid is None
     assert torch.equal(tgt.coords, src.coords)
+
+
+def test_relative_values_have_a_floor_and_keep_the_sign():
+    pck, distance = create_proxy("source_pck"), create_proxy("aug_consistency")
+    assert relative(pck, 60.0, 50.0) == pytest.approx(0.2)
+    assert relative(pck, 5.0, 0.0) == pytest.approx(5.0)  # floor: 1 PCK point, not 1e-6
+    assert relative(distance, -2.0, -4.0) == pytest.approx(0.5)  # closer to consistent: better
+    assert not create_proxy("head_agreement").has_baseline
+
+
+def test_trainer_hands_proxies_target_val_as_images_only(tiny_cfg, monkeypatch):
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine import trainer as trainer_module
+
+    seen = {}
+    real = trainer_module.collect
+
+    def spy(model, dataset, **kwargs):
+        seen[kwargs["labelled"]] = type(dataset)
+        return real(model, dataset, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "collect", spy)
+    t = trainer_module.Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    values = t.proxy_metrics(t.build_model())
+    assert set(values) == {f"proxy/{n}" for n in tiny_cfg.train.proxies}
+    assert seen == {True: KeypointDataset, False: ImagesOnly}

@@ -51,6 +51,8 @@ def test_tasks_by_name_or_with_overrides(tmp_path):
         ({"space": {"regda.trade_off": {"uniform": [2, 1]}}}, "low < high"),
         ({"space": {"regda.margin": {"uniform": [-1, 1]}}}, "must be >= 0.0, got -1"),
         ({"space": {"regda.epochs": {"uniform": [1, 3]}}}, "regda.epochs is int: use randint"),
+        ({"space": {"train.device": {"uniform": ["a", "b"]}}}, "train.device is not numeric"),
+        ({"space": {"train.progress": {"uniform": [False, True]}}}, "not numeric"),
         ({"space": {"regda.margin": {"normal": [1, 3]}}}, "DISTRIBUTION one of loguniform"),
         ({"space": {"data.task": {"choice": ["synth_cat"]}}}, "must be one of"),
         (
@@ -68,6 +70,16 @@ def test_tasks_by_name_or_with_overrides(tmp_path):
 def test_bad_search_blocks_name_the_problem(tmp_path, search, message):
     with pytest.raises(C.ConfigError, match=message):
         load_experiment(_write(tmp_path, search))
+
+
+def test_per_task_search_needs_an_evaluation_every_epoch(tmp_path):
+    with pytest.raises(C.ConfigError, match="train.eval_every must be 1"):
+        load_experiment(_write(tmp_path, {}, train={"eval_every": 2}))
+
+
+def test_a_grid_runs_each_combination_once(tmp_path):
+    grid = {"regda.margin": {"grid": [2.0, 4.0]}, "regda.sigma": {"grid": [1.5, 2.0, 3.0]}}
+    assert load_experiment(_write(tmp_path, {"space": grid})).search.num_samples == 6
 
 
 def test_errors_carry_the_line(tmp_path):

@@ -29,6 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from regda_dist import config as C
 from regda_dist.distributed import train
 from regda_dist.engine import experiment as E
+from regda_dist.proxies import create_proxy, relative
 from regda_dist.search_space import Experiment, SearchConfig, apply_params, default_point
 
 
@@ -59,9 +60,37 @@ def storage_url(search: SearchConfig, exp_dir: Path) -> str:
     return search.storage or f"sqlite:///{exp_dir.resolve() / 'optuna.db'}"
 
 
-def normalised(value: float, source_only: float) -> float:
-    """A task's proxy relative to its source-only model: comparable across tasks (joint mode)."""
-    return (value - source_only) / max(abs(source_only), 1e-6)
+def groups(exp: Experiment) -> dict[str, dict[str, C.Config]]:
+    """{group: {task: config}}: one group per task (per_task) or one for all (joint)."""
+    if exp.search.mode == "joint":
+        return {"joint": exp.tasks}
+    return {name: {name: cfg} for name, cfg in exp.tasks.items()}
+
+
+def study_name(exp_dir: Path, group: str) -> str:
+    return f"{exp_dir.name}/{group}"
+
+
+def check_new_study(exp: Experiment, exp_dir: Path) -> None:
+    """A new search must not join a study of the same name in a shared storage (the default
+    SQLite file lives in the new, empty search folder: nothing to join)."""
+    if not exp.search.storage:
+        return
+    taken = {st.study_name for st in open_storage(exp.search, exp_dir).get_all_studies()}
+    for group in groups(exp):
+        if study_name(exp_dir, group) in taken:
+            raise C.ConfigError(
+                f"the Optuna storage already holds a study {study_name(exp_dir, group)!r}; "
+                "choose another --name"
+            )
+
+
+def open_storage(search: SearchConfig, exp_dir: Path) -> optuna.storages.RDBStorage:
+    try:
+        return optuna.storages.RDBStorage(storage_url(search, exp_dir))
+    except Exception as err:  # SQLAlchemy: bad URL, missing driver, unreachable database
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise C.ConfigError(f"search.storage {search.storage!r}: {first}") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -80,11 +109,11 @@ def trial_driver(params: dict, spec: dict) -> None:
     per_task = {}
     for name, cfg in tasks.items():
         result = _run(cfg, trial_dir / name, params, spec, report=False)
-        key = f"proxy/{spec['metric']}"
+        key, proxy = f"proxy/{spec['metric']}", create_proxy(spec["metric"])
         per_task[name] = {
             "value": result["regda"][key],
             "source_only": result["source_only"][key],
-            "normalised": normalised(result["regda"][key], result["source_only"][key]),
+            "normalised": relative(proxy, result["regda"][key], result["source_only"][key]),
             "oracle/target_pck": result["regda"]["oracle/target_pck"],
         }
     joint = {
@@ -146,7 +175,7 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
     group_dir = (exp_dir / group).resolve()
     spec = {
         "group_dir": str(group_dir),
-        "tasks": {n: c.to_dict() for n, c in tasks.items()},
+        "tasks": {n: train.absolute_output_dir(c).to_dict() for n, c in tasks.items()},
         "mode": s.mode,
         "metric": s.metric,
         "fixed_size": fixed_size,
@@ -165,12 +194,15 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
                                   reduction_factor=s.reduction_factor)  # fmt: skip
     else:
         scheduler = FIFOScheduler()
-    first = default_point(next(iter(tasks.values())), exp.space) if s.start_from_defaults else None
+    grid = all("grid" in spec for spec in exp.space.values())  # GridSampler: every point once
+    first = None
+    if s.start_from_defaults and not grid:
+        first = default_point(next(iter(tasks.values())), exp.space)
     searcher = OptunaSearch(
         points_to_evaluate=[first] if first else None,
         sampler=sampler(s, exp.space),
-        study_name=f"{exp_dir.name}/{group}",
-        storage=optuna.storages.RDBStorage(storage_url(s, exp_dir)),
+        study_name=study_name(exp_dir, group),
+        storage=open_storage(s, exp_dir),
     )
     return tune.Tuner(
         trainable,
@@ -197,15 +229,9 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
 def run_search(exp: Experiment, exp_dir: Path, fixed_size: bool = True) -> dict:
     """Every group's search on the connected Ray cluster; returns {group: summary}."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no second TensorBoard per trial
-    if fixed_size:
-        check_capacity(exp)
     precompute_phase1(exp, exp_dir, fixed_size)
-    if exp.search.mode == "joint":
-        groups = {"joint": exp.tasks}
-    else:
-        groups = {name: {name: cfg} for name, cfg in exp.tasks.items()}
     summary = {}
-    for group, tasks in groups.items():
+    for group, tasks in groups(exp).items():
         grid = _tuner(exp, exp_dir, group, tasks, fixed_size).fit()
         summary[group] = _summarise(grid, exp.search.objective)
     if all(g["completed"] == 0 for g in summary.values()):

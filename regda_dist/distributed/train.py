@@ -187,6 +187,14 @@ def _root_cause(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
+def absolute_output_dir(cfg: C.Config) -> C.Config:
+    """A copy whose train.output_dir is absolute: Ray workers and trials run in other working
+    directories, where a relative path (the shared phase-1 cache) would land elsewhere."""
+    out = C.from_dict(cfg.to_dict())
+    out.train.output_dir = str(Path(cfg.train.output_dir).resolve())
+    return out
+
+
 def fit(
     cfg: C.Config,
     run_dir: Path,
@@ -209,7 +217,7 @@ def fit(
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
-            "cfg": cfg.to_dict(),
+            "cfg": absolute_output_dir(cfg).to_dict(),
             "run_dir": str(run_dir),
             "hparams": hparams,
             "phase": phase,

@@ -41,10 +41,13 @@ def _heads(model, x):
 
 
 @torch.no_grad()
-def collect(model, dataset, labelled: bool, image_size: int, sigma: float, threshold: float,
-            batch_size: int = 64) -> SplitOutputs:  # fmt: skip
+def collect(
+    model, dataset, *, labelled: bool, image_size: int, sigma: float, threshold: float,
+    batch_size: int = 64,
+) -> SplitOutputs:  # fmt: skip
     """Outputs of `model` (eval mode) on every sample of `dataset`. labelled: items are
-    (image, keypoints, visible); otherwise images only. threshold: PCK radius, heatmap px."""
+    (image, keypoints, visible), and loss/PCK hits are collected; otherwise images only, and the
+    rotated views are collected. threshold: PCK radius, heatmap px."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
     device = next(model.parameters()).device
@@ -57,16 +60,15 @@ def collect(model, dataset, labelled: bool, image_size: int, sigma: float, thres
         parts["scores"].append(F.softmax(y.flatten(2), dim=-1).amax(dim=-1).cpu())
         parts["coords_adv"].append(heatmap.decode(y_adv)[0].cpu())
         parts["features"].append(pooled.cpu())
-        parts["coords_aug"].append(_views(model, x, image_size, image_size / y.shape[-1]))
         if labelled:
             kp, vis = item[1], item[2]
             target, weight = heatmap.encode(kp, vis, image_size, y.shape[-1], sigma)
-            per_sample = [joints_kl(y[i : i + 1].cpu(), target[i : i + 1], weight[i : i + 1])
-                          for i in range(len(x))]  # fmt: skip
-            parts["loss"].append(torch.stack(per_sample))
+            parts["loss"].append(joints_kl(y.cpu(), target, weight, reduce=False).mean(dim=1))
             centres, valid = heatmap.targets(kp, vis, image_size, y.shape[-1])
             parts["correct"].append(correct_keypoints(y.cpu(), centres, valid, threshold))
             parts["valid"].append(valid)
+        else:
+            parts["coords_aug"].append(_views(model, x, image_size, image_size / y.shape[-1]))
     for m, mode in modes.items():
         m.train(mode)
     out = {k: torch.cat(v, dim=1 if k == "coords_aug" else 0) for k, v in parts.items() if v}

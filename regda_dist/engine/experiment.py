@@ -18,6 +18,7 @@ from regda_dist.engine import checkpoint
 from regda_dist.engine.evaluate import adabn
 from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
 from regda_dist.engine.trainer import Runtime, Trainer, seed_everything
+from regda_dist.search_space import DEFAULT_SPACE
 
 
 class RunExistsError(RuntimeError):
@@ -127,11 +128,6 @@ def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dic
     return execute(cfg, run_dir, callbacks=callbacks)
 
 
-# What a run's HParams row shows when the caller names no hyperparameters (a search names its own).
-KNOBS = ("regda.trade_off", "regda.margin", "regda.sigma", "regda.warm_hi", "optim.lr",
-         "optim.backbone_lr")  # fmt: skip
-
-
 def execute(
     cfg: C.Config,
     run_dir: Path,
@@ -154,6 +150,11 @@ def execute(
     tb = None
     if trainer.runtime.is_main and cfg.train.tensorboard:
         tb = TensorBoardLogger(run_dir / "tb")
+        # the HParams row exists from the start (a trial stopped early shows its last values);
+        # without named hyperparameters (a plain run), the default search space's knobs
+        values = hparams if hparams is not None else {k: C.get(cfg, k) for k in DEFAULT_SPACE}
+        tags = ["source/pck", "oracle/target_pck", *(f"proxy/{p}" for p in cfg.train.proxies)]
+        tb.start_session(values, tags)
         trainer.add_callback("on_eval", tb)
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)
@@ -168,21 +169,21 @@ def execute(
     seed_everything(cfg.train.seed)
     start = time.time()
     model = trainer.adapt(source_model.state_dict(), run_dir / "adapt.ckpt")
-    result["regda"] = {**trainer.eval_metrics(model), "seconds": time.time() - start}
-    if trainer.runtime.is_main:
+    final = trainer.last_eval or trainer.eval_metrics(model)  # the last epoch evaluated it
+    result["regda"] = {**final, "seconds": time.time() - start}
+    if tb is not None:
+        _tensorboard_images(tb, task, (source_model, model), cfg.regda.epochs)
+    if trainer.runtime.is_main:  # result.json last: its presence means the run is complete
         checkpoint.save(model.state_dict(), run_dir / "model.pt")
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    if tb is not None:
-        _tensorboard_summary(tb, task, (source_model, model), cfg, hparams, result["regda"])
     return result
 
 
-def _tensorboard_summary(tb, task, models, cfg, hparams, final: dict) -> None:
-    """Keypoints of both models on the same target images; the run's HParams session."""
+def _tensorboard_images(tb, task, models, step: int) -> None:
+    """Keypoints of the source-only and the adapted model on the same target images."""
     target = ImagesOnly(task.target_val)
     images = torch.stack([target[i] for i in range(min(NUM_IMAGES, len(target)))])
     rows = [draw_predictions(m, images, task.spec) for m in models]
-    tb.keypoints("keypoints/target_val (top: source-only, bottom: RegDA)", rows, cfg.regda.epochs)
-    values = hparams if hparams is not None else {k: C.get(cfg, k) for k in KNOBS}
-    tb.hparams(values, {k: v for k, v in final.items() if k != "seconds"})
+    tb.keypoints("keypoints/target_val (top: source-only, bottom: RegDA)", rows, step)
+    tb.end_session()
     tb.close()

@@ -27,6 +27,7 @@ class TensorBoardLogger:
 
     def __init__(self, logdir: Path):
         self.writer = SummaryWriter(str(logdir))
+        self._end = None  # the HParams session-end summary, once started
 
     def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
         for key, value in metrics.items():
@@ -38,17 +39,21 @@ class TensorBoardLogger:
         """One image: each row (H, W, 3) uint8 stacked vertically."""
         self.writer.add_image(tag, np.concatenate(rows, axis=0), step, dataformats="HWC")
 
-    def hparams(self, values: dict, final: dict[str, float]) -> None:
-        """An HParams session: hyperparameters (scalars or str) and the final metrics."""
+    def start_session(self, values: dict, metric_tags: list[str]) -> None:
+        """The run's HParams session: hyperparameters (scalars or str) and the scalar tags whose
+        latest values the HParams table shows."""
         clean = {
             k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()
         }
-        metrics = {
-            k: v for k, v in final.items() if isinstance(v, int | float) and math.isfinite(v)
-        }
-        for summary in hparams_summary(clean, metrics):
+        experiment, start, self._end = hparams_summary(clean, dict.fromkeys(metric_tags, 0.0))
+        for summary in (experiment, start):
             self.writer.file_writer.add_summary(summary)
         self.writer.flush()
+
+    def end_session(self) -> None:
+        if self._end is not None:
+            self.writer.file_writer.add_summary(self._end)
+            self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
@@ -71,7 +76,7 @@ def draw_predictions(model, images: torch.Tensor, spec: KeypointSpec, scale: int
             (img.shape[-1] * scale, img.shape[-2] * scale), Image.NEAREST
         )
         draw = ImageDraw.Draw(tile)
-        pts = [((x + 0.5) * stride * scale, (yy + 0.5) * stride * scale) for x, yy in kp.tolist()]
+        pts = [(x * stride * scale, yy * stride * scale) for x, yy in kp.tolist()]  # codec
         for i, (a, b) in enumerate(spec.skeleton):
             draw.line([pts[a], pts[b]], fill=_COLOURS[i % len(_COLOURS)], width=1)
         for x, yy in pts:

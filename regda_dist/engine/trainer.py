@@ -89,6 +89,7 @@ class Trainer:
         self.cfg, self.task = cfg, task
         self.runtime = runtime or Runtime(resolve_device(cfg.train.device))
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
+        self.last_eval: dict | None = None  # eval_metrics of the final adaptation epoch
 
     def add_callback(self, event: str, fn: Callable) -> None:
         self.callbacks[event].append(fn)
@@ -274,7 +275,9 @@ class Trainer:
                 }
             )
             if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
-                metrics.update(self.eval_metrics(model))
+                evaluated = self.eval_metrics(model)
+                metrics.update(evaluated)
+                self.last_eval = evaluated if epoch + 1 == r.epochs else None
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         return model.eval()
 

@@ -1,4 +1,4 @@
-"""Augmentation consistency on target: predict on rotated/scaled copies of each image, map the
+"""Augmentation consistency on target: predict on rotated copies of each image, map the
 keypoints back, minus the mean distance to the prediction on the original (heatmap px). Needs no
 left/right keypoint pairs, so it serves hands and bodies alike."""
 

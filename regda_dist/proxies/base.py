@@ -20,8 +20,8 @@ class SplitOutputs:
     coords: torch.Tensor  # (N, K, 2) main-head argmax
     scores: torch.Tensor  # (N, K) peak of the main head's spatial softmax
     coords_adv: torch.Tensor  # (N, K, 2) adversarial-head argmax
-    coords_aug: torch.Tensor  # (V, N, K, 2) argmax on V transformed views, mapped back
     features: torch.Tensor  # (N, C) spatially pooled features of psi
+    coords_aug: torch.Tensor | None = None  # (V, N, K, 2) on V rotated views, mapped back (target)
     loss: torch.Tensor | None = None  # (N,) supervised KL per sample (labelled splits only)
     correct: torch.Tensor | None = None  # (N, K) bool, PCK hit (labelled splits only)
     valid: torch.Tensor | None = None  # (N, K) bool, keypoint has ground truth (labelled only)
@@ -32,6 +32,11 @@ class Proxy:
 
     name: str = ""
     splits: tuple[str, ...] = ()
+    # smallest meaningful change (e.g. 1 PCK point, 1 px): the floor of the scale that makes
+    # values comparable across tasks (joint searches), see `relative`
+    unit: float = 1.0
+    # the source-only model's value is a meaningful baseline (its adversarial head is untrained)
+    has_baseline: bool = True
 
     def __call__(self, **outputs: SplitOutputs) -> float:
         missing = [s for s in self.splits if s not in outputs]
@@ -61,6 +66,12 @@ def create_proxy(name: str) -> Proxy:
 
 def list_proxies() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def relative(proxy: Proxy, value: float, source_only: float) -> float:
+    """The value relative to the source-only model's: (v - v0) / max(|v0|, unit). Comparable
+    across tasks whose proxies have different scales (joint searches)."""
+    return (value - source_only) / max(abs(source_only), proxy.unit)
 
 
 def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:

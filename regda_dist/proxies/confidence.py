@@ -7,6 +7,7 @@ from regda_dist.proxies.base import Proxy, SplitOutputs, register_proxy
 class Confidence(Proxy):
     name = "confidence"
     splits = ("target_val",)
+    unit = 0.01
 
     def score(self, target: SplitOutputs) -> float:
         return float(target.scores.mean())

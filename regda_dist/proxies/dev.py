@@ -1,6 +1,7 @@
 """Deep Embedded Validation (You et al., ICML 2019): the source-val loss importance-weighted by
 the density ratio target/source of a domain classifier on features, with the control variate.
-Returned negated, so higher is better like every proxy.
+Returned negated, so higher is better like every proxy. The loss is the supervised KL with the
+label sigma of phase 1 (data.sigma) for every trial, also when a search varies regda.sigma.
 
 The domain classifier is an L2-regularised logistic regression on standardised pooled features,
 cross-fitted over two folds so no source sample is weighted by a classifier that saw it.
@@ -62,6 +63,7 @@ def dev_risk(loss: torch.Tensor, ratio: torch.Tensor) -> float:
 class DEV(Proxy):
     name = "dev"
     splits = ("source_val", "target_val")
+    unit = 0.01
 
     def score(self, source: SplitOutputs, target: SplitOutputs) -> float:
         return -dev_risk(source.loss, density_ratio(source.features, target.features))

@@ -8,6 +8,7 @@ from regda_dist.proxies.base import Proxy, SplitOutputs, mean_distance, register
 class HeadAgreement(Proxy):
     name = "head_agreement"
     splits = ("target_val",)
+    has_baseline = False  # phase 1 never trains the adversarial head
 
     def score(self, target: SplitOutputs) -> float:
         return -mean_distance(target.coords, target.coords_adv)
