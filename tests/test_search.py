@@ -138,3 +138,21 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # none repeated
+
+
+def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
+    exp = _experiment(tmp_path, mode="joint", scheduler="auto", num_samples=2,
+                      tasks=["synth_hand", "synth_body"])  # fmt: skip
+    assert main(["tune", str(exp), "--name", "j"]) == 0
+    exp_dir = tmp_path / "runs" / "j"
+    trials = sorted((exp_dir / "joint" / "trials").iterdir())
+    assert len(trials) == 2
+    for trial in trials:
+        joint = json.loads((trial / "joint.json").read_text())
+        parts = [joint[f"{t}/normalised"] for t in ("synth_hand", "synth_body")]
+        assert joint["joint/objective"] == pytest.approx(sum(parts) / 2)
+        assert {p.name for p in trial.iterdir() if p.is_dir()} == {"synth_hand", "synth_body"}
+    assert main(["export", str(exp_dir)]) == 0
+    hand = json.loads((exp_dir / "best" / "synth_hand" / "meta.json").read_text())
+    body = json.loads((exp_dir / "best" / "synth_body" / "meta.json").read_text())
+    assert hand["trial_id"] == body["trial_id"] and hand["selected_by"] == "joint/objective"
