@@ -69,9 +69,9 @@ def _tune(args) -> int:
 
     if not args.address and not cluster.connected() and cluster.other_ray_on_this_machine():
         raise cluster.ClusterError(
-            "another Ray runs on this machine (its agent holds 127.0.0.1:52365), so an embedded "
-            "Ray would get no working agent and trials stopped early would never free their "
-            "CPUs; join it with --address HOST:PORT or stop it first"
+            "another Ray runs on this machine: beside it, Ray Train cannot free the workers of "
+            "finished trials ('Found multiple active Ray instances') and the search would wait "
+            "forever; join it with --address HOST:PORT or stop it first"
         )
     if not args.resume:
         search.check_new_study(exp, exp_dir)

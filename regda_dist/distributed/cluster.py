@@ -7,6 +7,7 @@ import logging
 import re
 import socket
 
+import psutil
 import ray
 
 # 127.0.0.1 as a node address is rewritten to the machine's outward address (ray #26293);
@@ -14,9 +15,6 @@ import ray
 # all interfaces whatever the node address: token authentication (on by default for a local
 # ray.init in 2.60) is what keeps others out; see README "Security".
 LOCAL_NODE_IP = "127.0.0.2"
-# Ray's dashboard agent binds this fixed port on 127.0.0.1 and the node address (ray.init cannot
-# change it): an embedded Ray beside another Ray on the same machine gets no working agent.
-AGENT_PORT = 52365
 _ADDRESS = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 
@@ -36,13 +34,8 @@ def connected() -> bool:
 
 
 def other_ray_on_this_machine() -> bool:
-    """True when another Ray's dashboard agent holds its fixed port (52365) on 127.0.0.1."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", AGENT_PORT))
-            return False
-        except OSError:
-            return True
+    """True when a Ray instance (a gcs_server process) already runs on this machine."""
+    return any(p.info["name"] == "gcs_server" for p in psutil.process_iter(["name"]))
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: float = 5.0):

@@ -1,0 +1,61 @@
+"""A search SIGKILLed mid-run that `--resume` finishes without losing or repeating a finished
+trial. Its own module: the search runs in subprocesses that start their own embedded Ray, which
+`regda-dist tune` refuses while another Ray (another module's fixture) is alive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import psutil
+import pytest
+
+from regda_dist.distributed.local_cluster import reap, with_descendants
+from tests.test_search import _experiment, _study
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
+    exp = _experiment(tmp_path, scheduler="fifo", num_samples=3)
+    command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "k"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trials_dir = tmp_path / "runs" / "k" / "synth_hand" / "trials"
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while not list(trials_dir.glob("*/synth_hand/result.json")):
+            assert proc.poll() is None and time.time() < deadline, (
+                tmp_path / "first.log"
+            ).read_text()
+            time.sleep(0.5)
+        owned = with_descendants([psutil.Process(proc.pid)])  # before the kill: Ray's processes
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reap([p for p in owned if p.is_running()], grace_s=5)
+    before = {
+        p.parent.parent.name: p.stat().st_mtime for p in trials_dir.glob("*/synth_hand/result.json")
+    }
+    assert 1 <= len(before) < 3
+
+    second = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = {
+        p.parent.parent.name: p.stat().st_mtime for p in trials_dir.glob("*/synth_hand/result.json")
+    }
+    assert len(after) == 3  # all finished
+    assert all(after[t] == mtime for t, mtime in before.items())  # none re-run
+    study = _study(tmp_path / "runs" / "k")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # none repeated
