@@ -218,40 +218,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regda-dist", description=__doc__)
     parser.add_argument("--version", action="version", version=f"regda-dist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="phase 1 (cached) then RegDA; prints target PCK per group")
-    train.add_argument("experiment", help="experiment YAML (overrides of the defaults)")
-    train.add_argument(
+    run = argparse.ArgumentParser(add_help=False)  # what train and tune share
+    run.add_argument("experiment", help="experiment YAML (overrides of the defaults)")
+    run.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set regda.trade_off=0.5",
+        help="override a value, e.g. --set regda.trade_off=0.5 (tune: also search.num_samples=4)",
     )
-    train.add_argument("--name", help="run folder name under train.output_dir (default: YAML stem)")
-    train.add_argument("--resume", action="store_true", help="continue an unfinished run")
-    train.add_argument("--workers", type=int, help="Ray Train workers (scaling.num_workers)")
-    train.add_argument(
+    run.add_argument("--name", help="folder under train.output_dir (default: the YAML's stem)")
+    run.add_argument("--resume", action="store_true", help="continue an unfinished run/search")
+    run.add_argument(
         "--address",
         help="existing Ray cluster, HOST:PORT or ray://HOST:PORT "
         "(default: start an embedded local Ray)",
     )
+    train = sub.add_parser(
+        "train", parents=[run], help="phase 1 (cached) then RegDA; prints target PCK per group"
+    )
+    train.add_argument("--workers", type=int, help="Ray Train workers (scaling.num_workers)")
     train.add_argument(
         "--no-ray", action="store_true", help="plain single process, no Ray (debugging)"
     )
     train.set_defaults(func=_train)
 
-    tune = sub.add_parser("tune", help="Ray Tune + Optuna search of an experiment's search block")
-    tune.add_argument("experiment", help="experiment YAML with a search: block")
-    tune.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config or search value, e.g. --set search.num_samples=4",
+    tune = sub.add_parser(
+        "tune", parents=[run], help="Ray Tune + Optuna search of an experiment's search: block"
     )
-    tune.add_argument("--name", help="search folder under train.output_dir (default: YAML stem)")
-    tune.add_argument("--resume", action="store_true", help="continue an interrupted search")
-    tune.add_argument("--address", help="existing Ray cluster, HOST:PORT or ray://HOST:PORT")
     tune.set_defaults(func=_tune)
 
     export = sub.add_parser("export", help="best configs of a search: config, weights, meta")

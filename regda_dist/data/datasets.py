@@ -125,9 +125,14 @@ def build_task(data_cfg) -> TaskData:
         aug = augment if name == "train" and getattr(data_cfg, domain).augment else None
         return KeypointDataset(d["images"], d["keypoints"], d["visible"], aug)
 
+    return _bundle(task.spec, split)
+
+
+def _bundle(spec: KeypointSpec, split) -> TaskData:
+    """Every split of a task from split(domain, name); target train also as images only."""
     target_train = split("target", "train")
     return TaskData(
-        spec=task.spec,
+        spec=spec,
         source_train=split("source", "train"),
         source_val=split("source", "val"),
         source_test=split("source", "test"),
@@ -156,14 +161,4 @@ def _real_task(data_cfg, augment: Augment | None) -> TaskData:
         aug = augment if name == "train" and getattr(data_cfg, side).augment else None
         return ImageSamples(samples, data_cfg.image_size, aug)
 
-    target_train = split("target", "train")
-    return TaskData(
-        spec=spec,
-        source_train=split("source", "train"),
-        source_val=split("source", "val"),
-        source_test=split("source", "test"),
-        target_train=ImagesOnly(target_train),
-        target_val=split("target", "val"),
-        target_test=split("target", "test"),
-        target_train_labelled=target_train,
-    )
+    return _bundle(spec, split)
