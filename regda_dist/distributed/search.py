@@ -114,7 +114,7 @@ def trial_driver(params: dict, spec: dict) -> None:
             "value": result["regda"][key],
             "source_only": result["source_only"][key],
             "normalised": relative(proxy, result["regda"][key], result["source_only"][key]),
-            "oracle/target_pck": result["regda"]["oracle/target_pck"],
+            "oracle/target_pck": result["regda"].get("oracle/target_pck", float("nan")),
         }
     joint = {
         "joint/objective": sum(t["normalised"] for t in per_task.values()) / len(per_task),
