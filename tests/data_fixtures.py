@@ -133,6 +133,8 @@ def write_surreal(root: Path, sizes=(("train", 4), ("val", 2), ("test", 5))) -> 
                 }
             )
         (root / split / "run0.json").write_text(json.dumps(entries))
+        for run in ("run1", "run2"):  # the release has three runs; the reader needs all three
+            (root / split / f"{run}.json").write_text("[]")
 
 
 def write_lsp(root: Path, n: int = 3) -> np.ndarray:

@@ -132,3 +132,20 @@ def test_cli_data_check_errors_are_one_line_exit_2(tmp_path, capsys, setup, args
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("regda-dist: error: ")
     assert expected in captured.err + captured.out  # problems are listed in the report
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    import os
+    import pickle
+
+    from regda_dist.data.io import read_pickle
+    from regda_dist.data.samples import DatasetError
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "anno_training.pickle"
+    path.write_bytes(pickle.dumps({0: Exploit()}))
+    with pytest.raises(DatasetError, match=r"anno_training.pickle: malformed pickle .*refused"):
+        read_pickle(path, "RHD annotations")

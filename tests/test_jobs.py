@@ -97,6 +97,9 @@ def test_staging_ships_the_project_without_environments_results_or_tests(tmp_pat
     assert {"regda_dist", "experiments", "pyproject.toml"} <= shipped
     assert not shipped & {".git", ".venv", "runs", "data", "tests"}
     assert not list((tmp_path / "a").rglob("__pycache__"))
+    source = {p.relative_to(ROOT) for p in (ROOT / "regda_dist").rglob("*.py")}
+    staged = {p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "regda_dist").rglob("*.py")}
+    assert staged == source  # every module, at every depth (regda_dist/data included)
     outside = jobs.stage(write_experiment(tmp_path), tmp_path / "b")
     assert outside == "_submitted/tiny.yaml" and (tmp_path / "b" / outside).is_file()
 

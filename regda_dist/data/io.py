@@ -37,11 +37,30 @@ def read_json(path: Path, what: str) -> Any:
         raise DatasetError(f"{path}: cannot read ({err})") from None
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a dataset file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (arrays only)")
+        return super().find_class(module, name)
+
+
 def read_pickle(path: Path, what: str) -> Any:
+    """RHD's annotations are a pickle: read with an unpickler that builds arrays, nothing else."""
     require_file(path, what)
     try:
         with path.open("rb") as f:
-            return pickle.load(f)  # noqa: S301 - the user's own dataset file
+            return _ArraysOnly(f).load()
     except Exception as err:  # pickle raises many types on truncated or foreign files
         raise DatasetError(f"{path}: malformed pickle ({type(err).__name__}: {err})") from None
 

@@ -23,19 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import regda_dist
 from regda_dist.distributed.cluster import ClusterError
 
 _JOBS_ADDRESS = re.compile(
     r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?/?$"
 )
-# Not shipped to the cluster: environments, results, data caches, VCS and test data.
-EXCLUDES = (
-    ".git", ".venv", "venv", "runs", "data", "tests", "build", "dist", "__pycache__",
-    "*.egg-info", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints",
-)  # fmt: skip
+# What travels to the cluster (an allow-list: nothing else of the checkout, no environments,
+# results, data, credentials or stray files), minus build junk at any depth.
+SHIPPED = ("regda_dist", "experiments", "pyproject.toml", "README.md")
+JUNK = ("__pycache__", "*.pyc", "*.egg-info")
 SUBMITTED = "_submitted"  # where an experiment from outside the project travels
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # A head that has just started answers this until its job agent is up: retried for a while.
@@ -128,9 +125,10 @@ def client(address: str | None, timeout_s: float = 5.0) -> Head:
 
 def command_for(experiment: Path) -> str:
     """`tune` for an experiment with a top-level `search:` block, else `train`."""
-    with open(experiment) as f:
-        values = yaml.safe_load(f)
-    return "tune" if isinstance(values, dict) and "search" in values else "train"
+    from regda_dist import config as C
+
+    values, _ = C.read_yaml(experiment)  # one-line errors naming the file (and line)
+    return "tune" if "search" in values else "train"
 
 
 def entrypoint(command: str, experiment: str, overrides: list[str], name: str | None) -> str:
@@ -152,11 +150,16 @@ def stage(experiment: Path, into: Path) -> str:
     """Copy the project (or the installed package) into `into`, plus the experiment when it
     lives outside the project; return the experiment's path relative to `into`."""
     root = project_root()
-    ignore = shutil.ignore_patterns(*EXCLUDES)
+    ignore = shutil.ignore_patterns(*JUNK)
     if root is None:
         shutil.copytree(Path(regda_dist.__file__).parent, into / "regda_dist", ignore=ignore)
     else:
-        shutil.copytree(root, into, ignore=ignore, dirs_exist_ok=True)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in SHIPPED:
+            if (root / name).is_dir():
+                shutil.copytree(root / name, into / name, ignore=ignore)
+            elif (root / name).is_file():
+                shutil.copy2(root / name, into / name)
     experiment = experiment.resolve()
     if root is not None and experiment.is_relative_to(root):
         relative = experiment.relative_to(root)
@@ -171,15 +174,20 @@ def stage(experiment: Path, into: Path) -> str:
 def check(experiment: Path, overrides: list[str]) -> str:
     """The command the job will run; the experiment (and its search block) is checked here,
     before anything is sent (bad keys and values fail locally with the loader's one line)."""
+    from regda_dist import config as C
+
     command = command_for(experiment)
     if command == "train":
-        from regda_dist import config as C
-
-        C.load(experiment, overrides)
+        cfg = C.load(experiment, overrides)
     else:
         from regda_dist.search_space import load_experiment
 
-        load_experiment(experiment, overrides)
+        cfg = load_experiment(experiment, overrides).cfg
+    if not Path(cfg.train.output_dir).is_absolute():
+        raise C.ConfigError(
+            f"train.output_dir {cfg.train.output_dir!r} is relative: on a cluster the results "
+            "would stay in the job's temporary folder; pass --storage /a/path/every/node/mounts"
+        )
     return command
 
 

@@ -31,9 +31,10 @@ CLEAN = (7, 4, 1, 2, 5, 8, 0, 9, 12, 15, 20, 18, 16, 17, 19, 21)  # shoulders, n
 
 def read_split(root: Path, split: str, joints: tuple[int, ...]) -> list[Sample]:
     folder = require_dir(root / split, f"SURREAL {split} split")
-    files = [folder / f"run{i}.json" for i in range(3) if (folder / f"run{i}.json").is_file()]
-    if not files:
-        raise DatasetError(f"{folder / 'run0.json'}: missing file (SURREAL {split} annotations)")
+    files = [folder / f"run{i}.json" for i in range(3)]
+    missing = [f for f in files if not f.is_file()]
+    if missing:  # a partial copy would silently train on part of the data
+        raise DatasetError(f"{missing[0]}: missing file (SURREAL {split} annotations, run0-2)")
     samples = []
     for file in files:
         entries = read_json(file, f"SURREAL {split} annotations")
