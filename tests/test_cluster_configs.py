@@ -177,6 +177,16 @@ def test_kuberay_keeps_token_auth_on_from_a_secret_behind_a_cluster_ip(path):
         assert mounts.count("/mnt/shared") == 2  # the results volume on head and workers
 
 
+def test_rayjob_pods_are_covered_by_its_network_policy():
+    docs = {d["kind"]: d for d in yaml.safe_load_all(KUBERAY[1].read_text())}
+    selector = docs["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]
+    spec = docs["RayJob"]["spec"]
+    groups = [spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"]]
+    templates = [g["template"] for g in groups] + [spec["submitterPodTemplate"]]
+    for template in templates:
+        assert selector.items() <= template["metadata"]["labels"].items()
+
+
 def test_raycluster_comes_with_its_volume_and_network_policy():
     kinds = {d["kind"]: d for d in yaml.safe_load_all(KUBERAY[0].read_text())}
     assert set(kinds) == {"PersistentVolumeClaim", "RayCluster", "NetworkPolicy"}
