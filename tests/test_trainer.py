@@ -80,3 +80,13 @@ def test_pretrain_keeps_best_source_val_epoch_and_oracle_uses_target(tiny_cfg, t
     assert info["best_val_pck"] == best
     trainer.pretrain(tmp_path / "oracle.ckpt", labelled="target")
     assert any(p == "oracle" for p, _ in events)
+
+
+def test_a_split_smaller_than_one_batch_is_a_config_error(tiny_cfg):
+    from regda_dist.config import ConfigError
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.trainer import Trainer
+
+    trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    with pytest.raises(ConfigError, match="has 24 samples, fewer than one global batch"):
+        trainer._batches(trainer.task.source_train, 32, 1, 0, 1)

@@ -149,6 +149,11 @@ class Trainer:
 
     def _batches(self, dataset, batch_size, iters, epoch, salt):
         rt = self.runtime
+        if len(dataset) < batch_size * rt.world_size:  # a real dataset's split can be small
+            raise ConfigError(
+                f"a training split has {len(dataset)} samples, fewer than one global batch "
+                f"({batch_size} x {rt.world_size} workers): lower the batch size"
+            )
         return batches(
             dataset,
             batch_size,
