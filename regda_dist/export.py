@@ -15,16 +15,14 @@ import math
 import shutil
 from pathlib import Path
 
+from regda_dist.search_space import SearchConfig
 from regda_dist.trials import ORACLE, SearchFolderError, Trial, load_trials, read_experiment
 
 
-def resolve_metric(metric: str | None, experiment: dict) -> str:
+def resolve_metric(metric: str | None, search: SearchConfig) -> str:
     """A full metric key: the search's objective by default; a bare proxy name -> proxy/<name>."""
     if metric is None:
-        search = experiment["search"]
-        if search["mode"] == "joint":
-            return "joint/objective"
-        return ORACLE if search["selection"] == "oracle" else f"proxy/{search['metric']}"
+        return search.objective
     if "/" in metric:
         return metric
     return f"proxy/{metric}"
@@ -57,7 +55,7 @@ def export(
     exp_dir: Path, metric: str | None = None, top_k: int = 1, out: Path | None = None
 ) -> Path:
     experiment = read_experiment(exp_dir)
-    metric = resolve_metric(metric, experiment)
+    metric = resolve_metric(metric, experiment.search)
     out = out or exp_dir / "best"
     if top_k < 1:
         raise SearchFolderError(f"--top-k must be >= 1, got {top_k}")

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from regda_dist.search_space import Experiment, storage_url, study_name  # noqa: E402
 from regda_dist.trials import ORACLE, Trial, load_trials, read_experiment  # noqa: E402
 
 
@@ -102,14 +103,13 @@ def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> 
     plt.close(fig)
 
 
-def _importances(exp_dir: Path, experiment: dict, group: str, path: Path) -> bool:
+def _importances(exp_dir: Path, experiment: Experiment, group: str, path: Path) -> bool:
     """Optuna's parameter importances of the group's study (needs a few completed trials)."""
     import optuna
 
-    search = experiment["search"]
-    url = search["storage"] or f"sqlite:///{(exp_dir / 'optuna.db').resolve()}"
+    url = storage_url(experiment.search, exp_dir)
     try:
-        study = optuna.load_study(study_name=f"{exp_dir.name}/{group}", storage=url)
+        study = optuna.load_study(study_name=study_name(exp_dir, group), storage=url)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(complete) < 2 or len(study.best_trial.params) < 1:
             return False

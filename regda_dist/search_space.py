@@ -229,6 +229,15 @@ def apply_params(cfg: C.Config, params: dict[str, Any]) -> C.Config:
     return C.validate(out, "trial parameters")
 
 
+def storage_url(search: SearchConfig, exp_dir: Path) -> str:
+    """The Optuna storage of a search: search.storage, or SQLite in the search folder."""
+    return search.storage or f"sqlite:///{exp_dir.resolve() / 'optuna.db'}"
+
+
+def study_name(exp_dir: Path, group: str) -> str:
+    return f"{exp_dir.name}/{group}"
+
+
 def to_yaml_dict(exp: Experiment) -> dict:
     """The resolved experiment as a YAML-able mapping: runnable again by `regda-dist tune`."""
     return {**exp.cfg.to_dict(), "search": {**dataclasses.asdict(exp.search), "space": exp.space}}

@@ -10,9 +10,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from regda_dist import __version__
+from regda_dist.config import ConfigError
+from regda_dist.search_space import Experiment, load_experiment
 
 ORACLE = "oracle/target_pck"  # target-test PCK: target labels, for evaluation only
 
@@ -36,14 +36,15 @@ class Trial:
         return float(self.final[task].get(key, float("nan")))
 
 
-def read_experiment(exp_dir: Path) -> dict:
+def read_experiment(exp_dir: Path) -> Experiment:
+    """The search's resolved experiment (experiment.yaml, read with the strict loader)."""
     saved = exp_dir / "experiment.yaml"
     if not saved.is_file():
         raise SearchFolderError(f"{exp_dir}: not a search folder (no experiment.yaml)")
     try:
-        return yaml.safe_load(saved.read_text())
-    except yaml.YAMLError as err:
-        raise SearchFolderError(f"{saved}: unreadable ({err})") from None
+        return load_experiment(saved)
+    except ConfigError as err:
+        raise SearchFolderError(f"unreadable search folder: {err}") from None
 
 
 def _last_eval(metrics_file: Path) -> dict:
@@ -60,23 +61,11 @@ def _last_eval(metrics_file: Path) -> dict:
     return last
 
 
-def _expected_tasks(experiment: dict) -> list[str]:
-    """The task names of every trial (the search's tasks, or the experiment's own task)."""
-    names = []
-    for entry in experiment["search"].get("tasks") or []:
-        names.append(entry if isinstance(entry, str) else entry["name"])
-    if not names:
-        data = experiment.get("data", {})
-        source, target = data.get("source") or {}, data.get("target") or {}
-        names = [data.get("task") or f"{source.get('dataset')}2{target.get('dataset')}"]
-    return names
-
-
 def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
     """{group: [Trial]} of every trial folder that recorded its parameters."""
     experiment = read_experiment(exp_dir)
-    expected = _expected_tasks(experiment)
-    joint = experiment["search"].get("mode") == "joint"
+    expected = list(experiment.tasks)
+    joint = experiment.search.mode == "joint"
     groups: dict[str, list[Trial]] = {}
     for params_file in sorted(exp_dir.glob("*/trials/*/params.json")):
         folder = params_file.parent

@@ -8,6 +8,7 @@ import yaml
 
 from regda_dist.export import export, ranking, resolve_metric
 from regda_dist.report import proxy_table
+from regda_dist.search_space import SearchConfig, load_experiment
 from regda_dist.trials import SearchFolderError, load_trials
 
 
@@ -39,10 +40,13 @@ def _search(tmp_path, selection="proxy"):
 def test_ranking_uses_completed_trials_and_the_searchs_metric(tmp_path):
     exp = _search(tmp_path)
     trials = load_trials(exp)["hand"]
-    metric = resolve_metric(None, yaml.safe_load((exp / "experiment.yaml").read_text()))
+    metric = resolve_metric(None, load_experiment(exp / "experiment.yaml").search)
     assert metric == "proxy/source_pck"
     assert [t.trial_id for _, t in ranking(trials, metric)] == ["a", "b"]
-    assert [t.trial_id for _, t in ranking(trials, resolve_metric("dev", {}))] == ["a", "b"]
+    assert [t.trial_id for _, t in ranking(trials, resolve_metric("dev", SearchConfig()))] == [
+        "a",
+        "b",
+    ]
 
 
 def test_export_writes_best_and_never_overwrites(tmp_path):

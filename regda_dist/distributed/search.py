@@ -30,7 +30,14 @@ from regda_dist import config as C
 from regda_dist.distributed import train
 from regda_dist.engine import experiment as E
 from regda_dist.proxies import create_proxy, relative
-from regda_dist.search_space import Experiment, SearchConfig, apply_params, default_point
+from regda_dist.search_space import (
+    Experiment,
+    SearchConfig,
+    apply_params,
+    default_point,
+    storage_url,
+    study_name,
+)
 
 
 class SearchError(RuntimeError):
@@ -56,19 +63,11 @@ def sampler(search: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=search.seed)
 
 
-def storage_url(search: SearchConfig, exp_dir: Path) -> str:
-    return search.storage or f"sqlite:///{exp_dir.resolve() / 'optuna.db'}"
-
-
 def groups(exp: Experiment) -> dict[str, dict[str, C.Config]]:
     """{group: {task: config}}: one group per task (per_task) or one for all (joint)."""
     if exp.search.mode == "joint":
         return {"joint": exp.tasks}
     return {name: {name: cfg} for name, cfg in exp.tasks.items()}
-
-
-def study_name(exp_dir: Path, group: str) -> str:
-    return f"{exp_dir.name}/{group}"
 
 
 def check_new_study(exp: Experiment, exp_dir: Path) -> None:
