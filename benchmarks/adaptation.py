@@ -71,7 +71,7 @@ def _job(args: tuple) -> dict:
         )
         out["oracle"] = trainer.eval_metrics(model)
     else:
-        source, _ = pretrained_source(trainer, Path(work) / ".cache")
+        source, _ = pretrained_source(trainer)  # cache under train.output_dir = work
         if kind == "pretrain":
             out["source_only"] = trainer.eval_metrics(source)
             out["adabn"] = trainer.eval_metrics(adabn(source, task.target_train))

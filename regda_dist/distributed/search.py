@@ -161,12 +161,11 @@ def check_capacity(exp: Experiment) -> None:
 def precompute_phase1(exp: Experiment, exp_dir: Path, fixed_size: bool) -> None:
     """Phase 1 of every task, once, into the shared cache, before any trial starts."""
     for name, cfg in exp.tasks.items():
-        key = cfg.pretrain_key()
-        if (E.cache_dir(cfg) / "pretrain" / key / "info.json").is_file():
+        if E.phase1_cached(cfg):
             continue
         print(f"phase 1 (source only) of {name}: computing once for all trials", flush=True)
-        train.fit(cfg, exp_dir / ".phase1" / name / key, resume=True, fixed_size=fixed_size,
-                  phase="pretrain")  # fmt: skip
+        train.fit(cfg, exp_dir / ".phase1" / name / cfg.pretrain_key(), resume=True,
+                  fixed_size=fixed_size, phase="pretrain")  # fmt: skip
 
 
 def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: bool):

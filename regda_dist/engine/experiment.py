@@ -80,9 +80,19 @@ class JsonlLogger:
             f.write(json.dumps({"phase": phase, "epoch": epoch, **metrics}) + "\n")
 
 
-def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Module, dict]:
-    """Phase 1, or its cached result: keyed by every field phase 1 depends on."""
-    folder = cache_dir / "pretrain" / trainer.cfg.pretrain_key()
+def phase1_folder(cfg: C.Config) -> Path:
+    """The shared phase-1 cache of this config: keyed by every field phase 1 depends on."""
+    return Path(cfg.train.output_dir) / ".cache" / "pretrain" / cfg.pretrain_key()
+
+
+def phase1_cached(cfg: C.Config) -> bool:
+    folder = phase1_folder(cfg)  # model.pt is written first, then info.json: a hit needs both
+    return (folder / "model.pt").is_file() and (folder / "info.json").is_file()
+
+
+def pretrained_source(trainer: Trainer) -> tuple[torch.nn.Module, dict]:
+    """Phase 1, or its cached result (phase1_folder)."""
+    folder = phase1_folder(trainer.cfg)
     weights, info_file = folder / "model.pt", folder / "info.json"
     model = trainer.build_model()
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +101,7 @@ def pretrained_source(trainer: Trainer, cache_dir: Path) -> tuple[torch.nn.Modul
     # that saw the cache differently would run different collectives.
     lock = FileLock(folder / ".lock") if trainer.runtime.is_main else nullcontext()
     with lock:
-        if trainer.runtime.agree(weights.is_file() and info_file.is_file()):
+        if trainer.runtime.agree(phase1_cached(trainer.cfg)):
             model.load_state_dict(checkpoint.load(weights))
             return model.eval(), {**json.loads(info_file.read_text()), "cached": True}
         return _pretrain(trainer, folder, weights, info_file)
@@ -115,11 +125,7 @@ def pretrain_only(cfg: C.Config, runtime: Runtime | None = None) -> dict:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
-    return pretrained_source(trainer, cache_dir(cfg))[1]
-
-
-def cache_dir(cfg: C.Config) -> Path:
-    return Path(cfg.train.output_dir) / ".cache"
+    return pretrained_source(trainer)[1]
 
 
 def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dict:
@@ -158,7 +164,7 @@ def execute(
         trainer.add_callback("on_eval", tb)
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)
-    source_model, pretrain_info = pretrained_source(trainer, cache_dir(cfg))
+    source_model, pretrain_info = pretrained_source(trainer)
     result = {
         "pretrain": pretrain_info,
         "source_only": trainer.eval_metrics(source_model),
