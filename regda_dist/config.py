@@ -175,6 +175,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def adapt_sigma(self) -> float:
+        """Label and pseudo-label sigma of phase 2: regda.sigma, or data.sigma when it is 0."""
+        return self.regda.sigma or self.data.sigma
+
     def pretrain_key(self) -> str:
         """Hash of every field phase 1 depends on (none of the adaptation's): its cache key."""
         d = self.to_dict()

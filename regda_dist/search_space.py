@@ -210,9 +210,7 @@ def default_point(cfg: C.Config, space: dict) -> dict | None:
     """The config's own values of the searched fields, if every one lies inside the space."""
     point = {}
     for key, spec in space.items():
-        value = C.get(cfg, key)
-        if key == "regda.sigma" and not value:
-            value = cfg.data.sigma  # 0 means "data.sigma"
+        value = cfg.adapt_sigma if key == "regda.sigma" else C.get(cfg, key)  # 0: data.sigma
         ((kind, args),) = spec.items()
         inside = value in args if kind in ("choice", "grid") else args[0] <= value <= args[1]
         if not inside or kind == "randint" and value == args[1]:

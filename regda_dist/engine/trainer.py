@@ -241,7 +241,7 @@ class Trainer:
         model.load_state_dict(psi, strict=False)
         optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
         step = RegDAStep(
-            model, optimizers, r.margin, r.trade_off, self.adapt_sigma, self.runtime.sync
+            model, optimizers, r.margin, r.trade_off, self.cfg.adapt_sigma, self.runtime.sync
         )
         state = {"epoch": 0}
         if ckpt_path.is_file():
@@ -256,7 +256,9 @@ class Trainer:
             sums: dict[str, float] = defaultdict(float)
             started = time.perf_counter()
             for (x_s, kp_s, vis_s), x_t in zip(src, tgt, strict=True):
-                logs = step(x_s.to(dev), *self._encode(kp_s, vis_s, self.adapt_sigma), x_t.to(dev))
+                logs = step(
+                    x_s.to(dev), *self._encode(kp_s, vis_s, self.cfg.adapt_sigma), x_t.to(dev)
+                )
                 for s in schedules:
                     s.step()
                 for k, v in logs.items():
@@ -285,11 +287,6 @@ class Trainer:
                 self.last_eval = evaluated if epoch + 1 == r.epochs else None
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         return model.eval()
-
-    @property
-    def adapt_sigma(self) -> float:
-        """Label and pseudo-label sigma of phase 2 (regda.sigma, or data.sigma when 0)."""
-        return self.cfg.regda.sigma or self.cfg.data.sigma
 
     def proxy_metrics(self, model) -> dict[str, float]:
         """proxy/<name> for every configured proxy: source val (labelled) and target val seen
