@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORACLE = "oracle/target_pck"
 
 
 def main() -> None:
@@ -53,7 +52,7 @@ def main() -> None:
 def analyse(exp_dir: Path, command: str, minutes: float) -> None:
     from regda_dist.report import proxy_table
     from regda_dist.search_space import default_point, load_experiment
-    from regda_dist.trials import load_trials
+    from regda_dist.trials import ORACLE, load_trials
 
     exp = load_experiment(exp_dir / "experiment.yaml")
     results = {}
