@@ -165,8 +165,7 @@ class Trainer:
         )
 
     def evaluate(self, model, dataset) -> dict[str, float]:
-        """PCK on a labelled split; every worker gets rank 0's BN statistics first."""
-        self.runtime.broadcast(model)
+        """PCK on a labelled split (callers broadcast rank 0's model first)."""
         t = self.cfg.train
         return evaluate(
             model,
@@ -218,6 +217,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}")
             bar.close()
             sched.step()
+            self.runtime.broadcast(model)  # every worker evaluates rank 0's BN statistics
             val = self.evaluate(model, val_set)
             metrics = self.runtime.average({f"{phase}/loss": total / p.iters_per_epoch})
             metrics.update({f"{phase}/val_pck": val["all"], "epoch": epoch + 1})
@@ -291,7 +291,6 @@ class Trainer:
     def proxy_metrics(self, model) -> dict[str, float]:
         """proxy/<name> for every configured proxy: source val (labelled) and target val seen
         through ImagesOnly, so no proxy can read a target label."""
-        self.runtime.broadcast(model)
         d, t = self.cfg.data, self.cfg.train
         proxies = [create_proxy(name) for name in t.proxies]
         splits = {s for p in proxies for s in p.splits}
@@ -315,7 +314,9 @@ class Trainer:
 
     def eval_metrics(self, model) -> dict[str, float]:
         """source/pck* on the source test split; oracle/target_pck* on the labelled target test
-        split (for evaluation only: nothing selects on it); proxy/* (no target labels)."""
+        split (for evaluation only: nothing selects on it); proxy/* (no target labels). Every
+        worker first gets rank 0's parameters and BN statistics (one broadcast)."""
+        self.runtime.broadcast(model)
         out = self.proxy_metrics(model)
         for prefix, split in (
             ("source/pck", self.task.source_test),
