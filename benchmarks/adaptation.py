@@ -38,8 +38,7 @@ def _job(args: tuple) -> dict:
 
     from regda_dist import config as C
     from regda_dist.data.datasets import build_task
-    from regda_dist.engine.evaluate import adabn
-    from regda_dist.engine.experiment import pretrained_source
+    from regda_dist.engine.experiment import baselines, pretrained_source
     from regda_dist.engine.trainer import Trainer, seed_everything
 
     kind, task_name, seed, work = args
@@ -72,9 +71,8 @@ def _job(args: tuple) -> dict:
         out["oracle"] = trainer.eval_metrics(model)
     else:
         source, _ = pretrained_source(trainer)  # cache under train.output_dir = work
-        if kind == "pretrain":
-            out["source_only"] = trainer.eval_metrics(source)
-            out["adabn"] = trainer.eval_metrics(adabn(source, task.target_train))
+        if kind == "pretrain":  # AdaBN: target train images without augmentation, shuffled
+            out.update(baselines(trainer, source))
         else:
             seed_everything(seed)
             model = trainer.adapt(

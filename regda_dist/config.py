@@ -147,7 +147,17 @@ class TrainConfig:
     eval_every: int = field(default=1, metadata=_range(1))  # epochs
     eval_batch_size: int = field(default=64, metadata=_range(1))
     num_threads: int = field(default=0, metadata=_range(0))  # torch CPU threads; 0 = torch default
-    pck_threshold: float = field(default=0.05, metadata=_range(0.0, 1.0))  # of the heatmap size
+    # PCK radius: pck_threshold x the heatmap size ('heatmap', the reference's PCK@0.05) or x the
+    # longer side of each sample's keypoint box ('bbox', COCO-style)
+    pck_threshold: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    pck_normalize: str = field(default="heatmap", metadata=_range(choices=("heatmap", "bbox")))
+    # forward passes: auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: str = field(default="auto", metadata=_range(choices=("auto", "fp32", "bf16")))
+    # DataLoader processes per training process; -1 = auto (0 on CPU, the node's cores per GPU
+    # minus one on CUDA, at most 8)
+    loader_workers: int = field(default=-1, metadata=_range(-1))
+    # iterations between mid-epoch checkpoints (0: only at the end of each epoch)
+    checkpoint_every: int = field(default=0, metadata=_range(0))
     progress: bool = True
     # target validation proxies computed at every evaluation (proxy/<name>); see regda_dist.proxies
     tensorboard: bool = True  # rank 0 writes <run folder>/tb
@@ -191,6 +201,11 @@ class Config:
                 del picked["data"][key]
         picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
         picked["train"] = {k: d["train"][k] for k in ("seed", "pck_threshold")}
+        # phase 1 keeps its best val-PCK epoch; bf16 trains another model (set values only)
+        train_defaults = dataclasses.asdict(TrainConfig())
+        for key in ("pck_normalize", "precision"):
+            if d["train"][key] != train_defaults[key]:
+                picked["train"][key] = d["train"][key]
         picked["workers"] = d["scaling"]["num_workers"]  # the global batch depends on it
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from regda_dist.metrics import PCK, correct_keypoints
+from regda_dist.metrics import PCK, correct_keypoints, pck_radius
 
 THRESHOLD = 3.2  # 0.05 * 256 image px = 3.2 heatmap px at 64x64
 
@@ -43,33 +43,34 @@ def test_correct_keypoints_invalid_is_false():
 
 
 def test_pck_excludes_invalid_from_numerator_and_denominator():
-    pck = PCK({"all": (0, 1, 2), "a": (0,), "b": (1, 2)}, num_keypoints=3, threshold=THRESHOLD)
+    pck = PCK({"all": (0, 1, 2), "a": (0,), "b": (1, 2)}, num_keypoints=3)
     # kp 0 right, kp 1 right but invalid, kp 2 wrong but invalid
     logits = _logits_at([[(5, 5), (7, 7), (1, 1)]])
     target = torch.tensor([[[5, 5], [7, 7], [12, 12]]])
-    pck.update(logits, target, torch.tensor([[1.0, 0.0, 0.0]]))
+    pck.update(logits, target, torch.tensor([[1.0, 0.0, 0.0]]), THRESHOLD)
     out = pck.compute()
     assert out["all"] == pytest.approx(100.0)  # 1 / 1, not 1 / 3 or 2 / 3
     assert out["a"] == pytest.approx(100.0)
     assert math.isnan(out["b"])
-    assert pck.total.tolist() == [1, 0, 0]
-    assert pck.correct.tolist() == [1, 0, 0]
+    assert pck.counts.tolist() == [[1, 0, 0], [1, 0, 0]]  # (correct, total)
 
 
 def test_pck_is_global_ratio_not_mean_of_batch_ratios():
     groups = {"all": (0, 1), "first": (0,), "second": (1,)}
-    pck = PCK(groups, num_keypoints=2, threshold=THRESHOLD)
+    pck = PCK(groups, num_keypoints=2)
     # batch 1: one sample, kp 0 right, kp 1 invalid
     pck.update(
         _logits_at([[(5, 5), (5, 5)]]),
         torch.tensor([[[5, 5], [0, 0]]]),
         torch.tensor([[1.0, 0.0]]),
+        THRESHOLD,
     )
     # batch 2: three samples, kp 0 wrong in all of them; kp 1 right in one of three
     pck.update(
         _logits_at([[(5, 5), (9, 9)]] * 3),
         torch.tensor([[[12, 12], [9, 9]], [[12, 12], [0, 0]], [[0, 12], [0, 0]]]),
         torch.ones(3, 2),
+        THRESHOLD,
     )
     out = pck.compute()
     # kp 0: 1 of 4 -> 25 (mean of per-batch ratios would give (100 + 0) / 2 = 50)
@@ -83,17 +84,30 @@ def test_pck_is_global_ratio_not_mean_of_batch_ratios():
 
 
 def test_pck_group_without_valid_keypoint_is_nan():
-    pck = PCK({"all": (0, 1), "empty": (1,)}, num_keypoints=2, threshold=THRESHOLD)
+    pck = PCK({"all": (0, 1), "empty": (1,)}, num_keypoints=2)
     assert all(math.isnan(v) for v in pck.compute().values())  # nothing seen yet
     pck.update(
-        _logits_at([[(5, 5), (5, 5)]]), torch.tensor([[[5, 5], [5, 5]]]), torch.tensor([[1, 0]])
+        _logits_at([[(5, 5), (5, 5)]]),
+        torch.tensor([[[5, 5], [5, 5]]]),
+        torch.tensor([[1, 0]]),
+        THRESHOLD,
     )
     out = pck.compute()
     assert math.isnan(out["empty"])
     assert out["all"] == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize("threshold", [0.0, -1.0, -3.2])
+@pytest.mark.parametrize("threshold", [0.0, -1.0, -3.2, math.nan])
 def test_pck_bad_threshold_raises(threshold):
     with pytest.raises(ValueError, match="threshold"):
-        PCK({"all": (0,)}, num_keypoints=1, threshold=threshold)
+        pck_radius(torch.zeros(1, 1, 2), torch.ones(1, 1), threshold, "heatmap", 64, 16)
+
+
+def test_pck_radius_of_the_heatmap_or_of_each_samples_keypoint_box():
+    kp = torch.tensor([[[8.0, 8.0], [40.0, 16.0], [60.0, 60.0]], [[0.0, 0.0], [4.0, 20.0], [9, 9]]])
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    assert pck_radius(kp, valid, 0.05, "heatmap", 64, 16) == pytest.approx(0.8)
+    # box of the valid keypoints: 32 x 8 and 9 x 20 image px -> longer sides 32, 20; x 16/64
+    radius = pck_radius(kp, valid, 0.5, "bbox", 64, 16)
+    assert radius.shape == (2, 1) and radius.flatten().tolist() == pytest.approx([4.0, 2.5])
+    assert pck_radius(kp, torch.zeros(2, 3), 0.5, "bbox", 64, 16).flatten().tolist() == [0, 0]

@@ -126,7 +126,7 @@ def test_heads_share_no_parameters():
 
 def test_warm_start_forward_is_identity():
     layer = WarmStartGradientLayer()
-    layer.iters.fill_(500)
+    layer.load_state_dict({"iters": torch.tensor(500)})
     torch.manual_seed(0)
     x = torch.randn(2, 3, 4, 4)
     assert torch.equal(layer(x), x)
@@ -135,7 +135,7 @@ def test_warm_start_forward_is_identity():
 @pytest.mark.parametrize("iters", [1000, 8000])
 def test_warm_start_backward_scales_by_positive_coeff(iters):
     layer = WarmStartGradientLayer(lo=0.0, hi=0.1, alpha=1.0, max_iters=1000)
-    layer.iters.fill_(iters)
+    layer.load_state_dict({"iters": torch.tensor(iters)})
     torch.manual_seed(0)
     x = torch.randn(2, 3, 4, 4, requires_grad=True)
     g = torch.randn(2, 3, 4, 4)
@@ -155,10 +155,10 @@ def test_warm_start_coeff_at_zero_is_lo(lo, hi):
 
 def test_warm_start_coeff_schedule():
     layer = WarmStartGradientLayer(lo=0.0, hi=0.1, alpha=1.0, max_iters=1000)
-    layer.iters.fill_(1000)
+    layer.load_state_dict({"iters": torch.tensor(1000)})
     assert layer.coeff == pytest.approx(0.2 / (1 + math.exp(-1)) - 0.1, rel=1e-9)
     assert layer.coeff == pytest.approx(0.0462117, rel=1e-5)
-    layer.iters.fill_(8000)
+    layer.load_state_dict({"iters": torch.tensor(8000)})
     assert layer.coeff == pytest.approx(0.2 / (1 + math.exp(-8)) - 0.1, rel=1e-9)
     assert layer.coeff == pytest.approx(0.0999329, rel=1e-5)
 
@@ -195,7 +195,7 @@ def test_feature_gradient_from_adv_head_is_scaled_by_coeff():
 
     def feature_grads(iters):
         model.zero_grad(set_to_none=True)
-        model.grl.iters.fill_(iters)
+        model.grl.load_state_dict({"iters": torch.tensor(iters)})
         _, y_adv = model(x)
         y_adv.sum().backward()
         return [p.grad.clone() for p in model.upsampling.parameters()]

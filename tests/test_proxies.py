@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from regda_dist.data.datasets import ImagesOnly, KeypointDataset
 from regda_dist.engine.collect import VIEW_ANGLES, collect
+from regda_dist.engine.evaluate import Evaluation
+from regda_dist.engine.runtime import Runtime
 from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies, relative
 from regda_dist.proxies.dev import density_ratio, dev_risk
 
@@ -97,8 +99,8 @@ class _DotFinder(torch.nn.Module):
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(()))
 
-    def features(self, x):
-        return F.avg_pool2d(x[:, :1], 2) * self.scale
+    def features(self, x):  # pixels 0-255
+        return F.avg_pool2d(x[:, :1].float(), 2) * self.scale / 255
 
     def head(self, f):
         return f.repeat(1, 2, 1, 1) * 50
@@ -109,23 +111,17 @@ class _DotFinder(torch.nn.Module):
 def _dots(n=4, size=32):
     g = torch.Generator().manual_seed(0)
     kp = torch.randint(8, 24, (n, 2), generator=g).float()
-    images = torch.zeros(n, 3, size, size)
+    images = torch.zeros(n, 3, size, size, dtype=torch.uint8)
     for i, (x, y) in enumerate(kp.long()):
-        images[i, :, y - 1 : y + 2, x - 1 : x + 2] = 1.0
+        images[i, :, y - 1 : y + 2, x - 1 : x + 2] = 255
     return images, kp.unsqueeze(1).repeat(1, 2, 1), torch.ones(n, 2)
 
 
 def test_collect_maps_rotated_views_back_and_hides_target_labels():
-    images, kp, vis = _dots()
-
-    class Raw(KeypointDataset):  # images already normalised for this test
-        def __getitem__(self, i):
-            return self.images[i], self.keypoints[i], self.visible[i]
-
-    data = Raw(images, kp, vis)
-    src = collect(_DotFinder(), data, labelled=True, image_size=32, sigma=1.0, threshold=1.6)
-    tgt = collect(_DotFinder(), ImagesOnly(data), labelled=False, image_size=32, sigma=1.0,
-                  threshold=1.6)  # fmt: skip
+    data = KeypointDataset(*_dots())
+    ev = Evaluation(Runtime(), batch_size=3, workers=0, image_size=32, threshold=0.1)
+    src = collect(_DotFinder(), data, ev, labelled=True, sigma=1.0)
+    tgt = collect(_DotFinder(), ImagesOnly(data), ev, labelled=False, sigma=1.0)
     assert tgt.coords_aug.shape == (len(VIEW_ANGLES), 4, 2, 2) and src.coords_aug is None
     assert (tgt.coords_aug - tgt.coords.float()).norm(dim=-1).max() <= 1.5  # within a heatmap px
     assert bool(src.correct.all()) and src.loss.shape == (4,)
@@ -148,9 +144,9 @@ def test_trainer_hands_proxies_target_val_as_images_only(tiny_cfg, monkeypatch):
     seen = {}
     real = trainer_module.collect
 
-    def spy(model, dataset, **kwargs):
+    def spy(model, dataset, ev, **kwargs):
         seen[kwargs["labelled"]] = type(dataset)
-        return real(model, dataset, **kwargs)
+        return real(model, dataset, ev, **kwargs)
 
     monkeypatch.setattr(trainer_module, "collect", spy)
     t = trainer_module.Trainer(tiny_cfg, build_task(tiny_cfg.data))

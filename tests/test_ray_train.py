@@ -33,11 +33,14 @@ def _jsonl(path):
 
 
 def test_two_workers_of_batch_b_match_one_worker_of_batch_2b(local_ray, tmp_path):
-    """All three steps, both phases: identical up to float reduction order. BN is frozen here so
+    """All three steps, both phases, with augmentation on: identical up to float reduction
+    order (each global sample is augmented alike whatever worker draws it). BN is frozen here so
     that batch statistics do not depend on the per-worker batch (see README, BatchNorm)."""
     from regda_dist.distributed.train import fit
 
-    common = ["model.batchnorm=frozen", "scaling.cpus_per_worker=1", "regda.epochs=2"]
+    common = ["model.batchnorm=frozen", "scaling.cpus_per_worker=1", "regda.epochs=2",
+              "data.augment.rotation=180", "data.augment.scale_min=0.6",
+              "data.augment.color_jitter=0.25", "data.augment.blur=0.8"]  # fmt: skip
     single = fit(
         _cfg(tmp_path, *common, "pretrain.batch_size=8", "regda.batch_size=8"),
         tmp_path / "runs" / "single",

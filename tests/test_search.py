@@ -20,6 +20,7 @@ SEARCH = {
     "max_concurrent": 1,
     "seed": 0,
     "scheduler": "asha",
+    "grace_period": 2,  # of 3 epochs: one rung, so at least two trials complete
     "space": {
         "regda.trade_off": {"loguniform": [0.1, 10.0]},
         "regda.margin": {"uniform": [1.0, 8.0]},

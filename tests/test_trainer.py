@@ -89,4 +89,79 @@ def test_a_split_smaller_than_one_batch_is_a_config_error(tiny_cfg):
 
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     with pytest.raises(ConfigError, match="has 24 samples, fewer than one global batch"):
-        trainer._batches(trainer.task.source_train, 32, 1, 0, 1)
+        trainer._loader(trainer.task.source_train, 32, 1, 1)
+
+
+AUGMENT = [
+    "data.augment.rotation=180", "data.augment.scale_min=0.6", "data.augment.color_jitter=0.25"
+]  # fmt: skip
+
+
+class _CrashingImages(torch.utils.data.Dataset):
+    """The target train images; the n-th read (counted over the whole run) raises."""
+
+    def __init__(self, images, n):
+        self.images, self.left = images, n
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, key):
+        self.left -= 1
+        if self.left < 0:
+            raise _Crash
+        return self.images[key]
+
+
+def test_adapt_resumes_mid_epoch_with_the_same_batches_and_augmentations(tiny_cfg, tmp_path):
+    from regda_dist import config as C
+
+    cfg = C.load(None, [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1",
+                        "regda.iters_per_epoch=4"])  # fmt: skip
+    task = build_task(cfg.data)
+    source, _ = Trainer(cfg, task).pretrain(tmp_path / "p1.ckpt")
+    state = source.state_dict()
+    torch.manual_seed(1)  # the fresh heads
+    straight = Trainer(cfg, task).adapt(state, tmp_path / "straight.ckpt")
+
+    images = task.target_train
+    # 4 iterations of 4 images per epoch: the crash is in iteration 3 of epoch 2
+    task.target_train = _CrashingImages(images, n=(4 + 2) * cfg.regda.batch_size + 1)
+    torch.manual_seed(1)
+    with pytest.raises(_Crash):
+        Trainer(cfg, task).adapt(state, tmp_path / "resumed.ckpt")
+    saved = torch.load(tmp_path / "resumed.ckpt", weights_only=True)
+    assert (saved["epoch"], saved["iteration"]) == (1, 2)  # mid-epoch checkpoint
+    task.target_train = images
+    resumed = Trainer(cfg, task).adapt(state, tmp_path / "resumed.ckpt")
+    expected = straight.state_dict()
+    for name, value in resumed.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def _overrides(cfg):
+    """The tiny config's data and output folders as --set overrides (conftest.TINY + these)."""
+    from tests.conftest import TINY
+
+    return [*TINY, f"data.root={cfg.data.root}", f"train.output_dir={cfg.train.output_dir}"]
+
+
+def test_adabn_sees_the_target_train_images_without_augmentation(tiny_cfg):
+    from regda_dist import config as C
+
+    cfg = C.load(None, [*_overrides(tiny_cfg), *AUGMENT])
+    task = build_task(cfg.data)
+    trainer = Trainer(cfg, task)
+    model = trainer.build_model()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    trainer.eval.adabn(model, task.target_train, seed=0)  # hooks are copied with the model
+    images = torch.cat(seen)
+    raw = torch.stack([task.target_train_labelled.dataset[i][0] for i in range(len(images))])
+    assert images.shape == raw.shape
+    assert not torch.equal(images, raw)  # shuffled ...
+    assert sorted(map(_key, images)) == sorted(map(_key, raw))  # ... the raw images, each once
+
+
+def _key(image):
+    return hash(image.numpy().tobytes())

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from regda_dist import config as C
-from regda_dist.data.datasets import ImagesOnly, KeypointDataset, build_task
-from regda_dist.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, is_active
+from regda_dist.data.datasets import Augmented, ImagesOnly, build_task
+from regda_dist.data.transforms import Augment, is_active
 
 REFERENCE = C.AugmentConfig(rotation=180, scale_min=0.6, scale_max=1.3, color_jitter=0.25, blur=0.8)
 
@@ -18,7 +18,7 @@ def _marked(size=64, point=(20, 30)) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _centroid(image: torch.Tensor) -> np.ndarray:
-    w = (image * IMAGENET_STD + IMAGENET_MEAN).sum(0)
+    w = image.float().sum(0)
     w = torch.where(w > 0.5 * w.max(), w, torch.zeros_like(w))
     size = image.shape[-1]
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
@@ -34,10 +34,11 @@ def test_defaults_do_nothing_and_reference_values_do():
 def test_keypoints_follow_rotation_and_random_resized_crop():
     image, kp = _marked()
     augment = Augment(C.AugmentConfig(rotation=180, scale_min=0.6, scale_max=1.3))
-    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
     for _ in range(20):
-        out, moved = augment(image, kp)
-        assert out.shape == (3, 64, 64) and moved.dtype == torch.float32
+        out, moved = augment(image, kp, g)
+        assert out.shape == (3, 64, 64) and out.dtype == torch.uint8
+        assert moved.dtype == torch.float32
         if ((moved > 3) & (moved < 61)).all():  # the marker stayed in the picture
             assert np.abs(_centroid(out) - moved[0].numpy()).max() < 1.0
 
@@ -45,12 +46,12 @@ def test_keypoints_follow_rotation_and_random_resized_crop():
 def test_colour_and_blur_leave_keypoints_and_are_seeded():
     image, kp = _marked()
     augment = Augment(C.AugmentConfig(color_jitter=0.25, blur=0.8))
-    torch.manual_seed(3)
-    first, moved = augment(image, kp)
+    first, moved = augment(image, kp, torch.Generator().manual_seed(3))
     assert torch.equal(moved, kp)
     assert np.abs(_centroid(first) - kp[0].numpy()).max() < 0.5
-    torch.manual_seed(3)
-    assert torch.equal(augment(image, kp)[0], first)
+    torch.manual_seed(99)  # the global generator plays no part
+    assert torch.equal(augment(image, kp, torch.Generator().manual_seed(3))[0], first)
+    assert not torch.equal(augment(image, kp, torch.Generator().manual_seed(4))[0], first)
 
 
 def test_synthetic_task_augments_train_splits_only(tmp_path):
@@ -58,13 +59,14 @@ def test_synthetic_task_augments_train_splits_only(tmp_path):
     cfg = C.load(None, [f"data.root={tmp_path}", *_sizes(), *overrides])
     plain = build_task(C.load(None, [f"data.root={tmp_path}", *_sizes()]).data)
     task = build_task(cfg.data)
-    assert isinstance(task.source_train, KeypointDataset) and task.source_train.augment
-    assert task.source_val.augment is None and task.target_test.augment is None
+    assert isinstance(task.source_train, Augmented) and task.source_train.augment
+    assert not isinstance(task.source_val, Augmented)
+    assert not isinstance(task.target_test, Augmented)
     assert task.target_train_labelled.augment is None  # data.target.augment: false
     assert isinstance(task.target_train, ImagesOnly)
     assert torch.equal(task.source_val[0][0], plain.source_val[0][0])
-    torch.manual_seed(0)
-    assert not torch.equal(task.source_train[0][0], plain.source_train[0][0])
+    assert torch.equal(task.source_train[0][0], plain.source_train[0][0])  # no seed: as it is
+    assert not torch.equal(task.source_train[(0, 1)][0], plain.source_train[0][0])
 
 
 def _sizes():

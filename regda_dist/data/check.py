@@ -39,7 +39,7 @@ def check_images(paths: list[Path], decode: int) -> list[str]:
     present = [p for p in paths if p.is_file()]
     for p in present if decode < 0 else present[:decode]:
         try:
-            open_image(p)
+            open_image(p)  # decodes fully
         except DatasetError as err:
             problems.append(str(err))
     return problems

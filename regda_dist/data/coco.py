@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -25,7 +24,6 @@ from regda_dist.data.io import field_array, read_json
 from regda_dist.data.keypoints import KeypointSpec
 from regda_dist.data.registry import register_dataset
 from regda_dist.data.samples import DatasetError, Domain, Sample, carve_val
-from regda_dist.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 BOX_SCALE = 1.25
 
@@ -120,12 +118,6 @@ def read(root: Path, spec: KeypointSpec) -> Domain:
 # Export
 
 
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    """Normalised float (3, H, W) -> uint8 (H, W, 3) (exact for images that were uint8)."""
-    pixels = ((image * IMAGENET_STD + IMAGENET_MEAN) * 255).round().clamp(0, 255)
-    return pixels.to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def export_split(dataset: Dataset, spec: KeypointSpec, folder: Path, split: str) -> Path:
     """Write a labelled split as folder/<split>.json + lossless PNGs under folder/images/."""
     (folder / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -133,7 +125,7 @@ def export_split(dataset: Dataset, spec: KeypointSpec, folder: Path, split: str)
     for i in range(len(dataset)):
         image, kp, vis = dataset[i]
         name = f"{split}/{i:06d}.png"
-        Image.fromarray(_uint8(image)).save(folder / "images" / name)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / "images" / name)
         h, w = image.shape[-2:]
         images.append({"id": i, "file_name": name, "width": w, "height": h})
         triples = []

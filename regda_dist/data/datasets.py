@@ -15,37 +15,49 @@ from regda_dist.data.images import ImageSamples
 from regda_dist.data.keypoints import KeypointSpec
 from regda_dist.data.registry import create_dataset, dataset_spec
 from regda_dist.data.samples import DatasetError
-from regda_dist.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, is_active, normalise
+from regda_dist.data.transforms import Augment, is_active
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalise", "build_task", "task_spec"]
+__all__ = ["Augmented", "ImagesOnly", "KeypointDataset", "TaskData", "build_task", "task_spec"]
+
+DOMAINS = ("source", "target")
 
 
 class KeypointDataset(Dataset):
-    """In-memory labelled split: (image, keypoints (K, 2) in pixels, visible (K,)); `augment`
-    (train splits, when configured) moves keypoints with the image."""
+    """In-memory labelled split: (uint8 image (3, S, S), keypoints (K, 2) in pixels,
+    visible (K,))."""
 
-    def __init__(
-        self,
-        images: torch.Tensor,
-        keypoints: torch.Tensor,
-        visible: torch.Tensor,
-        augment: Augment | None = None,
-    ):
+    def __init__(self, images: torch.Tensor, keypoints: torch.Tensor, visible: torch.Tensor):
         if not (len(images) == len(keypoints) == len(visible)):
             raise ValueError(
                 f"split sizes differ: {len(images)} images, {len(keypoints)} keypoints"
             )
         self.images, self.keypoints, self.visible = images, keypoints, visible
-        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i):
-        if self.augment is None:
-            return normalise(self.images[i]), self.keypoints[i], self.visible[i]
-        image, keypoints = self.augment(self.images[i], self.keypoints[i])
-        return image, keypoints, self.visible[i]
+        return self.images[i], self.keypoints[i], self.visible[i]
+
+
+class Augmented(Dataset):
+    """A labelled train split as training reads it: item (i, seed) is sample i augmented with a
+    generator seeded by `seed` (data/loader.py: per global sample); item i is sample i as it is
+    (evaluation, AdaBN, export). Without `augment` both are sample i."""
+
+    def __init__(self, dataset: Dataset, augment: Augment | None = None):
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        image, keypoints, visible = self.dataset[i]
+        if self.augment is None or seed is None:
+            return image, keypoints, visible
+        image, keypoints = self.augment(image, keypoints, torch.Generator().manual_seed(seed))
+        return image, keypoints, visible
 
 
 class ImagesOnly(Dataset):
@@ -57,17 +69,18 @@ class ImagesOnly(Dataset):
     def __len__(self) -> int:
         return len(self._dataset)
 
-    def __getitem__(self, i):
-        return self._dataset[i][0]
+    def __getitem__(self, key):
+        return self._dataset[key][0]
 
 
 @dataclass
 class TaskData:
-    """Every split of a transfer task. target_train is label-free; target_train_labelled exists
-    only for the oracle baseline and target_test / target_val only for evaluation."""
+    """Every split of a transfer task; items hold uint8 images. target_train is label-free;
+    target_train_labelled exists only for the oracle baseline and target_test / target_val only
+    for evaluation. Train splits augment items asked for with a seed (Augmented)."""
 
     spec: KeypointSpec
-    source_train: Dataset
+    source_train: Augmented
     source_val: Dataset
     source_test: Dataset
     target_train: Dataset
@@ -122,18 +135,23 @@ def build_task(data_cfg) -> TaskData:
         d = synthetic.load_split(
             task.name, domain, name, sizes[name], data_cfg.image_size, data_cfg.seed, root
         )
-        aug = augment if name == "train" and getattr(data_cfg, domain).augment else None
-        return KeypointDataset(d["images"], d["keypoints"], d["visible"], aug)
+        return KeypointDataset(d["images"], d["keypoints"], d["visible"])
 
-    return _bundle(task.spec, split)
+    return _bundle(task.spec, split, _train_augment(data_cfg, augment))
 
 
-def _bundle(spec: KeypointSpec, split) -> TaskData:
-    """Every split of a task from split(domain, name); target train also as images only."""
-    target_train = split("target", "train")
+def _train_augment(data_cfg, augment: Augment | None) -> dict[str, Augment | None]:
+    """The augmentation of each domain's train split (data.<side>.augment switches it off)."""
+    return {side: augment if getattr(data_cfg, side).augment else None for side in DOMAINS}
+
+
+def _bundle(spec: KeypointSpec, split, augment: dict[str, Augment | None]) -> TaskData:
+    """Every split of a task from split(domain, name); train splits augment (Augmented); target
+    train also as images only."""
+    target_train = Augmented(split("target", "train"), augment["target"])
     return TaskData(
         spec=spec,
-        source_train=split("source", "train"),
+        source_train=Augmented(split("source", "train"), augment["source"]),
         source_val=split("source", "val"),
         source_test=split("source", "test"),
         target_train=ImagesOnly(target_train),
@@ -158,7 +176,6 @@ def _real_task(data_cfg, augment: Augment | None) -> TaskData:
                 f"{getattr(data_cfg, side).root}: the {name} split of {side} dataset "
                 f"{domains[side].name!r} is empty"
             )
-        aug = augment if name == "train" and getattr(data_cfg, side).augment else None
-        return ImageSamples(samples, data_cfg.image_size, aug)
+        return ImageSamples(samples, data_cfg.image_size)
 
-    return _bundle(spec, split)
+    return _bundle(spec, split, _train_augment(data_cfg, augment))

@@ -1,4 +1,8 @@
-"""A labelled split read lazily from image files: crop, resize, flip, augment, normalise."""
+"""A labelled split read lazily from image files: decode, crop, resize, flip (uint8 out).
+
+A crop much larger than the output (a person in a 1000 px frame, read at 256 px) is decoded at
+a reduced scale where the format allows it (JPEG), and the keypoints are mapped with the box
+actually cut, so image and keypoints stay aligned to the pixel."""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from torch.utils.data import Dataset
 
 from regda_dist.data.io import open_image, to_tensor
 from regda_dist.data.samples import Sample, image_box
-from regda_dist.data.transforms import Augment, normalise
 
 
 def crop(image: Image.Image, box: tuple[int, int, int], size: int, flip: bool) -> Image.Image:
@@ -21,7 +24,8 @@ def crop(image: Image.Image, box: tuple[int, int, int], size: int, flip: bool) -
     return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out
 
 
-def crop_keypoints(keypoints: np.ndarray, box: tuple[int, int, int], size: int, flip: bool):
+def crop_keypoints(keypoints: np.ndarray, box: tuple[float, float, float], size: int,
+                   flip: bool):  # fmt: skip
     """Keypoints (K, 2) in the file's pixels -> in the crop's pixels (continuous coordinates)."""
     x0, y0, side = box
     out = (keypoints - np.array([x0, y0], dtype=np.float64)) * (size / side)
@@ -31,22 +35,25 @@ def crop_keypoints(keypoints: np.ndarray, box: tuple[int, int, int], size: int, 
 
 
 class ImageSamples(Dataset):
-    """Items: (normalised float image (3, S, S), keypoints (K, 2) in its pixels, weight (K,))."""
+    """Items: (uint8 image (3, S, S), keypoints (K, 2) in its pixels, weight (K,))."""
 
-    def __init__(self, samples: list[Sample], image_size: int, augment: Augment | None = None):
-        self.samples, self.image_size, self.augment = samples, image_size, augment
+    def __init__(self, samples: list[Sample], image_size: int):
+        self.samples, self.image_size = samples, image_size
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i):
         s, size = self.samples[i], self.image_size
-        image = open_image(s.image)
-        box = s.box or image_box(*image.size)
-        kp = torch.from_numpy(crop_keypoints(s.keypoints, box, size, s.flip)).float()
-        image = to_tensor(crop(image, box, size, s.flip))
+        boxes = {}
+
+        def shrink(width: int, height: int) -> float:  # decode no smaller than the output
+            boxes["file"] = s.box or image_box(width, height)
+            return boxes["file"][2] / size
+
+        image, factor = open_image(s.image, shrink)
+        x0, y0, side = (round(v / factor) for v in boxes["file"])  # in the decoded pixels
+        kp = crop_keypoints(s.keypoints, (x0 * factor, y0 * factor, side * factor), size, s.flip)
+        image = to_tensor(crop(image, (x0, y0, side), size, s.flip))
         weight = torch.from_numpy(np.asarray(s.weight, dtype=np.float32))
-        if self.augment is None:
-            return normalise(image), kp, weight
-        image, kp = self.augment(image, kp)
-        return image, kp, weight
+        return image, torch.from_numpy(kp).float(), weight

@@ -1,9 +1,11 @@
 """Ray Train around the pure-PyTorch engine: one RegDA run on N data-parallel workers.
 
-Every worker runs the same engine with a Runtime whose `sync` all-reduces (mean) exactly the
-gradients an optimiser is about to step, and whose `broadcast` gives every worker rank 0's
-parameters and buffers (phase start, before evaluation). Steps A, B and C each sync their own
-parameter set, so no step waits on a parameter without a gradient (no DDP reducer is involved).
+Every worker runs the same engine with a Runtime whose collectives (engine/collectives.py, every
+tensor on the worker's device: NCCL has no CPU backend) all-reduce exactly the gradients an
+optimiser is about to step, give every worker rank 0's parameters and buffers (phase start,
+before evaluation), average logged values and combine evaluation shards. Steps A, B and C each
+sync their own parameter set, so no step waits on a parameter without a gradient (no DDP
+reducer is involved).
 BatchNorm: model.batchnorm 'train' normalises with each worker's own batch (like DDP's default),
 'sync' uses SyncBatchNorm (CUDA), 'frozen' uses running statistics.
 
@@ -36,54 +38,13 @@ from ray.train import (
     ScalingConfig,
 )
 from ray.train.torch import TorchTrainer
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from regda_dist import config as C
 from regda_dist.engine import experiment
-from regda_dist.engine.trainer import Runtime
+from regda_dist.engine.collectives import Collectives
+from regda_dist.engine.runtime import Runtime, resolve_precision
 
 CHECKPOINT = "adapt.ckpt"
-
-
-def allreduce_mean(params) -> None:
-    """Average the gradients of `params` over workers in one bucket (None grads are skipped:
-    every worker runs the same step, so they agree on which are None)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = _flatten_dense_tensors(grads)
-    dist.all_reduce(flat)
-    flat.div_(dist.get_world_size())
-    for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
-        g.copy_(synced)
-
-
-def broadcast_state(module: torch.nn.Module) -> None:
-    """Rank 0's parameters and buffers (BN statistics, warm-start counter) to every worker."""
-    tensors = list(module.state_dict().values())
-    # One bucket per dtype, in the same order on every worker (a set of dtypes iterates in a
-    # per-process order, and mismatched collectives abort gloo).
-    for dtype in sorted({t.dtype for t in tensors}, key=str):
-        group = [t for t in tensors if t.dtype == dtype]
-        flat = _flatten_dense_tensors(group)
-        dist.broadcast(flat, src=0)
-        for t, value in zip(group, _unflatten_dense_tensors(flat, group), strict=True):
-            t.copy_(value)
-
-
-def average_values(values: dict[str, float]) -> dict[str, float]:
-    """Mean of each logged value over workers (each worker logs its own share of the batch)."""
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    return dict(zip(keys, (t / dist.get_world_size()).tolist(), strict=True))
-
-
-def rank0_value(value):
-    """Rank 0's value of a small picklable object, on every worker."""
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 class TrainingError(RuntimeError):
@@ -137,14 +98,12 @@ def train_loop_per_worker(config: dict) -> None:
         "world_size": world,
     }
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
-    runtime = Runtime(device=ray.train.torch.get_device(), rank=rank, world_size=world)
-    if world > 1:  # one worker keeps the engine's no-op hooks: no collective to pay for
-        runtime.sync, runtime.broadcast, runtime.average, runtime.agree = (
-            allreduce_mean,
-            broadcast_state,
-            average_values,
-            rank0_value,
-        )
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+    runtime = Runtime(device, rank, world, precision=resolve_precision(cfg.train.precision, device))
+    if world > 1:  # one worker keeps the engine's local no-ops: no collective to pay for
+        runtime.comm = Collectives(device)
     if config.get("phase") == "pretrain":
         experiment.pretrain_only(cfg, runtime)
         return

@@ -1,8 +1,12 @@
 """Collect what the proxies read from a model on one split (proxies/base.py: SplitOutputs).
 
 Labelled splits (source) also give per-sample loss and PCK hits; a label-free split (target, an
-`ImagesOnly` view) gives predictions only. Augmented views for consistency: the image rotated by
-each angle in VIEW_ANGLES about its centre; predictions are mapped back to the original frame.
+`ImagesOnly` view) gives predictions only, plus predictions on augmented views. Each worker
+collects its shard on the device; the shards are gathered in dataset order (every worker then
+holds the whole split's outputs) and moved to the host once.
+
+Views for consistency: the image rotated by each angle in VIEW_ANGLES about its centre (zero
+padding: black, as in training); predictions are mapped back to the original frame.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Subset
 
 from regda_dist.data import heatmap
-from regda_dist.engine.loader import ordered
+from regda_dist.engine.evaluate import Evaluation
 from regda_dist.losses import joints_kl
 from regda_dist.metrics import correct_keypoints
 from regda_dist.proxies.base import SplitOutputs
@@ -41,49 +46,66 @@ def _heads(model, x):
 
 
 @torch.no_grad()
-def collect(
-    model, dataset, *, labelled: bool, image_size: int, sigma: float, threshold: float,
-    batch_size: int = 64,
-) -> SplitOutputs:  # fmt: skip
-    """Outputs of `model` (eval mode) on every sample of `dataset`. labelled: items are
-    (image, keypoints, visible), and loss/PCK hits are collected; otherwise images only, and the
-    rotated views are collected. threshold: PCK radius, heatmap px."""
+def collect(model, dataset, ev: Evaluation, *, labelled: bool, sigma: float) -> SplitOutputs:
+    """Outputs of `model` (eval mode) on every sample of `dataset`, gathered over workers.
+    labelled: items are (image, keypoints, visible), and loss/PCK hits are collected; otherwise
+    images only, and the augmented views are collected."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
-    device = next(model.parameters()).device
     parts: dict[str, list] = {k: [] for k in SplitOutputs.__dataclass_fields__}
-    for item in ordered(dataset, batch_size):
-        x = (item[0] if labelled else item).to(device)
-        y, y_adv, pooled = _heads(model, x)
-        coords, _ = heatmap.decode(y)
-        parts["coords"].append(coords.cpu())
-        parts["scores"].append(F.softmax(y.flatten(2), dim=-1).amax(dim=-1).cpu())
-        parts["coords_adv"].append(heatmap.decode(y_adv)[0].cpu())
-        parts["features"].append(pooled.cpu())
-        if labelled:
-            kp, vis = item[1], item[2]
-            target, weight = heatmap.encode(kp, vis, image_size, y.shape[-1], sigma)
-            parts["loss"].append(joints_kl(y.cpu(), target, weight, reduce=False).mean(dim=1))
-            centres, valid = heatmap.targets(kp, vis, image_size, y.shape[-1])
-            parts["correct"].append(correct_keypoints(y.cpu(), centres, valid, threshold))
-            parts["valid"].append(valid)
-        else:
-            parts["coords_aug"].append(_views(model, x, image_size, image_size / y.shape[-1]))
+    for item in ev.batches(dataset):
+        for key, value in _outputs(model, item, ev, labelled, sigma).items():
+            parts[key].append(value)
+    if not parts["coords"]:  # an empty shard still joins the gathers, with 0 rows
+        first = next(ev.batches(Subset(dataset, [0]), shard=False))
+        for key, value in _outputs(model, first, ev, labelled, sigma).items():
+            parts[key].append(value[:0])
     for m, mode in modes.items():
         m.train(mode)
-    out = {k: torch.cat(v, dim=1 if k == "coords_aug" else 0) for k, v in parts.items() if v}
+    sizes = ev.sizes(dataset)
+    out = {k: ev.runtime.comm.gather(torch.cat(v), sizes).cpu() for k, v in parts.items() if v}
+    if "coords_aug" in out:
+        out["coords_aug"] = out["coords_aug"].transpose(0, 1)  # (V, N, K, 2)
     return SplitOutputs(**out)
 
 
-def _views(model, x, image_size: int, stride: float) -> torch.Tensor:
+def _outputs(model, item, ev: Evaluation, labelled: bool, sigma: float) -> dict:
+    """One batch's outputs, rows first (coords_aug as (B, V, K, 2))."""
+    x = item[0] if labelled else item
+    with ev.runtime.autocast():
+        y, y_adv, pooled = _heads(model, x)
+    y, y_adv = y.float(), y_adv.float()
+    out = {
+        "coords": heatmap.decode(y)[0],
+        "scores": F.softmax(y.flatten(2), dim=-1).amax(dim=-1),
+        "coords_adv": heatmap.decode(y_adv)[0],
+        "features": pooled.float(),
+    }
+    if labelled:
+        kp, vis = item[1], item[2]
+        target, weight = heatmap.encode(kp, vis, ev.image_size, y.shape[-1], sigma)
+        out["loss"] = joints_kl(y, target, weight, reduce=False).mean(dim=1)
+        centres, valid = heatmap.targets(kp, vis, ev.image_size, y.shape[-1])
+        out["correct"] = correct_keypoints(y, centres, valid, ev.radius(kp, valid, y.shape[-1]))
+        out["valid"] = valid
+    else:
+        out["coords_aug"] = _views(model, x, ev).transpose(0, 1)
+    return out
+
+
+def _views(model, x, ev: Evaluation) -> torch.Tensor:
     """(V, B, K, 2) keypoints predicted on rotated copies of x, in the original heatmap frame."""
     out = []
+    image_size = ev.image_size
+    pixels = x.float()  # grid_sample pads with 0: black, the training augmentation's padding
     for angle in VIEW_ANGLES:
         m = _view_matrix(angle).to(x.device)
         theta = torch.cat((m, torch.zeros(2, 1, device=x.device)), dim=1).expand(len(x), 2, 3)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        y = model.head(model.features(F.grid_sample(x, grid, align_corners=False)))
-        coords_view = _to_normalised(heatmap.decode(y)[0], image_size, stride)  # (B, K, 2)
+        with ev.runtime.autocast():
+            y = model.head(model.features(F.grid_sample(pixels, grid, align_corners=False)))
+        stride = image_size / y.shape[-1]
+        coords_view = _to_normalised(heatmap.decode(y.float())[0], image_size, stride)
         back = coords_view @ m.T  # view frame -> original frame (normalised)
-        out.append(_to_heatmap(back, image_size, stride).cpu())
+        out.append(_to_heatmap(back, image_size, stride))
     return torch.stack(out)

@@ -1,57 +1,111 @@
-"""Evaluation (PCK@threshold per group) and AdaBN (BatchNorm statistics re-estimated on target)."""
+"""Evaluation on every worker's shard of a split: PCK per group (counts summed over workers),
+the loader of collected outputs (engine/collect.py) and AdaBN.
+
+Each worker takes a contiguous block of whole batches (data/loader.py ShardBatches), so every
+batch is the one a single process would see, and 1 or N workers give the same numbers. Argmax
+and counting stay on the device; one read per split.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from regda_dist.data import heatmap
 from regda_dist.data.keypoints import KeypointSpec
-from regda_dist.engine.loader import ordered
-from regda_dist.metrics import PCK
+from regda_dist.data.loader import ShardBatches, make_loader, shard_sizes
+from regda_dist.engine.runtime import Runtime
+from regda_dist.metrics import PCK, pck_radius
+
+# Bump when what evaluation computes changes (a proxy, a view, the PCK rule): cached baselines
+# (engine/experiment.py) of an older version are then recomputed, not reused.
+EVAL_VERSION = 2
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
-    spec: KeypointSpec,
-    image_size: int,
-    threshold: float,
-    batch_size: int = 64,
-) -> dict[str, float]:
-    """PCK per group on a labelled split; `threshold` is a fraction of the heatmap size."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    device = next(model.parameters()).device
-    pck = None
-    for x, kp, vis in ordered(dataset, batch_size):
-        y = model(x.to(device))  # (B, K, H, W)
-        if pck is None:
-            pck = PCK(spec.groups, spec.num_keypoints, threshold * y.shape[-1])
-        centres, valid = heatmap.targets(kp, vis, image_size, y.shape[-1])
-        pck.update(y.cpu(), centres, valid)
-    for m, mode in modes.items():
-        m.train(mode)
-    return pck.compute()
+class Evaluation:
+    """How this worker evaluates: its runtime, batch size, loader processes and PCK rule
+    (threshold: a fraction of the heatmap size, or of the keypoints' box with 'bbox')."""
+
+    def __init__(self, runtime: Runtime, batch_size: int, workers: int, image_size: int,
+                 threshold: float, normalize: str = "heatmap"):  # fmt: skip
+        self.runtime, self.batch_size, self.workers = runtime, batch_size, workers
+        self.image_size, self.threshold, self.normalize = image_size, threshold, normalize
+
+    def sizes(self, dataset: Dataset) -> list[int]:
+        """Samples of the split on each rank (rank order)."""
+        return shard_sizes(len(dataset), self.batch_size, self.runtime.world_size)
+
+    def batches(self, dataset: Dataset, shard: bool = True) -> Iterator:
+        """This worker's shard of `dataset` (all of it without `shard`) in batches, on the
+        device; items as the dataset gives them (an image, or a tuple starting with one)."""
+        rt = self.runtime
+        rank, world = (rt.rank, rt.world_size) if shard else (0, 1)
+        sampler = ShardBatches(len(dataset), self.batch_size, rank, world)
+        loader = make_loader(dataset, sampler, self.workers, rt.cuda, persistent=False)
+        for item in loader:
+            if isinstance(item, torch.Tensor):
+                yield rt.to_device(item)
+            else:
+                yield tuple(rt.to_device(t) for t in item)
+
+    def radius(self, keypoints: torch.Tensor, valid: torch.Tensor, heatmap_size: int):
+        """PCK radius in heatmap px: a number, or (B, 1) per sample with 'bbox'."""
+        return pck_radius(keypoints, valid, self.threshold, self.normalize,
+                          self.image_size, heatmap_size)  # fmt: skip
+
+    @torch.no_grad()
+    def pck(self, model: nn.Module, dataset: Dataset, spec: KeypointSpec) -> dict[str, float]:
+        """PCK per group on a labelled split (callers broadcast rank 0's model first)."""
+        modes = {m: m.training for m in model.modules()}
+        model.eval()
+        pck = PCK(spec.groups, spec.num_keypoints)
+        for x, kp, vis in self.batches(dataset):
+            with self.runtime.autocast():
+                y = model(x)  # (B, K, H, W)
+            centres, valid = heatmap.targets(kp, vis, self.image_size, y.shape[-1])
+            pck.update(y, centres, valid, self.radius(kp, valid, y.shape[-1]))
+        for m, mode in modes.items():
+            m.train(mode)
+        pck.counts = self.runtime.comm.reduce_sum(pck.counts.to(self.runtime.device))
+        return pck.compute()
+
+    @torch.no_grad()
+    def adabn(self, model: nn.Module, images: Dataset, seed: int) -> nn.Module:
+        """A copy of `model` whose BatchNorm running statistics are re-estimated on `images` as
+        given (train splits: without augmentation), in a seeded random order, as a cumulative
+        average over batches (combined over workers); no weight changes."""
+        model = copy.deepcopy(model)
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over all batches
+        model.train()
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        # SyncBatchNorm exchanges every batch's statistics: each worker then runs every batch
+        synced = any(isinstance(m, nn.SyncBatchNorm) for m in norms)
+        for x in self.batches(Subset(images, order.tolist()), shard=not synced):
+            with self.runtime.autocast():
+                model(x)
+        if self.runtime.world_size > 1 and not synced:
+            _combine_statistics(norms, self.runtime)
+        for m in norms:
+            m.momentum = 0.1
+        return model.eval()
 
 
-@torch.no_grad()
-def adabn(model: nn.Module, images: Dataset, batch_size: int = 64) -> nn.Module:
-    """A copy of `model` whose BatchNorm running statistics are re-estimated on `images`
-    (label-free batches), as a cumulative average; no weight changes."""
-    model = copy.deepcopy(model)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def _combine_statistics(norms: list, runtime: Runtime) -> None:
+    """Every worker's running statistics -> their batch-count-weighted mean (what one process
+    seeing every batch computes)."""
     for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average over all batches
-    model.train()
-    device = next(model.parameters()).device
-    for x in ordered(images, batch_size):
-        model(x.to(device))
-    for m in norms:
-        m.momentum = 0.1
-    return model.eval()
+        count = m.num_batches_tracked.to(torch.float64)
+        stats = torch.stack((m.running_mean * count, m.running_var * count)).to(torch.float64)
+        summed = runtime.comm.reduce_sum(torch.cat((stats.flatten(), count.view(1))))
+        total = summed[-1]
+        mean, var = summed[:-1].view(2, -1) / total
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.num_batches_tracked.copy_(total.to(torch.long))

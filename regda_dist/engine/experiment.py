@@ -1,8 +1,9 @@
-"""One experiment: phase 1 (cached and shared by every run with the same phase-1 fields), the
-source-only and AdaBN baselines, then phase 2; results written next to the resolved config."""
+"""One experiment: phase 1 and the source-only and AdaBN baselines (cached and shared by every
+run with the same phase-1 fields), then phase 2; results written next to the resolved config."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -15,9 +16,10 @@ from filelock import FileLock
 from regda_dist import config as C
 from regda_dist.data.datasets import ImagesOnly, TaskData, build_task
 from regda_dist.engine import checkpoint
-from regda_dist.engine.evaluate import adabn
+from regda_dist.engine.evaluate import EVAL_VERSION
+from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
-from regda_dist.engine.trainer import Runtime, Trainer, seed_everything
+from regda_dist.engine.trainer import Trainer, seed_everything
 from regda_dist.search_space import DEFAULT_SPACE
 
 
@@ -101,7 +103,7 @@ def pretrained_source(trainer: Trainer) -> tuple[torch.nn.Module, dict]:
     # that saw the cache differently would run different collectives.
     lock = FileLock(folder / ".lock") if trainer.runtime.is_main else nullcontext()
     with lock:
-        if trainer.runtime.agree(phase1_cached(trainer.cfg)):
+        if trainer.runtime.comm.agree(phase1_cached(trainer.cfg)):
             model.load_state_dict(checkpoint.load(weights))
             return model.eval(), {**json.loads(info_file.read_text()), "cached": True}
         return _pretrain(trainer, folder, weights, info_file)
@@ -113,19 +115,51 @@ def _pretrain(trainer: Trainer, folder: Path, weights: Path, info_file: Path):
     info["seconds"] = time.time() - start
     if trainer.runtime.is_main:
         checkpoint.save(model.state_dict(), weights)
-        tmp = info_file.with_name(f".info.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(info_file)  # model.pt first, then info.json: a hit needs both
+        _write_json(info_file, info)  # model.pt first, then info.json: a hit needs both
     return model, {**info, "cached": False}
 
 
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2))
+    tmp.replace(path)  # atomic: a reader sees all of it or nothing
+
+
+def baselines_file(cfg: C.Config) -> Path:
+    """Where the baselines of a phase-1 model live: beside it, keyed by what evaluation reads."""
+    t = cfg.train
+    setup = [EVAL_VERSION, t.proxies, t.eval_batch_size, t.pck_normalize, t.precision, t.seed]
+    key = hashlib.sha256(json.dumps(setup).encode()).hexdigest()[:12]
+    return phase1_folder(cfg) / f"baselines-{key}.json"
+
+
+def baselines(trainer: Trainer, source_model: torch.nn.Module) -> dict:
+    """Source-only and AdaBN metrics of the phase-1 model: they depend on phase 1 alone, so
+    they are computed once and cached beside it. AdaBN re-estimates BatchNorm on the target
+    train images without augmentation, in a seeded random order."""
+    file = baselines_file(trainer.cfg)
+    if trainer.runtime.comm.agree(file.is_file()):
+        return json.loads(file.read_text())
+    adapted = trainer.eval.adabn(source_model, trainer.task.target_train, trainer.cfg.train.seed)
+    out = {
+        "source_only": trainer.eval_metrics(source_model),
+        "adabn": trainer.eval_metrics(adapted),
+    }
+    if trainer.runtime.is_main:
+        _write_json(file, out)
+    return out
+
+
 def pretrain_only(cfg: C.Config, runtime: Runtime | None = None) -> dict:
-    """Phase 1 into the shared cache (a search computes it once per task before its trials)."""
+    """Phase 1 and its baselines into the shared cache (a search computes them once per task
+    before its trials)."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
-    return pretrained_source(trainer)[1]
+    model, info = pretrained_source(trainer)
+    baselines(trainer, model)
+    return info
 
 
 def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dict:
@@ -165,10 +199,11 @@ def execute(
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)
     source_model, pretrain_info = pretrained_source(trainer)
+    t = cfg.train
     result = {
+        "pck": {"threshold": t.pck_threshold, "normalize": t.pck_normalize},  # how to read PCK
         "pretrain": pretrain_info,
-        "source_only": trainer.eval_metrics(source_model),
-        "adabn": trainer.eval_metrics(adabn(source_model, task.target_train)),
+        **baselines(trainer, source_model),
     }
     if tb is not None:  # epoch 0 of the adaptation curves: the source-only model
         tb(phase="adapt", epoch=0, metrics=result["source_only"])

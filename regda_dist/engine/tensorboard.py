@@ -14,7 +14,6 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from regda_dist.data import heatmap
-from regda_dist.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from regda_dist.data.keypoints import KeypointSpec
 
 NUM_IMAGES = 8
@@ -61,17 +60,16 @@ class TensorBoardLogger:
 
 @torch.no_grad()
 def draw_predictions(model, images: torch.Tensor, spec: KeypointSpec, scale: int = 2) -> np.ndarray:
-    """(H*scale, N*W*scale, 3) uint8: normalised images (N, 3, H, W) side by side, with the
+    """(H*scale, N*W*scale, 3) uint8: uint8 images (N, 3, H, W) side by side, with the
     model's argmax keypoints and skeleton drawn on them."""
     was_training = model.training
     model.eval()
-    y = model(images.to(next(model.parameters()).device))
+    y = model(images.to(next(model.parameters()).device)).float()
     model.train(was_training)
     coords, _ = heatmap.decode(y.cpu())  # (N, K, 2) heatmap px
     stride = images.shape[-1] / y.shape[-1]
-    pixels = ((images * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1) * 255).byte()
     tiles = []
-    for img, kp in zip(pixels, coords, strict=True):
+    for img, kp in zip(images, coords, strict=True):
         tile = Image.fromarray(img.permute(1, 2, 0).numpy()).resize(
             (img.shape[-1] * scale, img.shape[-2] * scale), Image.NEAREST
         )

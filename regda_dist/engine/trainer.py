@@ -1,7 +1,9 @@
 """The pure-PyTorch trainer: phase 1 (supervised, source or oracle) and phase 2 (RegDA).
 
 Side effects are callbacks (`add_callback("on_eval", fn)`): the loop has no branches for Ray,
-TensorBoard or files. Distribution enters only through `Runtime` (device, rank, gradient sync).
+TensorBoard or files. Distribution enters only through `Runtime` (device, rank, collectives).
+Batches come from torch DataLoaders (data/loader.py); heatmap labels are encoded on the device;
+losses stay on the device and are read once per epoch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,63 +21,34 @@ from tqdm import tqdm
 from regda_dist.config import Config, ConfigError
 from regda_dist.data import heatmap
 from regda_dist.data.datasets import ImagesOnly, TaskData
+from regda_dist.data.loader import GlobalBatchSampler, auto_workers, make_loader
 from regda_dist.engine import checkpoint
 from regda_dist.engine.collect import collect
-from regda_dist.engine.evaluate import evaluate
-from regda_dist.engine.loader import batches
-from regda_dist.engine.steps import (
-    RegDAStep,
-    Sync,
-    adaptation_optimizers,
-    no_sync,
-    sgd,
-    supervised_step,
-)
+from regda_dist.engine.evaluate import Evaluation
+from regda_dist.engine.runtime import Runtime, resolve_device, resolve_precision
+from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, sgd, supervised_step
 from regda_dist.models.backbones import list_backbones
 from regda_dist.models.regda import RegDAModel, build_model
 from regda_dist.proxies import create_proxy, list_proxies
 
-
-@dataclass
-class Runtime:
-    """Where and how this process trains: one process by default, a Ray Train worker otherwise."""
-
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    rank: int = 0
-    world_size: int = 1
-    sync: Sync = no_sync  # all-reduce the gradients of the parameters about to be stepped
-    broadcast: Callable[[torch.nn.Module], None] = lambda module: None  # rank 0's tensors to all
-    average: Callable[[dict], dict] = lambda values: values  # mean of logged values over workers
-    agree: Callable[[object], object] = lambda value: value  # rank 0's value on every worker
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+__all__ = ["Runtime", "Trainer", "local_runtime", "preflight", "seed_everything"]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"train.device: {name!r} is not a device (auto, cpu, cuda, cuda:N)"
-        ) from None
+def local_runtime(cfg: Config) -> Runtime:
+    """The runtime of a single process: train.device and train.precision resolved."""
+    device = resolve_device(cfg.train.device)
+    return Runtime(device, precision=resolve_precision(cfg.train.precision, device))
 
 
 def preflight(cfg: Config, num_keypoints: int) -> None:
     """Every check that needs more than the config file (registry, weights file, shapes,
     device), run where the command starts: before a run folder, data or Ray workers exist."""
-    resolve_device(cfg.train.device)
     for name in cfg.train.proxies:
         if name not in list_proxies():
             raise ConfigError(
                 f"train.proxies: unknown proxy {name!r}; registered: {', '.join(list_proxies())}"
             )
-    Trainer(cfg, task=None, runtime=Runtime()).build_model(num_keypoints)
+    Trainer(cfg, task=None).build_model(num_keypoints)
 
 
 def seed_everything(seed: int) -> None:
@@ -87,9 +59,15 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     def __init__(self, cfg: Config, task: TaskData, runtime: Runtime | None = None):
         self.cfg, self.task = cfg, task
-        self.runtime = runtime or Runtime(resolve_device(cfg.train.device))
+        self.runtime = runtime or local_runtime(cfg)
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
         self.last_eval: dict | None = None  # eval_metrics of the final adaptation epoch
+        t, rt = cfg.train, self.runtime
+        self.loader_workers = t.loader_workers if t.loader_workers >= 0 else auto_workers(rt.device)
+        self.eval = Evaluation(rt, t.eval_batch_size, self.loader_workers, cfg.data.image_size,
+                               t.pck_threshold, t.pck_normalize)  # fmt: skip
+        if rt.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
 
     def add_callback(self, event: str, fn: Callable) -> None:
         self.callbacks[event].append(fn)
@@ -100,25 +78,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------
     def build_model(self, num_keypoints: int | None = None) -> RegDAModel:
-        c = self.cfg.regda
-        warm = {
-            "lo": c.warm_lo,
-            "hi": c.warm_hi,
-            "alpha": c.warm_alpha,
-            "max_iters": c.warm_max_iters,
-        }
-        m = self.cfg.model
+        c, m, d = self.cfg.regda, self.cfg.model, self.cfg.data
+        warm = {"lo": c.warm_lo, "hi": c.warm_hi, "alpha": c.warm_alpha,
+                "max_iters": c.warm_max_iters}  # fmt: skip
         if m.backbone not in list_backbones():
             known = ", ".join(list_backbones())
             raise ConfigError(
                 f"model.backbone: unknown backbone {m.backbone!r}; registered: {known}"
             )
         try:
-            k = num_keypoints or self.task.spec.num_keypoints
-            model = build_model(m, k, warm)
+            model = build_model(m, num_keypoints or self.task.spec.num_keypoints, warm)
         except ValueError as err:  # weights file that does not fit the backbone
             raise ConfigError(f"model.pretrained: {err}") from None
-        d = self.cfg.data
         produced = d.image_size // model.backbone.stride * 2**m.num_deconv
         if produced != d.heatmap_size:
             raise ConfigError(
@@ -126,11 +97,13 @@ class Trainer:
                 f"{model.backbone.stride}) with {m.num_deconv} deconvolutions at image_size "
                 f"{d.image_size} produces {produced}"
             )
-        if m.batchnorm == "sync" and self.runtime.world_size > 1:
-            if self.runtime.device.type != "cuda":
+        rt = self.runtime
+        if m.batchnorm == "sync" and rt.world_size > 1:
+            if not rt.cuda:
                 raise ConfigError("model.batchnorm 'sync' needs CUDA workers (scaling.use_gpu)")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return model.to(self.runtime.device)
+        memory = torch.channels_last if rt.cuda else torch.contiguous_format
+        return model.to(rt.device, memory_format=memory)
 
     def train_mode(self, model: RegDAModel) -> RegDAModel:
         """model.train(), with BatchNorm held in eval mode when model.batchnorm is 'frozen'."""
@@ -141,44 +114,50 @@ class Trainer:
                     m.eval()
         return model
 
-    def _encode(self, kp, vis, sigma: float | None = None):
-        d = self.cfg.data
-        sigma = sigma or d.sigma
-        target, weight = heatmap.encode(kp, vis, d.image_size, d.heatmap_size, sigma)
-        return target.to(self.runtime.device), weight.to(self.runtime.device)
-
-    def _batches(self, dataset, batch_size, iters, epoch, salt):
+    def _loader(self, dataset, batch_size: int, iters: int, salt: int):
+        """A training DataLoader: this worker's slices of seeded global batches of (index,
+        sample seed) items, so augmentation is per global sample (data/loader.py)."""
         rt = self.runtime
         if len(dataset) < batch_size * rt.world_size:  # a real dataset's split can be small
             raise ConfigError(
                 f"a training split has {len(dataset)} samples, fewer than one global batch "
                 f"({batch_size} x {rt.world_size} workers): lower the batch size"
             )
-        return batches(
-            dataset,
-            batch_size,
-            iters,
-            self.cfg.train.seed * 7 + salt,
-            epoch,
-            rt.rank,
-            rt.world_size,
-        )
+        seed = self.cfg.train.seed * 7 + salt
+        sampler = GlobalBatchSampler(len(dataset), batch_size, iters, seed, rt.rank, rt.world_size)
+        return make_loader(dataset, sampler, self.loader_workers, rt.cuda)
 
-    def evaluate(self, model, dataset) -> dict[str, float]:
-        """PCK on a labelled split (callers broadcast rank 0's model first)."""
-        t = self.cfg.train
-        return evaluate(
-            model,
-            dataset,
-            self.task.spec,
-            self.cfg.data.image_size,
-            t.pck_threshold,
-            t.eval_batch_size,
-        )
+    def _labels(self, kp, vis, sigma: float):
+        """Label heatmaps and weights, encoded on the device."""
+        d, rt = self.cfg.data, self.runtime
+        kp, vis = rt.to_device(kp), rt.to_device(vis)
+        return heatmap.encode(kp, vis, d.image_size, d.heatmap_size, sigma)
 
-    def _progress(self, total: int, desc: str):
+    def _progress(self, total: int, initial: int, desc: str):
         show = self.cfg.train.progress and self.runtime.is_main
-        return tqdm(total=total, desc=desc, disable=not show, dynamic_ncols=True, leave=False)
+        return tqdm(total=total, initial=initial, desc=desc, disable=not show,
+                    dynamic_ncols=True, leave=False)  # fmt: skip
+
+    def _epoch(self, loaders, step: Callable, iters: int, epoch: int, state: dict, save,
+               desc: str) -> dict[str, float]:  # fmt: skip
+        """One epoch of `step` over the zipped loaders, from state["iteration"] (a resumed
+        epoch); a checkpoint every train.checkpoint_every iterations; returns the epoch's mean
+        logs over workers (the one read of the device per epoch)."""
+        start, every = state.get("iteration", 0), self.cfg.train.checkpoint_every
+        for loader in loaders:
+            loader.batch_sampler.set_epoch(epoch, start)
+        sums: dict = dict(state.get("sums", {}))
+        bar = self._progress(iters, start, desc)
+        for i, batch in enumerate(zip(*loaders, strict=True), start + 1):
+            for key, value in step(*batch).items():
+                sums[key] = sums[key] + value if key in sums else value
+            bar.update()
+            if every and i % every == 0 and i < iters:
+                save({**state, "iteration": i, "sums": _floats(sums, self.runtime.device)})
+        bar.close()
+        state.update(iteration=0, sums={})
+        means = self.runtime.comm.average({k: v / iters for k, v in sums.items()})
+        return _floats(means, self.runtime.device)
 
     # ------------------------------------------------------------------------------------
     def pretrain(self, ckpt_path: Path, labelled: str = "source") -> tuple[RegDAModel, dict]:
@@ -199,88 +178,80 @@ class Trainer:
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
         if ckpt_path.is_file():
             state = self._restore(ckpt_path, model, [opt], [sched])
-        self.runtime.broadcast(model)
+        rt = self.runtime
+        rt.comm.broadcast(model)
         self.train_mode(model)
+        loader = self._loader(train_set, p.batch_size, p.iters_per_epoch, 1)
+
+        def step(batch):
+            x, kp, vis = batch
+            target, weight = self._labels(kp, vis, self.cfg.data.sigma)
+            loss = supervised_step(model, opt, rt.to_device(x), target, weight,
+                                   rt.comm.sync, rt.autocast)  # fmt: skip
+            return {f"{phase}/loss": loss}
+
+        def save(s):
+            self._checkpoint(ckpt_path, s, model, [opt], [sched])
+
         for epoch in range(state["epoch"], p.epochs):
-            bar = self._progress(p.iters_per_epoch, f"{phase} {epoch + 1}/{p.epochs}")
-            total = 0.0
-            for x, kp, vis in self._batches(train_set, p.batch_size, p.iters_per_epoch, epoch, 1):
-                loss = supervised_step(
-                    model,
-                    opt,
-                    x.to(self.runtime.device),
-                    *self._encode(kp, vis),
-                    sync=self.runtime.sync,
-                )
-                total += loss
-                bar.update()
-                bar.set_postfix(loss=f"{loss:.4f}")
-            bar.close()
+            desc = f"{phase} {epoch + 1}/{p.epochs}"
+            metrics = self._epoch([loader], step, p.iters_per_epoch, epoch, state, save, desc)
             sched.step()
-            self.runtime.broadcast(model)  # every worker evaluates rank 0's BN statistics
-            val = self.evaluate(model, val_set)
-            metrics = self.runtime.average({f"{phase}/loss": total / p.iters_per_epoch})
+            rt.comm.broadcast(model)  # every worker evaluates rank 0's BN statistics
+            val = self.eval.pck(model, val_set, self.task.spec)
             metrics.update({f"{phase}/val_pck": val["all"], "epoch": epoch + 1})
             if state["best"] is None or val["all"] > state["best_pck"]:  # NaN: keep the first
-                state.update(
-                    best=copy.deepcopy(model.state_dict()),
-                    best_pck=val["all"],
-                    best_epoch=epoch + 1,
-                )
+                state.update(best=copy.deepcopy(model.state_dict()), best_pck=val["all"],
+                             best_epoch=epoch + 1)  # fmt: skip
             state["epoch"] = epoch + 1
-            self._checkpoint(ckpt_path, state, model, [opt], [sched])
+            save(state)
             self.trigger("on_eval", phase=phase, epoch=epoch + 1, metrics=metrics)
         model.load_state_dict(state["best"])
         return model.eval(), {"best_epoch": state["best_epoch"], "best_val_pck": state["best_pck"]}
 
     def adapt(self, pretrained: dict, ckpt_path: Path) -> RegDAModel:
         """Phase 2: RegDA from the pretrained backbone + upsampling; both heads start fresh."""
-        r = self.cfg.regda
+        r, rt, sigma = self.cfg.regda, self.runtime, self.cfg.adapt_sigma
         model = self.build_model()
         psi = {k: v for k, v in pretrained.items() if k.startswith(("backbone.", "upsampling."))}
         model.load_state_dict(psi, strict=False)
         optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
-        step = RegDAStep(
-            model, optimizers, r.margin, r.trade_off, self.cfg.adapt_sigma, self.runtime.sync
-        )
+        regda = RegDAStep(model, optimizers, r.margin, r.trade_off, sigma, rt.comm.sync,
+                          rt.autocast)  # fmt: skip
         state = {"epoch": 0}
         if ckpt_path.is_file():
             state = self._restore(ckpt_path, model, optimizers, schedules)
-        self.runtime.broadcast(model)
+        rt.comm.broadcast(model)
         self.train_mode(model)
-        dev = self.runtime.device
+        source = self._loader(self.task.source_train, r.batch_size, r.iters_per_epoch, 2)
+        target = self._loader(self.task.target_train, r.batch_size, r.iters_per_epoch, 3)
+
+        def step(batch_s, x_t):
+            x_s, kp_s, vis_s = batch_s
+            target_s, weight_s = self._labels(kp_s, vis_s, sigma)
+            logs = regda(rt.to_device(x_s), target_s, weight_s, rt.to_device(x_t))
+            for s in schedules:
+                s.step()
+            return logs
+
+        def save(s):
+            self._checkpoint(ckpt_path, s, model, optimizers, schedules)
+
         for epoch in range(state["epoch"], r.epochs):
-            src = self._batches(self.task.source_train, r.batch_size, r.iters_per_epoch, epoch, 2)
-            tgt = self._batches(self.task.target_train, r.batch_size, r.iters_per_epoch, epoch, 3)
-            bar = self._progress(r.iters_per_epoch, f"regda {epoch + 1}/{r.epochs}")
-            sums: dict[str, float] = defaultdict(float)
-            started = time.perf_counter()
-            for (x_s, kp_s, vis_s), x_t in zip(src, tgt, strict=True):
-                logs = step(
-                    x_s.to(dev), *self._encode(kp_s, vis_s, self.cfg.adapt_sigma), x_t.to(dev)
-                )
-                for s in schedules:
-                    s.step()
-                for k, v in logs.items():
-                    sums[k] += v
-                bar.update()
-                bar.set_postfix(
-                    loss_a=f"{logs['train/loss_a']:.3f}", loss_c=f"{logs['train/loss_c']:.3f}"
-                )
-            bar.close()
-            seconds = time.perf_counter() - started  # training only: no evaluation, no checkpoint
-            images = 2 * r.batch_size * self.runtime.world_size * r.iters_per_epoch
+            started, done = time.perf_counter(), r.iters_per_epoch - state.get("iteration", 0)
+            desc = f"regda {epoch + 1}/{r.epochs}"
+            metrics = self._epoch([source, target], step, r.iters_per_epoch, epoch, state, save,
+                                  desc)  # fmt: skip
+            seconds = time.perf_counter() - started  # training only: no evaluation, checkpoint
             state["epoch"] = epoch + 1
-            self._checkpoint(ckpt_path, state, model, optimizers, schedules)
-            metrics = self.runtime.average({k: v / r.iters_per_epoch for k, v in sums.items()})
-            metrics.update({"time/epoch_s": seconds, "time/images_per_s": images / seconds})
-            metrics.update(
-                {
-                    "train/lr_f": schedules[0].get_last_lr()[0],
-                    "train/lr_h": schedules[1].get_last_lr()[0],
-                    "epoch": epoch + 1,
-                }
-            )
+            save(state)
+            metrics.update({
+                "time/epoch_s": seconds,
+                "time/images_per_s": 2 * r.batch_size * rt.world_size * done / seconds,
+                "train/lr_f": schedules[0].get_last_lr()[0],
+                "train/lr_h": schedules[1].get_last_lr()[0],
+                "epoch": epoch + 1,
+            })  # fmt: skip
             if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
                 evaluated = self.eval_metrics(model)
                 metrics.update(evaluated)
@@ -291,24 +262,17 @@ class Trainer:
     def proxy_metrics(self, model) -> dict[str, float]:
         """proxy/<name> for every configured proxy: source val (labelled) and target val seen
         through ImagesOnly, so no proxy can read a target label."""
-        d, t = self.cfg.data, self.cfg.train
-        proxies = [create_proxy(name) for name in t.proxies]
+        proxies = [create_proxy(name) for name in self.cfg.train.proxies]
         splits = {s for p in proxies for s in p.splits}
         datasets = {
             "source_val": self.task.source_val,
             "target_val": ImagesOnly(self.task.target_val),
         }
+        sigma = self.cfg.data.sigma
         outputs = {
-            name: collect(
-                model,
-                datasets[name],
-                labelled=name.startswith("source"),
-                image_size=d.image_size,
-                sigma=d.sigma,
-                threshold=t.pck_threshold * d.heatmap_size,
-                batch_size=t.eval_batch_size,
-            )
-            for name in sorted(splits)
+            name: collect(model, data, self.eval, labelled=name.startswith("source"), sigma=sigma)
+            for name, data in datasets.items()
+            if name in splits
         }
         return {f"proxy/{p.name}": p(**outputs) for p in proxies}
 
@@ -316,13 +280,13 @@ class Trainer:
         """source/pck* on the source test split; oracle/target_pck* on the labelled target test
         split (for evaluation only: nothing selects on it); proxy/* (no target labels). Every
         worker first gets rank 0's parameters and BN statistics (one broadcast)."""
-        self.runtime.broadcast(model)
+        self.runtime.comm.broadcast(model)
         out = self.proxy_metrics(model)
         for prefix, split in (
             ("source/pck", self.task.source_test),
             ("oracle/target_pck", self.task.target_test),
         ):
-            for group, value in self.evaluate(model, split).items():
+            for group, value in self.eval.pck(model, split, self.task.spec).items():
                 out[prefix if group == "all" else f"{prefix}/{group}"] = value
         return out
 
@@ -356,3 +320,14 @@ class Trainer:
             ) from None
         torch.set_rng_state(saved.pop("rng"))
         return saved
+
+
+def _floats(values: dict, device: torch.device) -> dict[str, float]:
+    """Logged values (0-dim device tensors or numbers) as floats, read in one transfer."""
+    if not values:
+        return {}
+    keys = list(values)
+    stacked = torch.stack(
+        [torch.as_tensor(values[k], dtype=torch.float64, device=device) for k in keys]
+    )
+    return dict(zip(keys, stacked.tolist(), strict=True))

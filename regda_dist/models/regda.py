@@ -2,6 +2,8 @@
 
 Shapes follow the reference at 256/64 (ResNet-101, 8x8 features, three x2 deconvolutions); any
 image size, backbone stride and number of deconvolutions with heatmap = S / stride * 2^num_deconv.
+Input images are uint8 (or float 0-255) pixels: the model's first step is the ImageNet
+normalisation, on whatever device the model lives (loaders ship uint8, a quarter of float32).
 """
 
 from __future__ import annotations
@@ -58,12 +60,17 @@ class _ScaleGradient(torch.autograd.Function):
         return grad * ctx.coeff, None
 
 
-class WarmStartGradientLayer(nn.Module):
-    """Identity forward; backward multiplies the gradient by +lambda(i) (not reversed).
+def warm_start_lambda(i: int, lo: float, hi: float, alpha: float, max_iters: int) -> float:
+    """lambda(i) = 2 (hi - lo) / (1 + exp(-alpha i / max_iters)) - (hi - lo) + lo."""
+    span = hi - lo
+    return 2 * span / (1 + math.exp(-alpha * i / max_iters)) - span + lo
 
-    lambda(i) = 2 (hi - lo) / (1 + exp(-alpha i / max_iters)) - (hi - lo) + lo rises from lo to hi.
-    The counter `iters` is a buffer, so it is saved with the model's state dict.
-    """
+
+class WarmStartGradientLayer(nn.Module):
+    """Identity forward; backward multiplies the gradient by +lambda(i) (not reversed), where
+    lambda (warm_start_lambda) rises from lo to hi. The counter `iters` is a buffer, so it is
+    saved with the model's state dict; a Python int mirrors it, so reading lambda never waits on
+    the device."""
 
     def __init__(self, lo: float = 0.0, hi: float = 0.1, alpha: float = 1.0, max_iters: int = 1000):
         super().__init__()
@@ -71,21 +78,41 @@ class WarmStartGradientLayer(nn.Module):
             raise ValueError(f"max_iters must be > 0, got {max_iters!r}")
         self.lo, self.hi, self.alpha, self.max_iters = lo, hi, alpha, max_iters
         self.register_buffer("iters", torch.zeros((), dtype=torch.long))
+        self.count = 0  # == int(self.iters), kept on the host
+        self.register_load_state_dict_post_hook(_mirror_counter)
 
     @property
     def coeff(self) -> float:
-        span = self.hi - self.lo
-        return (
-            2 * span / (1 + math.exp(-self.alpha * int(self.iters) / self.max_iters))
-            - span
-            + self.lo
-        )
+        return warm_start_lambda(self.count, self.lo, self.hi, self.alpha, self.max_iters)
 
     def step(self) -> None:
         self.iters += 1
+        self.count += 1
 
     def forward(self, x):
         return _ScaleGradient.apply(x, self.coeff)
+
+
+def _mirror_counter(module: WarmStartGradientLayer, incompatible) -> None:
+    """After load_state_dict: the host mirror takes the loaded counter (one read, at load)."""
+    del incompatible
+    module.count = int(module.iters)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalise(nn.Module):
+    """uint8 (or 0-255 float) images -> ImageNet-normalised float, on the model's device."""
+
+    def __init__(self):
+        super().__init__()
+        for name, values in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+            self.register_buffer(name, torch.tensor(values).view(3, 1, 1), persistent=False)
+
+    def forward(self, x):  # (B, 3, S, S) pixels -> (B, 3, S, S) normalised
+        return (x.float() / 255.0 - self.mean) / self.std
 
 
 class RegDAModel(nn.Module):
@@ -101,6 +128,7 @@ class RegDAModel(nn.Module):
         warm_start: dict | None = None,
     ):
         super().__init__()
+        self.normalise = Normalise()
         self.backbone = backbone
         self.upsampling = Upsampling(backbone.out_channels, channels, num_deconv)
         self.head = Head(channels, num_keypoints, num_head_layers)
@@ -112,8 +140,8 @@ class RegDAModel(nn.Module):
         return [*self.backbone.parameters(), *self.upsampling.parameters()]
 
     def features(self, x):
-        """psi(x): (B, 3, S, S) -> (B, C, H, H)."""
-        return self.upsampling(self.backbone(x))
+        """psi(x): (B, 3, S, S) pixels -> (B, C, H, H)."""
+        return self.upsampling(self.backbone(self.normalise(x)))
 
     def forward(self, x):
         feature = self.features(x)  # (B, C, H, H)

@@ -1,0 +1,283 @@
+"""GPU check: RegDA at the reference setup on one GPU, the real-data DataLoader feeding it, every
+collective on CUDA tensors in a one-rank NCCL process group, and a short phase-2 run whose losses
+stay finite. Needs torch, torchvision and this repository only (no Ray, no install):
+
+    PYTHONPATH=. python benchmarks/gpu_check.py           # one GPU, under 8 minutes
+    PYTHONPATH=. python benchmarks/gpu_check.py --smoke   # a tiny CPU version (the test suite)
+
+(a) s/iteration, images/s and peak GPU memory of RegDA iterations (steps A, B, C) on pre-loaded
+    tensors: ResNet-101 from random init, 256 px images, 64 x 64 heatmaps, batch 32 per domain,
+    fp32 and bf16 autocast, channels-last.
+(b) the same iterations fed by the real-data path (1000 x 1000 JPEGs written here, decoded,
+    cropped, reference augmentation) at 0/4/8/16 loader processes, against (a): is the GPU starved?
+(c) sync, broadcast, average, agree, reduce_sum and gather on CUDA tensors in a NCCL group of one
+    rank (NCCL refuses CPU tensors even then), and a sharded evaluation through them.
+(d) RegDA for one short epoch through the trainer, bf16, from the loaders: losses finite.
+Prints and writes benchmarks/results/gpu_check.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from benchmarks.coco_folders import write_folder  # noqa: E402
+from regda_dist import config as C  # noqa: E402
+from regda_dist.data.datasets import build_task  # noqa: E402
+from regda_dist.engine.collectives import Collectives  # noqa: E402
+from regda_dist.engine.runtime import Runtime  # noqa: E402
+from regda_dist.engine.steps import RegDAStep, adaptation_optimizers  # noqa: E402
+from regda_dist.engine.trainer import Trainer  # noqa: E402
+
+
+@dataclass
+class Setup:
+    device: str
+    backend: str
+    backbone: str
+    channels: int  # upsampling and head width
+    image_size: int
+    heatmap_size: int
+    batch: int
+    iters: int  # measured iterations of (a)
+    precisions: tuple[str, ...]
+    loader_workers: tuple[int, ...]
+    images: int  # JPEGs written for (b) and (d)
+    phase2_iters: int
+
+
+FULL = Setup("cuda", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"), (0, 4, 8, 16),
+             256, 50)  # fmt: skip
+SMOKE = Setup("cpu", "gloo", "small_resnet", 16, 64, 32, 4, 2, ("fp32",), (0, 1), 40, 3)
+
+
+def config(s: Setup, folder: Path, out: Path, precision: str) -> C.Config:
+    return C.load(None, [
+        "data.task=''", "data.keypoints=body16",
+        "data.source.dataset=coco", f"data.source.root={folder}",
+        "data.target.dataset=coco", f"data.target.root={folder}",
+        "data.augment.rotation=30", "data.augment.scale_min=0.6", "data.augment.scale_max=1.3",
+        "data.augment.color_jitter=0.25", "data.augment.blur=0.8",
+        f"data.image_size={s.image_size}", f"data.heatmap_size={s.heatmap_size}",
+        f"model.backbone={s.backbone}", f"model.upsample_channels={s.channels}",
+        f"regda.batch_size={s.batch}",
+        f"regda.iters_per_epoch={s.phase2_iters}", "regda.epochs=1",
+        f"train.device={s.device}", f"train.precision={precision}", f"train.output_dir={out}",
+        "train.progress=false", "train.tensorboard=false", "train.eval_batch_size=32",
+    ])  # fmt: skip
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(trainer: Trainer, model):
+    """The body of Trainer.adapt's iteration: labels on the device, steps A, B, C."""
+    rt, cfg = trainer.runtime, trainer.cfg
+    optimizers, _ = adaptation_optimizers(model, cfg.optim)
+    regda = RegDAStep(model, optimizers, cfg.regda.margin, cfg.regda.trade_off, cfg.adapt_sigma,
+                      rt.comm.sync, rt.autocast)  # fmt: skip
+
+    def step(batch_s, x_t):
+        x_s, kp_s, vis_s = batch_s
+        target_s, weight_s = trainer._labels(kp_s, vis_s, cfg.adapt_sigma)
+        return regda(rt.to_device(x_s), target_s, weight_s, rt.to_device(x_t))
+
+    return step
+
+
+def timed(step, batches, warm: int, device) -> dict:
+    """s/iteration and images/s of `step` over `batches` after `warm` iterations."""
+    it = iter(batches)
+    for _ in range(warm):
+        logs = step(*next(it))
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start, n = time.perf_counter(), 0
+    for batch in it:
+        logs = step(*batch)
+        n += 1
+    _sync(device)
+    seconds = (time.perf_counter() - start) / n
+    out = {"s_per_iter": seconds, "images_per_s": 2 * len(batch[1]) / seconds,
+           "loss_a": float(logs["train/loss_a"])}  # fmt: skip
+    if device.type == "cuda":
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def preloaded(trainer: Trainer, s: Setup) -> dict:
+    """(a): the same two device batches every iteration: the GPU's own rate."""
+    task, rt = trainer.task, trainer.runtime
+    batch_s = next(iter(trainer._loader(task.source_train, s.batch, 1, 2)))
+    x_t = next(iter(trainer._loader(task.target_train, s.batch, 1, 3)))
+    batch_s = tuple(rt.to_device(t) for t in batch_s)
+    model = trainer.train_mode(trainer.build_model())
+    return timed(_step(trainer, model), [(batch_s, rt.to_device(x_t))] * (5 + s.iters), 5,
+                 rt.device)  # fmt: skip
+
+
+def fed(trainer: Trainer, s: Setup, workers: int) -> dict:
+    """(b): iterations fed by the DataLoader with `workers` processes."""
+    trainer.loader_workers = workers
+    iters = max(3, workers // 2) + (4 if workers == 0 else 10)
+    task = trainer.task
+    loaders = [trainer._loader(task.source_train, s.batch, iters, 2),
+               trainer._loader(task.target_train, s.batch, iters, 3)]  # fmt: skip
+    model = trainer.train_mode(trainer.build_model())
+    batches = zip(*loaders, strict=True)
+    return timed(_step(trainer, model), batches, max(3, workers // 2), trainer.runtime.device)
+
+
+def collectives(trainer: Trainer) -> dict:
+    """(c): every collective on device tensors (values checked), then a sharded evaluation."""
+    comm, device = trainer.runtime.comm, trainer.runtime.device
+    model = trainer.build_model()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    comm.sync(list(model.parameters()))
+    comm.broadcast(model)
+    checks = {
+        "sync": all(bool((p.grad == 1).all()) for p in model.parameters()),
+        "average": float(comm.average({"a": 2.0, "b": torch.tensor(4.0, device=device)})["b"]) == 4,
+        "agree": comm.agree({"decision": 7}) == {"decision": 7},
+        "reduce_sum": comm.reduce_sum(torch.arange(3, device=device)).tolist() == [0, 1, 2],
+        "gather": comm.gather(torch.ones(2, 3, dtype=torch.bool, device=device), [2]).all().item(),
+    }
+    metrics = trainer.eval_metrics(model)  # shards summed and gathered through the group
+    proxies = {f"proxy/{name}" for name in trainer.cfg.train.proxies}
+    checks["evaluation"] = proxies <= set(metrics) and math.isfinite(metrics["oracle/target_pck"])
+    return checks
+
+
+def phase2(trainer: Trainer, out: Path) -> dict:
+    """(d): one short epoch of RegDA through the trainer (bf16 on CUDA), from the loaders."""
+    epochs = []
+    trainer.add_callback("on_eval", lambda phase, epoch, metrics: epochs.append(metrics))
+    model = trainer.build_model()
+    start = time.perf_counter()
+    trainer.adapt(model.state_dict(), out / "phase2.ckpt")
+    losses = {k: v for k, v in epochs[-1].items() if k.startswith("train/loss")}
+    return {"losses": losses, "finite": all(math.isfinite(v) for v in losses.values()),
+            "seconds": time.perf_counter() - start,
+            "images_per_s": epochs[-1]["time/images_per_s"]}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(s: Setup, work: Path) -> dict:
+    started = time.perf_counter()
+    device = torch.device(s.device)
+    folder = write_folder(work, "jpeg1000" if s.device == "cuda" else "png320", s.images)
+    dist.init_process_group(s.backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
+                            world_size=1)  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    result = {"device": device.type, "torch": torch.__version__, "train": {}, "loader": []}
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+    for precision in s.precisions:
+        cfg = config(s, folder, work / "runs", precision)
+        trainer = Trainer(cfg, build_task(cfg.data), Runtime(device, precision=precision))
+        result["train"][precision] = preloaded(trainer, s)
+        print(f"(a) {precision}: {result['train'][precision]}", flush=True)
+    best = s.precisions[-1]
+    cfg = config(s, folder, work / "runs", best)
+    comm = Collectives(device)
+    trainer = Trainer(cfg, build_task(cfg.data), Runtime(device, precision=best, comm=comm))
+    for workers in s.loader_workers:
+        row = {"workers": workers, **fed(trainer, s, workers)}
+        row["share_of_preloaded"] = row["images_per_s"] / result["train"][best]["images_per_s"]
+        result["loader"].append(row)
+        print(f"(b) {row}", flush=True)
+    result["collectives"] = collectives(trainer)
+    print(f"(c) {result['collectives']}", flush=True)
+    trainer.loader_workers = max(s.loader_workers[1:] or (0,))
+    result["phase2"] = phase2(trainer, work)
+    print(f"(d) {result['phase2']}", flush=True)
+    dist.destroy_process_group()
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def render(result: dict, s: Setup, command: str) -> str:
+    lines = [
+        "# GPU check",
+        "",
+        f"- command: `{command}`; date: {result['date']}; device: {result['device']} "
+        f"{result.get('gpu', '')}; torch {result['torch']}; wall {result['wall_s']:.0f} s",
+        f"- setup: {s.backbone} (random init), {s.image_size} px, {s.heatmap_size} x "
+        f"{s.heatmap_size} heatmaps, batch {s.batch} per domain, channels-last on CUDA",
+        "",
+        "(a) RegDA iterations (A, B, C) on pre-loaded tensors:",
+        "",
+        "| precision | s/iteration | images/s | peak memory (GiB) |",
+        "|---|---|---|---|",
+    ]
+    for p, r in result["train"].items():
+        mem = f"{r['peak_memory_gib']:.1f}" if "peak_memory_gib" in r else "-"
+        lines.append(f"| {p} | {r['s_per_iter']:.3f} | {r['images_per_s']:.0f} | {mem} |")
+    lines += ["", "(b) fed by the real-data DataLoader:", "",
+              "| loader processes | images/s | share of pre-loaded |", "|---|---|---|"]  # fmt: skip
+    for r in result["loader"]:
+        lines.append(f"| {r['workers']} | {r['images_per_s']:.0f} | "
+                     f"{r['share_of_preloaded']:.0%} |")  # fmt: skip
+    ok = all(result["collectives"].values())
+    passed = ", ".join(k for k, v in result["collectives"].items() if v)
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in result["phase2"]["losses"].items())
+    finite = "finite" if result["phase2"]["finite"] else "NOT finite"
+    lines += [
+        "",
+        f"(c) collectives on {result['device']}: {'all passed' if ok else 'FAILED'} ({passed})",
+        f"(d) phase 2: losses {finite} ({losses})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny CPU run (tests)")
+    parser.add_argument("--out", help="results path without suffix (default: "
+                        "benchmarks/results/gpu_check; --smoke: a temporary folder)")  # fmt: skip
+    args = parser.parse_args()
+    s = SMOKE if args.smoke else FULL
+    if s.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here (use --smoke for the CPU version)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="regda-gpu-check-"))
+    default = work / "gpu_check" if args.smoke else ROOT / "benchmarks" / "results" / "gpu_check"
+    out = Path(args.out) if args.out else default
+    result = run(s, work)
+    result["date"] = datetime.date.today().isoformat()
+    result["machine"] = f"{platform.machine()}, {platform.platform()}"
+    command = "PYTHONPATH=. python benchmarks/gpu_check.py " + " ".join(sys.argv[1:])
+    out.with_suffix(".json").write_text(json.dumps({**result, "command": command}, indent=2))
+    out.with_suffix(".md").write_text(render(result, s, command))
+    print(render(result, s, command))
+    passed = all(result["collectives"].values()) and result["phase2"]["finite"]
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The torch DataLoader path of every dataset: seeded global batches sharded over workers, and
+per-sample seeds for augmentation.
+
+Training batches are cut from seeded permutations of the split, as global batches of
+batch_size x world_size; rank r takes its slice of each. Each sample also gets a seed made from
+(seed, epoch, its position in the epoch's global stream), and a split that augments draws from a
+generator seeded with it. So a sample's augmentation differs across ranks and positions, and is
+the same for a given global sample whatever the number of Ray workers or loader processes; an
+epoch restarted at any iteration yields exactly the remaining batches.
+
+Evaluation batches are contiguous blocks of whole batches per rank, so every batch has the same
+composition as in one process, and the ranks' outputs concatenate back in dataset order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+_MASK64 = (1 << 64) - 1
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A well-mixed 63-bit seed for one sample (splitmix64 over the three numbers)."""
+    x = 0
+    for part in (seed, epoch, position):
+        x = (x ^ (part & _MASK64)) * 0x9E3779B97F4A7C15 & _MASK64
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
+        x ^= x >> 31
+    return x >> 1
+
+
+class GlobalBatchSampler(Sampler[list[tuple[int, int]]]):
+    """`iters` batches per epoch of (index, sample seed) pairs: rank `rank`'s slice of seeded
+    global batches of batch_size x world_size (a new permutation each time the split runs out).
+    `set_epoch(epoch, start)` picks the epoch and the first iteration (a resumed epoch)."""
+
+    def __init__(self, n: int, batch_size: int, iters: int, seed: int, rank: int = 0,
+                 world_size: int = 1):  # fmt: skip
+        if n < batch_size * world_size:
+            raise ValueError(
+                f"split has {n} samples, fewer than one global batch ({batch_size * world_size})"
+            )
+        self.n, self.batch_size, self.iters, self.seed = n, batch_size, iters, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.iters - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        global_batch = self.batch_size * self.world_size
+        lo = self.rank * self.batch_size
+        order = torch.empty(0, dtype=torch.long)
+        for it in range(self.iters):
+            if len(order) < global_batch:
+                order = torch.cat((order, torch.randperm(self.n, generator=g)))
+            chunk, order = order[:global_batch], order[global_batch:]
+            if it < self.start:
+                continue
+            first = it * global_batch + lo  # the slice's position in the epoch's global stream
+            yield [
+                (int(i), sample_seed(self.seed, self.epoch, first + j))
+                for j, i in enumerate(chunk[lo : lo + self.batch_size].tolist())
+            ]
+
+
+def shard_sizes(n: int, batch_size: int, world_size: int) -> list[int]:
+    """Samples per rank when whole batches are split into contiguous blocks (rank order)."""
+    batches = math.ceil(n / batch_size)
+    sizes, start = [], 0
+    for rank in range(world_size):
+        count = batches // world_size + (rank < batches % world_size)
+        stop = min(n, (start + count) * batch_size)
+        sizes.append(max(0, stop - start * batch_size))
+        start += count
+    return sizes
+
+
+class ShardBatches(Sampler[list[int]]):
+    """Every sample once, in order, in batches; rank `rank` takes its contiguous block of them."""
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        sizes = shard_sizes(n, batch_size, world_size)
+        self.first = sum(sizes[:rank])
+        self.count, self.batch_size = sizes[rank], batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(self.count / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        stop = self.first + self.count
+        for start in range(self.first, stop, self.batch_size):
+            yield list(range(start, min(start + self.batch_size, stop)))
+
+
+def auto_workers(device: torch.device) -> int:
+    """Loader processes when train.loader_workers is -1: none on a CPU (the training threads
+    use the cores), else this node's cores per GPU minus one for the training process, <= 8."""
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 1) // max(1, torch.cuda.device_count()) - 1))
+
+
+def make_loader(dataset: Dataset, batch_sampler: Sampler, workers: int, pin: bool,
+                persistent: bool = True) -> DataLoader:  # fmt: skip
+    """A DataLoader over `batch_sampler` with `workers` processes (0: in this process)."""
+    extra = {"persistent_workers": persistent, "prefetch_factor": 4} if workers > 0 else {}
+    return DataLoader(
+        dataset, batch_sampler=batch_sampler, num_workers=workers, pin_memory=pin, **extra
+    )
