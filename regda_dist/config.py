@@ -100,8 +100,11 @@ class OptimConfig:
 @dataclass
 class PretrainConfig:
     """Phase 1, source-only (also the recipe of the oracle baseline on target labels).
-    lr for upsampling + head, backbone_lr for the backbone; x milestone_gamma at milestones."""
+    lr for upsampling + head, backbone_lr for the backbone; x milestone_gamma at milestones.
+    optimizer sgd: the reference's RegDA phase 1 (momentum, nesterov and weight decay of optim);
+    adam: the reference's ERM baseline recipe (Adam, no weight decay; lr 1e-3 there)."""
 
+    optimizer: str = field(default="sgd", metadata=_range(choices=("sgd", "adam")))
     epochs: int = field(default=70, metadata=_range(1))
     iters_per_epoch: int = field(default=500, metadata=_range(1))
     batch_size: int = field(default=32, metadata=_range(1))
@@ -199,6 +202,8 @@ class Config:
         for key in ("keypoints", "source", "target", "augment"):
             if picked["data"][key] == defaults[key]:
                 del picked["data"][key]
+        if picked["pretrain"]["optimizer"] == "sgd":  # added later: older caches stay valid
+            del picked["pretrain"]["optimizer"]
         picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
         picked["train"] = {k: d["train"][k] for k in ("seed", "pck_threshold")}
         # phase 1 keeps its best val-PCK epoch; bf16 trains another model (set values only)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.optim import Adam
 from tqdm import tqdm
 
 from regda_dist.config import Config, ConfigError
@@ -173,7 +174,7 @@ class Trainer:
             {"params": list(model.backbone.parameters()), "lr": p.backbone_lr},
             {"params": [*model.upsampling.parameters(), *model.head.parameters()], "lr": p.lr},
         ]
-        opt = sgd(feature_lr, self.cfg.optim)
+        opt = sgd(feature_lr, self.cfg.optim) if p.optimizer == "sgd" else Adam(feature_lr)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, p.milestones, p.milestone_gamma)
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
         if ckpt_path.is_file():

@@ -1,0 +1,188 @@
+"""Which part of the embedded recipe costs adaptation: phase-1 optimiser (SGD 0.1 on every part,
+our demo's, vs Adam 1e-3, the reference's ERM recipe) x head width (32 vs 128 upsampling and
+head channels), then RegDA from each phase 1; and the phase-2 warm-up on the best phase 1.
+Writes benchmarks/results/recipe.{md,json}.
+
+    python benchmarks/recipe.py [--tasks synth_hand synth_body] [--seeds 0] [--jobs 2]
+
+Selection is by what a user has: source-val PCK, the proxies and time; target PCK (test split)
+is reported for evaluation only. Each run is a fresh process with one torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PHASE1 = {  # name -> overrides of experiments/<task>.yaml
+    "sgd-32": [],
+    "sgd-128": ["model.upsample_channels=128"],
+    "adam-32": ["pretrain.optimizer=adam", "pretrain.lr=0.001", "pretrain.backbone_lr=0.001"],
+    "adam-128": [
+        "pretrain.optimizer=adam",
+        "pretrain.lr=0.001",
+        "pretrain.backbone_lr=0.001",
+        "model.upsample_channels=128",
+    ],
+}
+PHASE2 = {  # name -> overrides, on top of a phase 1
+    "regda": [],
+    "regda-warm1000": ["regda.warm_max_iters=1000"],
+}
+ADAPT = ["regda.epochs=3", "regda.iters_per_epoch=200"]  # 600 iterations, batch 32 per domain
+
+
+def _job(args: tuple) -> dict:
+    """One (task, seed, phase 1, phase 2 or None) in a child process."""
+    import torch
+
+    from regda_dist import config as C
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.experiment import baselines, pretrained_source
+    from regda_dist.engine.trainer import Trainer, seed_everything
+
+    task_name, seed, p1, p2, work = args
+    torch.set_num_threads(1)
+    overrides = [
+        f"train.seed={seed}",
+        f"train.output_dir={work}",
+        "train.progress=false",
+        "train.num_threads=1",
+        *PHASE1[p1],
+        *ADAPT,
+        *(PHASE2[p2] if p2 else []),
+    ]
+    cfg = C.load(ROOT / "experiments" / f"{task_name}.yaml", overrides)
+    seed_everything(seed)
+    trainer = Trainer(cfg, build_task(cfg.data))
+    curve = []
+    trainer.add_callback("on_eval", lambda phase, epoch, metrics: curve.append((phase, metrics)))
+    out = {"task": task_name, "seed": seed, "phase1": p1, "phase2": p2}
+    start = time.time()
+    source, info = pretrained_source(trainer)
+    if p2 is None:
+        out.update(info=info, **baselines(trainer, source))
+        out["val_curve"] = [m["pretrain/val_pck"] for phase, m in curve if phase == "pretrain"]
+    else:
+        seed_everything(seed)
+        trainer.adapt(source.state_dict(), Path(work) / f"{task_name}-{seed}-{p1}-{p2}.ckpt")
+        out["curve"] = [m for phase, m in curve if phase == "adapt"]
+    out["seconds"] = time.time() - start
+    return out
+
+
+def _mean(values) -> float:
+    return statistics.mean(values) if values else float("nan")
+
+
+def render(results: list[dict], meta: dict) -> str:
+    lines = [
+        "# The embedded recipe: phase-1 optimiser and head width, then RegDA",
+        "",
+        f"- command: `{meta['command']}`; date: {meta['date']}; machine: {meta['machine']}",
+        f"- seeds {meta['seeds']}; wall {meta['wall_s'] / 60:.0f} min; each run one process, one "
+        "torch thread, two at a time (times are comparable within this run only)",
+        "- phase 1: experiments/<task>.yaml (6 x 200 iterations, batch 32, x0.1 at epochs 4 and 5)"
+        "; RegDA: 3 x 200 iterations, batch 32 per domain, the task YAML's phase-2 settings",
+        "- target PCK = test split, labels used for evaluation only; selection signals are "
+        "source-val PCK (phase 1), source PCK and proxies (phase 2), and time",
+    ]
+    for task in meta["tasks"]:
+        lines += [
+            "",
+            f"## {task}",
+            "",
+            "| phase 1 | source val PCK (best epoch) | source-only "
+            "target PCK | AdaBN target PCK | phase-1 time (s) |",
+            "|---|---|---|---|---|",
+        ]
+        for p1 in PHASE1:
+            runs = [r for r in results if (r["task"], r["phase1"], r["phase2"]) == (task, p1, None)]
+            if not runs:
+                continue
+            cells = (
+                _mean([r["info"]["best_val_pck"] for r in runs]),
+                _mean([r["source_only"]["oracle/target_pck"] for r in runs]),
+                _mean([r["adabn"]["oracle/target_pck"] for r in runs]),
+                _mean([r["seconds"] for r in runs]),
+            )
+            lines.append(f"| {p1} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+        lines += [
+            "",
+            "| phase 1 + phase 2 | target PCK by epoch (eval only) | source PCK (last) "
+            "| aug_consistency (last) | source_pck proxy (last) | time (s) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r2 in sorted({(r["phase1"], r["phase2"]) for r in results if r["phase2"]}):
+            runs = [r for r in results if r["task"] == task and (r["phase1"], r["phase2"]) == r2]
+            if not runs:
+                continue
+            epochs = len(runs[0]["curve"])
+            by_epoch = [
+                _mean([r["curve"][e]["oracle/target_pck"] for r in runs]) for e in range(epochs)
+            ]
+            last = [r["curve"][-1] for r in runs]
+            lines.append(
+                f"| {r2[0]} + {r2[1]} | "
+                + ", ".join(f"{v:.1f}" for v in by_epoch)
+                + f" | {_mean([m['source/pck'] for m in last]):.1f}"
+                + f" | {_mean([m['proxy/aug_consistency'] for m in last]):.2f}"
+                + f" | {_mean([m['proxy/source_pck'] for m in last]):.1f}"
+                + f" | {_mean([r['seconds'] for r in runs]):.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["synth_hand", "synth_body"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--phase1", nargs="+", default=list(PHASE1))
+    parser.add_argument("--warmup-on", default="adam-128", help="phase 1 of the warm-up variant")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--work", default=str(ROOT / "runs" / "benchmark-recipe"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe"))
+    args = parser.parse_args()
+    start = time.time()
+    grid = [(t, s) for t in args.tasks for s in args.seeds]
+    first = [(t, s, p1, None, args.work) for t, s in grid for p1 in args.phase1]
+    second = [(t, s, p1, "regda", args.work) for t, s in grid for p1 in args.phase1]
+    second += [(t, s, args.warmup_on, "regda-warm1000", args.work) for t, s in grid]
+    results = []
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+        for stage in (first, second):  # phase 2 reads the cached phase 1
+            for r in pool.imap_unordered(_job, stage):
+                print(
+                    f"{r['task']} seed {r['seed']} {r['phase1']} {r['phase2']}: "
+                    f"{r['seconds']:.0f} s",
+                    flush=True,
+                )
+                results.append(r)
+    import torch
+
+    meta = {
+        "command": "python benchmarks/recipe.py " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {mp.cpu_count()} CPUs, torch {torch.__version__}",
+        "tasks": args.tasks,
+        "seeds": args.seeds,
+        "wall_s": time.time() - start,
+    }
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
+    out.with_suffix(".md").write_text(render(results, meta))
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
