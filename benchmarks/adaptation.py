@@ -72,7 +72,7 @@ def _job(args: tuple) -> dict:
     else:
         source, _ = pretrained_source(trainer)  # cache under train.output_dir = work
         if kind == "pretrain":  # AdaBN: target train images without augmentation, shuffled
-            out.update(baselines(trainer, source))
+            out.update(baselines(trainer, source)[0])
         else:
             seed_everything(seed)
             model = trainer.adapt(

@@ -35,8 +35,12 @@ def write_folder(root: Path, kind: str, n: int, seed: int = 0) -> Path:
     size, fmt, suffix = KINDS[kind]
     folder = root / kind
     rng = np.random.default_rng(seed)
-    category = {"id": 1, "name": "person", "keypoints": list(BODY16.names),
-                "skeleton": [[a + 1, b + 1] for a, b in BODY16.skeleton]}  # fmt: skip
+    category = {
+        "id": 1,
+        "name": "person",
+        "keypoints": list(BODY16.names),
+        "skeleton": [[a + 1, b + 1] for a, b in BODY16.skeleton],
+    }
     for split, count in (("train", n), ("test", max(1, n // 4))):
         (folder / "images" / split).mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
@@ -48,8 +52,16 @@ def write_folder(root: Path, kind: str, n: int, seed: int = 0) -> Path:
             kp = np.column_stack([rng.uniform(x0, x0 + side, 16), rng.uniform(y0, y0 + side, 16)])
             triples = np.column_stack([kp, np.full(16, 2)]).ravel().tolist()
             images.append({"id": i, "file_name": name, "width": size, "height": size})
-            annotations.append({"id": i, "image_id": i, "category_id": 1, "keypoints": triples,
-                                "bbox": [x0, y0, side, side], "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": i,
+                    "image_id": i,
+                    "category_id": 1,
+                    "keypoints": triples,
+                    "bbox": [x0, y0, side, side],
+                    "iscrowd": 0,
+                }
+            )
         data = {"images": images, "annotations": annotations, "categories": [category]}
         (folder / f"{split}.json").write_text(json.dumps(data))
     return folder

@@ -61,25 +61,42 @@ class Setup:
     phase2_iters: int
 
 
-FULL = Setup("cuda", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"), (0, 4, 8, 16),
-             256, 50)  # fmt: skip
+FULL = Setup(
+    "cuda", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"), (0, 4, 8, 16), 256, 50
+)
 SMOKE = Setup("cpu", "gloo", "small_resnet", 16, 64, 32, 4, 2, ("fp32",), (0, 1), 40, 3)
 
 
 def config(s: Setup, folder: Path, out: Path, precision: str) -> C.Config:
-    return C.load(None, [
-        "data.task=''", "data.keypoints=body16",
-        "data.source.dataset=coco", f"data.source.root={folder}",
-        "data.target.dataset=coco", f"data.target.root={folder}",
-        "data.augment.rotation=30", "data.augment.scale_min=0.6", "data.augment.scale_max=1.3",
-        "data.augment.color_jitter=0.25", "data.augment.blur=0.8",
-        f"data.image_size={s.image_size}", f"data.heatmap_size={s.heatmap_size}",
-        f"model.backbone={s.backbone}", f"model.upsample_channels={s.channels}",
-        f"regda.batch_size={s.batch}",
-        f"regda.iters_per_epoch={s.phase2_iters}", "regda.epochs=1",
-        f"train.device={s.device}", f"train.precision={precision}", f"train.output_dir={out}",
-        "train.progress=false", "train.tensorboard=false", "train.eval_batch_size=32",
-    ])  # fmt: skip
+    return C.load(
+        None,
+        [
+            "data.task=''",
+            "data.keypoints=body16",
+            "data.source.dataset=coco",
+            f"data.source.root={folder}",
+            "data.target.dataset=coco",
+            f"data.target.root={folder}",
+            "data.augment.rotation=30",
+            "data.augment.scale_min=0.6",
+            "data.augment.scale_max=1.3",
+            "data.augment.color_jitter=0.25",
+            "data.augment.blur=0.8",
+            f"data.image_size={s.image_size}",
+            f"data.heatmap_size={s.heatmap_size}",
+            f"model.backbone={s.backbone}",
+            f"model.upsample_channels={s.channels}",
+            f"regda.batch_size={s.batch}",
+            f"regda.iters_per_epoch={s.phase2_iters}",
+            "regda.epochs=1",
+            f"train.device={s.device}",
+            f"train.precision={precision}",
+            f"train.output_dir={out}",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "train.eval_batch_size=32",
+        ],
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -91,8 +108,15 @@ def _step(trainer: Trainer, model):
     """The body of Trainer.adapt's iteration: labels on the device, steps A, B, C."""
     rt, cfg = trainer.runtime, trainer.cfg
     optimizers, _ = adaptation_optimizers(model, cfg.optim)
-    regda = RegDAStep(model, optimizers, cfg.regda.margin, cfg.regda.trade_off, cfg.adapt_sigma,
-                      rt.comm.sync, rt.autocast)  # fmt: skip
+    regda = RegDAStep(
+        model,
+        optimizers,
+        cfg.regda.margin,
+        cfg.regda.trade_off,
+        cfg.adapt_sigma,
+        rt.comm.sync,
+        rt.autocast,
+    )
 
     def step(batch_s, x_t):
         x_s, kp_s, vis_s = batch_s
@@ -116,8 +140,11 @@ def timed(step, batches, warm: int, device) -> dict:
         n += 1
     _sync(device)
     seconds = (time.perf_counter() - start) / n
-    out = {"s_per_iter": seconds, "images_per_s": 2 * len(batch[1]) / seconds,
-           "loss_a": float(logs["train/loss_a"])}  # fmt: skip
+    out = {
+        "s_per_iter": seconds,
+        "images_per_s": 2 * len(batch[1]) / seconds,
+        "loss_a": float(logs["train/loss_a"]),
+    }
     if device.type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
@@ -130,8 +157,9 @@ def preloaded(trainer: Trainer, s: Setup) -> dict:
     x_t = next(iter(trainer._loader(task.target_train, s.batch, 1, 3)))
     batch_s = tuple(rt.to_device(t) for t in batch_s)
     model = trainer.train_mode(trainer.build_model())
-    return timed(_step(trainer, model), [(batch_s, rt.to_device(x_t))] * (5 + s.iters), 5,
-                 rt.device)  # fmt: skip
+    return timed(
+        _step(trainer, model), [(batch_s, rt.to_device(x_t))] * (5 + s.iters), 5, rt.device
+    )
 
 
 def fed(trainer: Trainer, s: Setup, workers: int) -> dict:
@@ -139,8 +167,10 @@ def fed(trainer: Trainer, s: Setup, workers: int) -> dict:
     trainer.loader_workers = workers
     iters = max(3, workers // 2) + (4 if workers == 0 else 10)
     task = trainer.task
-    loaders = [trainer._loader(task.source_train, s.batch, iters, 2),
-               trainer._loader(task.target_train, s.batch, iters, 3)]  # fmt: skip
+    loaders = [
+        trainer._loader(task.source_train, s.batch, iters, 2),
+        trainer._loader(task.target_train, s.batch, iters, 3),
+    ]
     model = trainer.train_mode(trainer.build_model())
     batches = zip(*loaders, strict=True)
     return timed(_step(trainer, model), batches, max(3, workers // 2), trainer.runtime.device)
@@ -175,9 +205,12 @@ def phase2(trainer: Trainer, out: Path) -> dict:
     start = time.perf_counter()
     trainer.adapt(model.state_dict(), out / "phase2.ckpt")
     losses = {k: v for k, v in epochs[-1].items() if k.startswith("train/loss")}
-    return {"losses": losses, "finite": all(math.isfinite(v) for v in losses.values()),
-            "seconds": time.perf_counter() - start,
-            "images_per_s": epochs[-1]["time/images_per_s"]}  # fmt: skip
+    return {
+        "losses": losses,
+        "finite": all(math.isfinite(v) for v in losses.values()),
+        "seconds": time.perf_counter() - start,
+        "images_per_s": epochs[-1]["time/images_per_s"],
+    }
 
 
 def free_port() -> int:
@@ -190,8 +223,9 @@ def run(s: Setup, work: Path) -> dict:
     started = time.perf_counter()
     device = torch.device(s.device)
     folder = write_folder(work, "jpeg1000" if s.device == "cuda" else "png320", s.images)
-    dist.init_process_group(s.backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
-                            world_size=1)  # fmt: skip
+    dist.init_process_group(
+        s.backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
+    )
     if device.type == "cuda":
         torch.cuda.set_device(device)
     result = {"device": device.type, "torch": torch.__version__, "train": {}, "loader": []}
@@ -238,11 +272,17 @@ def render(result: dict, s: Setup, command: str) -> str:
     for p, r in result["train"].items():
         mem = f"{r['peak_memory_gib']:.1f}" if "peak_memory_gib" in r else "-"
         lines.append(f"| {p} | {r['s_per_iter']:.3f} | {r['images_per_s']:.0f} | {mem} |")
-    lines += ["", "(b) fed by the real-data DataLoader:", "",
-              "| loader processes | images/s | share of pre-loaded |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "(b) fed by the real-data DataLoader:",
+        "",
+        "| loader processes | images/s | share of pre-loaded |",
+        "|---|---|---|",
+    ]
     for r in result["loader"]:
-        lines.append(f"| {r['workers']} | {r['images_per_s']:.0f} | "
-                     f"{r['share_of_preloaded']:.0%} |")  # fmt: skip
+        lines.append(
+            f"| {r['workers']} | {r['images_per_s']:.0f} | {r['share_of_preloaded']:.0%} |"
+        )
     ok = all(result["collectives"].values())
     passed = ", ".join(k for k, v in result["collectives"].items() if v)
     losses = ", ".join(f"{k} {v:.3f}" for k, v in result["phase2"]["losses"].items())
@@ -258,8 +298,11 @@ def render(result: dict, s: Setup, command: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny CPU run (tests)")
-    parser.add_argument("--out", help="results path without suffix (default: "
-                        "benchmarks/results/gpu_check; --smoke: a temporary folder)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        help="results path without suffix (default: "
+        "benchmarks/results/gpu_check; --smoke: a temporary folder)",
+    )
     args = parser.parse_args()
     s = SMOKE if args.smoke else FULL
     if s.device == "cuda" and not torch.cuda.is_available():

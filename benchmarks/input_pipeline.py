@@ -101,8 +101,14 @@ def main() -> None:
         dataset = train_split(folder)
         for workers in args.workers:
             rate = images_per_s(dataset, workers, args.batches)
-            rows.append({"kind": kind, "workers": workers, "images_per_s": rate,
-                         "per_core": rate / max(1, workers)})  # fmt: skip
+            rows.append(
+                {
+                    "kind": kind,
+                    "workers": workers,
+                    "images_per_s": rate,
+                    "per_core": rate / max(1, workers),
+                }
+            )
             print(f"{kind} workers={workers}: {rate:.1f} images/s")
     meta = {
         "command": "python benchmarks/input_pipeline.py " + " ".join(sys.argv[1:]),
@@ -131,8 +137,9 @@ def render(result: dict) -> str:
         "|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['kind']} | {r['workers']} | {r['images_per_s']:.1f} | "
-                     f"{r['per_core']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {r['kind']} | {r['workers']} | {r['images_per_s']:.1f} | {r['per_core']:.1f} |"
+        )
     lines += ["", "Decoding alone (files/s, one process):", ""]
     for kind, d in result["decode"].items():
         lines.append(f"- {kind}: full {d['full']:.1f}, reduced {d['reduced']:.1f}")

@@ -70,7 +70,7 @@ def _job(args: tuple) -> dict:
     start = time.time()
     source, info = pretrained_source(trainer)
     if p2 is None:
-        out.update(info=info, **baselines(trainer, source))
+        out.update(info=info, **baselines(trainer, source)[0])
         out["val_curve"] = [m["pretrain/val_pck"] for phase, m in curve if phase == "pretrain"]
     else:
         seed_everything(seed)

@@ -86,8 +86,9 @@ def _tune(args) -> int:
     label = " (ORACLE: target labels)" if s.selection == "oracle" else ""
     for group, g in summary.items():
         print(
-            f"{group}: {g['completed']}/{g['trials']} trials completed, {g['errored']} failed; "
-            f"best {s.objective}{label} = {g['best_value']} (trial {g['best_trial']})"
+            f"{group}: {g['completed']}/{g['trials']} trials completed, {g['stopped_early']} "
+            f"stopped early, {g['errored']} failed; best {s.objective}{label} = "
+            f"{g['best_value']} (trial {g['best_trial']})"
         )
     print(f"\nsearch folder: {exp_dir}\nnext: regda-dist export {exp_dir}")
     return 0

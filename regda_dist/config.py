@@ -162,8 +162,8 @@ class TrainConfig:
     # iterations between mid-epoch checkpoints (0: only at the end of each epoch)
     checkpoint_every: int = field(default=0, metadata=_range(0))
     progress: bool = True
-    # target validation proxies computed at every evaluation (proxy/<name>); see regda_dist.proxies
     tensorboard: bool = True  # rank 0 writes <run folder>/tb
+    # target validation proxies computed at every evaluation (proxy/<name>); see regda_dist.proxies
     proxies: list[str] = field(
         default_factory=lambda: [
             "source_pck",
@@ -171,8 +171,12 @@ class TrainConfig:
             "aug_consistency",
             "confidence",
             "head_agreement",
+            "pose_prior",
         ]
     )
+    # epoch selection: "" reports the last epoch; "proxy/<name>" keeps the evaluated epoch with
+    # the best proxy value (no target label); "oracle/target_pck" selects with target LABELS
+    select_metric: str = ""
 
 
 @dataclass

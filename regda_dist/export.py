@@ -1,9 +1,10 @@
 """`regda-dist export`: the best configurations of a search, ready to re-run.
 
 best/<task>/config.yaml  the trial's full resolved config (runnable by `regda-dist train`)
-best/<task>/model.pt     its adapted weights (weights only)
-best/<task>/meta.json    trial, parameters, every proxy, oracle values (labelled), versions,
-                         git revision, the command that reproduces it
+best/<task>/model.pt     its adapted weights of the epoch its selection metric chose (weights
+                         only; the last epoch's for a trial without epoch selection)
+best/<task>/meta.json    trial, parameters, the chosen epoch, every proxy, oracle values
+                         (labelled), versions, git revision, the command that reproduces it
 best/<task>/top<N>/      the same for ranks 2..k (--top-k)
 best/summary.md          a table over tasks
 """
@@ -20,7 +21,8 @@ from regda_dist.trials import ORACLE, SearchFolderError, Trial, load_trials, rea
 
 
 def resolve_metric(metric: str | None, search: SearchConfig) -> str:
-    """A full metric key: the search's objective by default; a bare proxy name -> proxy/<name>."""
+    """A full metric key: the search's objective (the selection metric at the epoch it chose)
+    by default; a bare proxy name -> proxy/<name> (read at the chosen epoch)."""
     if metric is None:
         return search.objective
     if "/" in metric:
@@ -29,11 +31,11 @@ def resolve_metric(metric: str | None, search: SearchConfig) -> str:
 
 
 def label(metric: str) -> str:
-    return (
-        f"{metric} (ORACLE: selected with target labels)"
-        if metric.startswith("oracle/")
-        else metric
-    )
+    """A metric as shown to users: best/<m> (the value at the chosen epoch) as <m>, and any
+    oracle selection marked as such."""
+    metric = metric.removeprefix("best/")
+    oracle = metric.startswith("oracle/")
+    return f"{metric} (ORACLE: selected with target labels)" if oracle else metric
 
 
 def ranking(trials: list[Trial], metric: str) -> list[tuple[float, Trial]]:
@@ -86,9 +88,11 @@ def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric
     task, rank, value = picked
     folder.mkdir(parents=True)
     run = trial.runs[task]
+    chosen = trial.selected.get(task)
     shutil.copy2(run / "config.yaml", folder / "config.yaml")
-    shutil.copy2(run / "model.pt", folder / "model.pt")
-    final = trial.final[task]
+    shutil.copy2(run / ("selected.pt" if chosen else "model.pt"), folder / "model.pt")
+    metrics = trial.metrics(task)
+    last = trial.curves[task][-1]["epoch"] if trial.curves.get(task) else None
     meta = {
         "task": task,
         "rank": rank,
@@ -97,9 +101,12 @@ def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric
         "trial_id": trial.trial_id,
         "group": trial.group,
         "params": trial.params,
-        "proxies": {k: v for k, v in final.items() if k.startswith("proxy/")},
-        "source_pck": final.get("source/pck"),
-        "oracle_eval_only": {k: v for k, v in final.items() if k.startswith(ORACLE)},
+        "epoch": chosen["epoch"] if chosen else last,  # of the exported weights
+        "epoch_selected_by": label(chosen["metric"]) if chosen else "the last epoch",
+        "last_epoch": last,
+        "proxies": {k: v for k, v in metrics.items() if k.startswith("proxy/")},
+        "source_pck": metrics.get("source/pck"),
+        "oracle_eval_only": {k: v for k, v in metrics.items() if k.startswith(ORACLE)},
         "source_only": trial.source_only.get(task, {}),
         "run_folder": str(run),
         "versions": provenance,

@@ -21,8 +21,14 @@ def correct_keypoints(
     return (dist < radius) & valid.bool()
 
 
-def pck_radius(keypoints: torch.Tensor, valid: torch.Tensor, threshold: float, normalize: str,
-               image_size: int, heatmap_size: int):  # fmt: skip
+def pck_radius(
+    keypoints: torch.Tensor,
+    valid: torch.Tensor,
+    threshold: float,
+    normalize: str,
+    image_size: int,
+    heatmap_size: int,
+):
     """The PCK radius in heatmap px: threshold x the heatmap size ('heatmap', the reference's
     rule), or threshold x the longer side of the box of each sample's labelled keypoints
     ('bbox', COCO-style), as (B, 1). keypoints (B, K, 2) image px, valid (B, K)."""

@@ -24,9 +24,10 @@ from regda_dist.trials import ORACLE, Trial, load_trials, read_experiment  # noq
 
 
 def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
-    """{proxy: {spearman, regret, picked, n}} over the completed trials with an oracle value
-    (trials stopped early are left out: their values are of an earlier epoch)."""
-    rows = [t.final[task] for t in trials if t.complete and _finite(t.final[task].get(ORACLE))]
+    """{proxy: {spearman, regret, picked, n}} over the completed trials with an oracle value,
+    each at the epoch it chose (trials stopped early are left out: their values are of an
+    earlier epoch)."""
+    rows = [t.metrics(task) for t in trials if t.complete and _finite(t.metrics(task).get(ORACLE))]
     proxies = sorted({k for r in rows for k in r if k.startswith("proxy/")})
     best = max((r[ORACLE] for r in rows), default=math.nan)
     out = {}
@@ -44,6 +45,41 @@ def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
             "n": len(pairs),
         }
     return out
+
+
+MIN_TRIALS = 5  # completed trials below which a rank correlation says little (n=4: p >= 0.08)
+
+
+def epoch_table(trials: list[Trial], task: str) -> dict | None:
+    """Over the completed trials that chose an epoch: mean target PCK at their last epoch, at
+    the epoch their selection metric chose, and at the oracle's best epoch (target labels: the
+    most epoch selection could reach), and how often the chosen epoch was the oracle's."""
+    rows, metrics = [], set()
+    for t in trials:
+        curve = [r for r in t.curves.get(task, []) if _finite(r.get(ORACLE))]
+        if not (t.complete and curve and task in t.selected):
+            continue
+        best, chosen = max(curve, key=lambda r: r[ORACLE]), t.selected[task]
+        metrics.add(chosen["metric"])
+        rows.append(
+            (
+                curve[-1][ORACLE],
+                chosen["metrics"][ORACLE],
+                best[ORACLE],
+                chosen["epoch"] == best["epoch"],
+            )
+        )
+    if not rows:
+        return None
+    last, chosen, best, hits = (sum(column) / len(rows) for column in zip(*rows, strict=True))
+    return {
+        "last": last,
+        "selected": chosen,
+        "oracle_epoch": best,
+        "same_epoch": round(hits * len(rows)),
+        "n": len(rows),
+        "metric": ", ".join(sorted(metrics)),
+    }
 
 
 def report(exp_dir: Path) -> Path:
@@ -79,6 +115,21 @@ def report(exp_dir: Path) -> Path:
                     r["n"],
                 )
                 lines.append("| " + " | ".join(map(str, cells)) + " |")
+            compared = max((r["n"] for r in table.values()), default=0)
+            if compared < MIN_TRIALS:
+                lines.append(
+                    f"\nWARNING: {compared} completed trial(s) compared; below {MIN_TRIALS} a "
+                    "rank correlation says little (run more trials, or fewer stopped early)."
+                )
+            epochs = epoch_table(trials, task)
+            if epochs:
+                lines.append(
+                    f"\nEpoch selection by {epochs['metric']} ({epochs['n']} trials, mean target "
+                    f"PCK, eval only): last epoch {epochs['last']:.1f}, selected epoch "
+                    f"{epochs['selected']:.1f}, oracle's epoch {epochs['oracle_epoch']:.1f}; "
+                    f"the selected epoch was the oracle's in {epochs['same_epoch']} of "
+                    f"{epochs['n']}."
+                )
             if table:
                 _scatter(trials, task, sorted(table), out / f"{task}_proxies.png")
                 lines.append(f"\n![proxies vs oracle]({task}_proxies.png)")
@@ -92,7 +143,9 @@ def report(exp_dir: Path) -> Path:
 def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> None:
     fig, axes = plt.subplots(1, len(proxies), figsize=(3.2 * len(proxies), 3), squeeze=False)
     for ax, proxy in zip(axes[0], proxies, strict=True):
-        pts = [(t.final[task].get(proxy), t.final[task].get(ORACLE)) for t in trials if t.complete]
+        pts = [
+            (t.metrics(task).get(proxy), t.metrics(task).get(ORACLE)) for t in trials if t.complete
+        ]
         pts = [(x, y) for x, y in pts if _finite(x) and _finite(y)]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14)
         ax.set_xlabel(proxy)

@@ -56,9 +56,11 @@ class SearchConfig:
     seed: int = field(default=0, metadata=C._range(0))
     # auto: ASHA for per_task (per-epoch proxy values), FIFO for joint (one value at the end)
     scheduler: str = field(default="auto", metadata=C._range(choices=("auto", "asha", "fifo")))
-    grace_period: int = field(
-        default=1, metadata=C._range(1)
-    )  # epochs before ASHA may stop a trial
+    # ASHA's first rung: the first epoch by whose end the warm-start lambda has risen by this
+    # share of its way to regda.warm_hi (a trial is not judged before adaptation has begun);
+    # grace_period > 0 sets that epoch instead. Later rungs: x reduction_factor.
+    warmup_share: float = field(default=0.9, metadata=C._range(0.0, 0.999))
+    grace_period: int = field(default=0, metadata=C._range(0))
     reduction_factor: int = field(default=2, metadata=C._range(2))
     storage: str = ""  # Optuna storage (SQLAlchemy URL); "" = sqlite in the experiment folder
     driver_cpus: float = field(
@@ -68,11 +70,14 @@ class SearchConfig:
     start_from_defaults: bool = True
 
     @property
-    def objective(self) -> str:
-        """The metric Tune and Optuna maximise."""
-        if self.mode == "joint":
-            return "joint/objective"
+    def select_metric(self) -> str:
+        """What each trial selects its epoch by (train.select_metric of every trial)."""
         return "oracle/target_pck" if self.selection == "oracle" else f"proxy/{self.metric}"
+
+    @property
+    def objective(self) -> str:
+        """The metric Tune and Optuna maximise: the selected epoch's value (best so far)."""
+        return "joint/objective" if self.mode == "joint" else f"best/{self.select_metric}"
 
     @property
     def scheduler_name(self) -> str:
@@ -141,6 +146,7 @@ def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Ex
             C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
         if name in tasks:
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
+        merged.train.select_metric = search.select_metric  # every trial selects its epoch
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
         if search.mode == "per_task" and merged.train.eval_every != 1:
             raise C.ConfigError(
@@ -204,6 +210,29 @@ def _field(key: str, where: str) -> dataclasses.Field:
     if dataclasses.is_dataclass(obj) or isinstance(obj, list):
         raise C.ConfigError(f"{where}: search.space: {key!r} is not a single value")
     return f
+
+
+def grace_epochs(cfg: C.Config, share: float) -> int:
+    """The first epoch by whose end the warm-start lambda has risen by `share` of its way from
+    regda.warm_lo to regda.warm_hi: lambda(i) = lo + (hi - lo) (2 / (1 + e^(-alpha i / N)) - 1)
+    reaches it at i = N / alpha ln((1 + share) / (1 - share)) iterations."""
+    r = cfg.regda
+    if r.warm_hi <= r.warm_lo or r.warm_alpha <= 0:  # lambda never rises: nothing to wait for
+        return 1
+    iters = r.warm_max_iters / r.warm_alpha * math.log((1 + share) / (1 - share))
+    return max(1, math.ceil(iters / r.iters_per_epoch - 1e-9))
+
+
+def asha_rungs(search: SearchConfig, tasks: dict[str, C.Config]) -> tuple[int, int, list[int]]:
+    """(grace period, max_t, rungs) of ASHA in epochs. max_t is one past the last epoch: a
+    trial that is ending anyway is never stopped (a stop kills its Train run)."""
+    grace = search.grace_period or max(grace_epochs(c, search.warmup_share) for c in tasks.values())
+    max_t = max(c.regda.epochs for c in tasks.values()) + 1
+    rungs, rung = [], grace
+    while rung < max_t:
+        rungs.append(rung)
+        rung *= search.reduction_factor
+    return grace, max_t, rungs
 
 
 def default_point(cfg: C.Config, space: dict) -> dict | None:

@@ -29,11 +29,25 @@ class Trial:
     runs: dict[str, Path]  # task -> run folder
     final: dict[str, dict] = field(default_factory=dict)  # task -> last evaluated metrics
     source_only: dict[str, dict] = field(default_factory=dict)  # task -> source-only metrics
+    # task -> the epoch train.select_metric chose: {epoch, metric, value, metrics}
+    selected: dict[str, dict] = field(default_factory=dict)
+    curves: dict[str, list[dict]] = field(default_factory=dict)  # task -> evaluated epochs
     complete: bool = False  # every task finished (not stopped early, not failed)
     joint: dict | None = None
 
     def value(self, task: str, key: str) -> float:
-        return float(self.final[task].get(key, float("nan")))
+        """A metric of the trial's result on `task`: of its selected epoch where it selected
+        one (best/<metric>: the selection value), else of its last evaluated epoch."""
+        chosen = self.selected.get(task)
+        if key.startswith("best/"):
+            hit = chosen is not None and key == f"best/{chosen['metric']}"
+            return float(chosen["value"]) if hit else float("nan")
+        return float(self.metrics(task).get(key, float("nan")))
+
+    def metrics(self, task: str) -> dict:
+        """The evaluation of the epoch the trial chose (its last one without selection)."""
+        chosen = self.selected.get(task)
+        return chosen["metrics"] if chosen else self.final[task]
 
 
 def read_experiment(exp_dir: Path) -> Experiment:
@@ -47,9 +61,9 @@ def read_experiment(exp_dir: Path) -> Experiment:
         raise SearchFolderError(f"unreadable search folder: {err}") from None
 
 
-def _last_eval(metrics_file: Path) -> dict:
-    """The last adaptation line of metrics.jsonl that carries an evaluation."""
-    last = {}
+def evaluated_epochs(metrics_file: Path) -> list[dict]:
+    """The adaptation lines of metrics.jsonl that carry an evaluation, in order."""
+    rows = []
     if metrics_file.is_file():
         for line in metrics_file.read_text().splitlines():
             try:
@@ -57,8 +71,8 @@ def _last_eval(metrics_file: Path) -> dict:
             except json.JSONDecodeError:
                 continue  # a line cut by an interruption
             if row.get("phase") == "adapt" and any(k.startswith("proxy/") for k in row):
-                last = row
-    return last
+                rows.append(row)
+    return rows
 
 
 def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
@@ -74,13 +88,16 @@ def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
         trial = Trial(group, folder.name, json.loads(params_file.read_text()), runs)
         done = []
         for task, run in runs.items():
+            trial.curves[task] = evaluated_epochs(run / "metrics.jsonl")
             result_file = run / "result.json"
             if result_file.is_file():
                 result = json.loads(result_file.read_text())
                 trial.final[task], trial.source_only[task] = result["regda"], result["source_only"]
+                if "selected" in result:
+                    trial.selected[task] = result["selected"]
                 done.append(task)
             else:
-                trial.final[task] = _last_eval(run / "metrics.jsonl")
+                trial.final[task] = trial.curves[task][-1] if trial.curves[task] else {}
         want = set(expected) if joint else {group}  # a trial killed before a task: incomplete
         trial.complete = set(done) == want
         if (folder / "joint.json").is_file():

@@ -103,8 +103,10 @@ def test_an_epoch_of_the_trainer_reads_the_device_once_at_its_end(tiny_cfg):
     model = trainer.build_model()  # on the meta device
     optimizers, schedules = adaptation_optimizers(model, tiny_cfg.optim)
     regda = RegDAStep(model, optimizers, 4.0, 1.0, 2.0)
-    loaders = [trainer._loader(task.source_train, 4, 3, 2), trainer._loader(task.target_train, 4,
-                                                                           3, 3)]  # fmt: skip
+    loaders = [
+        trainer._loader(task.source_train, 4, 3, 2),
+        trainer._loader(task.target_train, 4, 3, 3),
+    ]
 
     def step(batch_s, x_t):  # the body of Trainer.adapt's step, on the runtime's device
         x_s, kp_s, vis_s = batch_s
@@ -139,8 +141,9 @@ def _evaluate(rank: int, world_size: int, cfg_dict: dict, weights: str, port: in
 
     comm = None
     if world_size > 1:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                world_size=world_size)  # fmt: skip
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+        )
         comm = Collectives(torch.device("cpu"))
     cfg = C.from_dict(cfg_dict)
     runtime = Runtime(rank=rank, world_size=world_size, **({"comm": comm} if comm else {}))
@@ -180,5 +183,6 @@ def test_one_and_two_workers_evaluate_to_the_same_metrics(tiny_cfg, tmp_path):
     assert one["metrics"] == two["metrics"]  # PCK counts summed, proxy outputs gathered
     assert set(one["metrics"]) >= {"proxy/dev", "proxy/aug_consistency", "oracle/target_pck"}
     for key, value in one["adabn"].items():  # BN statistics: mean of per-worker averages
-        assert torch.allclose(torch.tensor(two["adabn"][key]), torch.tensor(value),
-                              rtol=1e-5, atol=1e-6), key  # fmt: skip
+        assert torch.allclose(
+            torch.tensor(two["adabn"][key]), torch.tensor(value), rtol=1e-5, atol=1e-6
+        ), key

@@ -12,18 +12,23 @@ from regda_dist.search_space import SearchConfig, load_experiment
 from regda_dist.trials import SearchFolderError, load_trials
 
 
-def _trial(group_dir, trial_id, task, proxy, oracle, complete=True):
+def _trial(group_dir, trial_id, task, proxy, oracle, complete=True, select="proxy/source_pck"):
+    """Epoch 1 is the chosen one (its weights in selected.pt); epoch 2 is worse everywhere."""
     folder = group_dir / "trials" / trial_id
     run = folder / task
     run.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps({"regda.trade_off": proxy / 10}))
     (run / "config.yaml").write_text("regda: {epochs: 2}\n")
     torch.save({"w": torch.zeros(1)}, run / "model.pt")
-    final = {"proxy/source_pck": proxy, "proxy/dev": -oracle, "oracle/target_pck": oracle}
-    line = {"phase": "adapt", "epoch": 1, **final}
-    (run / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    torch.save({"w": torch.ones(1)}, run / "selected.pt")
+    chosen = {"proxy/source_pck": proxy, "proxy/dev": -oracle, "oracle/target_pck": oracle}
+    last = {k: v - 5 for k, v in chosen.items()}
+    lines = [{"phase": "adapt", "epoch": e, **m} for e, m in ((1, chosen), (2, last))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    selected = {"epoch": 1, "metric": select, "value": chosen[select], "metrics": chosen}
+    result = {"regda": last, "source_only": last, "selected": selected}
     if complete:
-        (run / "result.json").write_text(json.dumps({"regda": final, "source_only": final}))
+        (run / "result.json").write_text(json.dumps(result))
 
 
 def _search(tmp_path, selection="proxy"):
@@ -31,8 +36,9 @@ def _search(tmp_path, selection="proxy"):
     exp.mkdir()
     search = {"mode": "per_task", "selection": selection, "metric": "source_pck", "storage": ""}
     (exp / "experiment.yaml").write_text(yaml.safe_dump({"search": search}))
-    _trial(exp / "hand", "a", "hand", proxy=90.0, oracle=50.0)
-    _trial(exp / "hand", "b", "hand", proxy=80.0, oracle=60.0)
+    select = SearchConfig(selection=selection, metric="source_pck").select_metric
+    _trial(exp / "hand", "a", "hand", proxy=90.0, oracle=50.0, select=select)
+    _trial(exp / "hand", "b", "hand", proxy=80.0, oracle=60.0, select=select)
     _trial(exp / "hand", "c", "hand", proxy=99.0, oracle=70.0, complete=False)  # stopped early
     return exp
 
@@ -41,8 +47,8 @@ def test_ranking_uses_completed_trials_and_the_searchs_metric(tmp_path):
     exp = _search(tmp_path)
     trials = load_trials(exp)["hand"]
     metric = resolve_metric(None, load_experiment(exp / "experiment.yaml").search)
-    assert metric == "proxy/source_pck"
-    assert [t.trial_id for _, t in ranking(trials, metric)] == ["a", "b"]
+    assert metric == "best/proxy/source_pck"  # the value of the epoch each trial chose
+    assert [(v, t.trial_id) for v, t in ranking(trials, metric)] == [(90.0, "a"), (80.0, "b")]
     assert [t.trial_id for _, t in ranking(trials, resolve_metric("dev", SearchConfig()))] == [
         "a",
         "b",
@@ -54,7 +60,13 @@ def test_export_writes_best_and_never_overwrites(tmp_path):
     out = export(exp, top_k=2)
     meta = json.loads((out / "hand" / "meta.json").read_text())
     assert meta["trial_id"] == "a" and meta["selected_by"] == "proxy/source_pck"
-    assert meta["oracle_eval_only"] == {"oracle/target_pck": 50.0}
+    assert (meta["epoch"], meta["last_epoch"], meta["epoch_selected_by"]) == (
+        1,
+        2,
+        "proxy/source_pck",
+    )
+    assert meta["oracle_eval_only"] == {"oracle/target_pck": 50.0}  # of the chosen epoch
+    assert torch.equal(torch.load(out / "hand" / "model.pt")["w"], torch.ones(1))  # its weights
     assert (out / "hand" / "top2" / "config.yaml").is_file()
     assert meta["reproduce"].startswith(f"regda-dist train {out / 'hand' / 'config.yaml'} ")
     assert "Selected by **proxy/source_pck**." in (out / "summary.md").read_text()
@@ -71,6 +83,15 @@ def test_oracle_selection_is_labelled_as_such(tmp_path):
         "Selected by **oracle/target_pck (ORACLE: selected with target labels)**"
         in (out / "summary.md").read_text()
     )
+
+
+def test_report_compares_last_chosen_and_oracle_epochs(tmp_path):
+    from regda_dist.report import epoch_table
+
+    table = epoch_table(load_trials(_search(tmp_path))["hand"], "hand")
+    assert table["n"] == 2 and table["metric"] == "proxy/source_pck"
+    assert (table["last"], table["selected"], table["oracle_epoch"]) == (50.0, 55.0, 55.0)
+    assert table["same_epoch"] == 2
 
 
 def test_proxy_table_spearman_and_regret(tmp_path):

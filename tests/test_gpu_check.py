@@ -27,14 +27,25 @@ SCRIPT = textwrap.dedent(
 def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
     out = tmp_path / "gpu_check"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format(out=str(out))], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(out=str(out))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "exit 0 imported []" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["device"] == "cpu" and result["train"]["fp32"]["images_per_s"] > 0
     assert [r["workers"] for r in result["loader"]] == [0, 1]
     assert all(result["collectives"].values()) and set(result["collectives"]) >= {
-        "sync", "average", "agree", "reduce_sum", "gather", "evaluation"
-    }  # fmt: skip
+        "sync",
+        "average",
+        "agree",
+        "reduce_sum",
+        "gather",
+        "evaluation",
+    }
     assert result["phase2"]["finite"]
     assert "(c) collectives on cpu: all passed" in out.with_suffix(".md").read_text()

@@ -70,8 +70,9 @@ def test_batches_ignore_the_global_rng():
     "n, batch_size, world_size, iters",
     [(10, 2, 2, 8), (12, 3, 2, 6), (11, 1, 3, 9), (8, 2, 2, 5)],
 )
-def test_sharded_batches_and_sample_seeds_equal_single_worker_ones(n, batch_size, world_size,
-                                                                    iters):  # fmt: skip
+def test_sharded_batches_and_sample_seeds_equal_single_worker_ones(
+    n, batch_size, world_size, iters
+):
     # iters * global batch > n: every case reshuffles at least once, most mid-batch. The sample
     # seeds (augmentation) follow the global sample, not the worker.
     assert iters * batch_size * world_size > n
@@ -137,8 +138,11 @@ def _same_image_split(n=8, size=16):
     torch.manual_seed(0)
     image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
     kp = torch.tensor([[4.0, 5.0], [10.0, 11.0]])
-    return KeypointDataset(image.expand(n, -1, -1, -1).clone(), kp.expand(n, -1, -1).clone(),
-                           torch.ones(n, 2, dtype=torch.bool))  # fmt: skip
+    return KeypointDataset(
+        image.expand(n, -1, -1, -1).clone(),
+        kp.expand(n, -1, -1).clone(),
+        torch.ones(n, 2, dtype=torch.bool),
+    )
 
 
 def _trainer(tiny_cfg, rank=0, world_size=1, loader_workers=0):

@@ -7,11 +7,19 @@ import torch
 import torch.nn.functional as F
 
 from regda_dist.data.datasets import ImagesOnly, KeypointDataset
-from regda_dist.engine.collect import VIEW_ANGLES, collect
+from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.engine.collect import VIEWS, collect
 from regda_dist.engine.evaluate import Evaluation
 from regda_dist.engine.runtime import Runtime
 from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies, relative
-from regda_dist.proxies.dev import density_ratio, dev_risk
+from regda_dist.proxies.dev import (
+    density_ratio,
+    dev_risk,
+    effective_sample_size,
+    normalised_weights,
+)
+
+CHAIN = KeypointSpec("chain3", ("a", "b", "c"), {"all": (0, 2)}, ((0, 1), (1, 2)))
 
 
 def _outputs(n=6, k=3, labelled=True, seed=0) -> SplitOutputs:
@@ -21,18 +29,21 @@ def _outputs(n=6, k=3, labelled=True, seed=0) -> SplitOutputs:
         coords=coords,
         scores=torch.rand(n, k, generator=g),
         coords_adv=torch.randint(0, 16, (n, k, 2), generator=g),
-        coords_aug=coords.float() + torch.rand(2, n, k, 2, generator=g),
+        coords_aug=None if labelled else coords.float() + torch.rand(2, n, k, 2, generator=g),
+        aug_valid=None if labelled else torch.ones(2, n, k, dtype=torch.bool),
         features=torch.randn(n, 4, generator=g),
+        keypoints=torch.rand(n, k, 2, generator=g) * 16 if labelled else None,
         loss=torch.rand(n, generator=g) if labelled else None,
         correct=torch.rand(n, k, generator=g) > 0.5 if labelled else None,
         valid=torch.ones(n, k, dtype=torch.bool) if labelled else None,
+        spec=CHAIN if k == 3 else None,
+        radius=1.6,
     )
 
 
 def test_the_issue_proxies_are_registered():
-    assert {"source_pck", "dev", "aug_consistency", "confidence", "head_agreement"} <= set(
-        list_proxies()
-    )
+    expected = {"source_pck", "dev", "aug_consistency", "confidence", "head_agreement"}
+    assert expected | {"pose_prior"} <= set(list_proxies())
 
 
 @pytest.mark.parametrize("name", list_proxies())
@@ -50,10 +61,10 @@ def test_unknown_proxy_and_missing_split_are_named():
         create_proxy("confidence")(source_val=_outputs())
 
 
-def test_source_pck_is_a_global_ratio():
-    out = _outputs(n=2, k=2)
-    out.correct = torch.tensor([[True, False], [True, True]])
-    out.valid = torch.tensor([[True, True], [True, False]])
+def test_source_pck_is_a_global_ratio_over_the_all_group():
+    out = _outputs(n=2, k=3)  # CHAIN: "all" is keypoints 0 and 2
+    out.correct = torch.tensor([[True, False, False], [True, True, True]])
+    out.valid = torch.tensor([[True, True, True], [True, False, False]])
     assert create_proxy("source_pck")(source_val=out) == pytest.approx(100 * 2 / 3)
 
 
@@ -61,11 +72,57 @@ def test_distance_proxies_and_confidence_by_hand():
     out = _outputs(labelled=False)
     out.coords_adv = out.coords + torch.tensor([3, 4])  # 5 px away everywhere
     out.coords_aug = out.coords.float().unsqueeze(0).repeat(2, 1, 1, 1)
-    out.coords_aug[1, :, :, 0] += 2.0  # one view 2 px off: mean 1 px
+    out.coords_aug[1, :, :, 0] += 2.0  # one view 2 px off (beyond the 1.6 px radius)
     out.scores = torch.full_like(out.scores, 0.25)
     assert create_proxy("head_agreement")(target_val=out) == pytest.approx(-5.0)
-    assert create_proxy("aug_consistency")(target_val=out) == pytest.approx(-1.0)
+    assert create_proxy("aug_consistency")(target_val=out) == pytest.approx(50.0)
+    out.coords_aug[1, :, :, 0] += 100.0  # far off: a miss, not a 50 px mean
+    assert create_proxy("aug_consistency")(target_val=out) == pytest.approx(50.0)
+    out.aug_valid[1] = False  # view 1 cannot see the keypoints: it does not count
+    assert create_proxy("aug_consistency")(target_val=out) == pytest.approx(100.0)
     assert create_proxy("confidence")(target_val=out) == pytest.approx(0.25)
+
+
+def test_pose_prior_prefers_source_like_skeletons_and_punishes_collapse():
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    # source: a bent chain a-b-c, bone lengths 4 and 2, elbow angle ~ 90 degrees, any rotation
+    turn = torch.rand(n, generator=g) * 6.28
+    unit = torch.stack((turn.cos(), turn.sin()), -1)
+    perp = torch.stack((-turn.sin(), turn.cos()), -1)
+    base = torch.full((n, 2), 8.0)
+    noisy = lambda: 0.1 * torch.randn(n, 2, generator=g)  # noqa: E731
+    kp = torch.stack((base, base + 4 * unit + noisy(), base + 4 * unit + 2 * perp + noisy()), 1)
+    source = _outputs(n=n, k=3)
+    source.keypoints, source.valid = kp, torch.ones(n, 3, dtype=torch.bool)
+    prior = create_proxy("pose_prior")
+
+    def score(coords):
+        target = _outputs(n=n, k=3, labelled=False)
+        target.coords = coords
+        return prior(source_val=source, target_val=target)
+
+    good = score(kp.round().long())
+    straight = score(torch.stack((base, base + 4 * unit, base + 6 * unit), 1).round().long())
+    collapsed = score(torch.full((n, 3, 2), 8, dtype=torch.long))
+    assert good > straight > collapsed
+    assert collapsed == pytest.approx(-9.0)  # every feature at the cap
+
+
+def test_pose_prior_needs_a_skeleton():
+    source, target = _outputs(k=2), _outputs(k=2, labelled=False)
+    assert math.isnan(create_proxy("pose_prior")(source_val=source, target_val=target))
+
+
+def test_dev_weights_are_self_normalised_clipped_and_their_ess_logged():
+    ratio = torch.tensor([1.0, 1.0, 1.0, 1000.0], dtype=torch.float64)
+    w = normalised_weights(ratio)
+    assert w.mean().item() == pytest.approx(1.0) and w.max() < 4  # one sample cannot carry it
+    assert effective_sample_size(torch.ones(5)) == pytest.approx(1.0)
+    assert effective_sample_size(torch.tensor([1.0, 0, 0, 0])) == pytest.approx(0.25)
+    dev = create_proxy("dev")
+    dev(source_val=_outputs(n=40, k=3), target_val=_outputs(n=40, k=3, labelled=False, seed=1))
+    assert 0 < dev.diagnostics["ess"] <= 1
 
 
 def test_density_ratio_is_about_one_without_shift():
@@ -83,7 +140,7 @@ def test_dev_weights_the_source_samples_that_look_like_target():
     )
     loss_s = torch.cat((torch.zeros(half), torch.ones(half)))  # the target-like half is wrong
     features_t = torch.randn(300, 2, generator=g) + 2
-    risk = dev_risk(loss_s, density_ratio(features_s, features_t))
+    risk = dev_risk(loss_s, normalised_weights(density_ratio(features_s, features_t)))
     assert loss_s.mean() == 0.5 and risk == pytest.approx(1.0, abs=0.15)
     s = _outputs(n=2 * half, k=1)
     s.features, s.loss = features_s, loss_s
@@ -117,20 +174,42 @@ def _dots(n=4, size=32):
     return images, kp.unsqueeze(1).repeat(1, 2, 1), torch.ones(n, 2)
 
 
-def test_collect_maps_rotated_views_back_and_hides_target_labels():
+def test_collect_maps_augmented_views_back_and_hides_target_labels():
     data = KeypointDataset(*_dots())
-    ev = Evaluation(Runtime(), batch_size=3, workers=0, image_size=32, threshold=0.1)
-    src = collect(_DotFinder(), data, ev, labelled=True, sigma=1.0)
+    ev = Evaluation(Runtime(), batch_size=3, workers=0, sizes=(32, 16), threshold=0.1)
+    src = collect(_DotFinder(), data, ev, labelled=True, sigma=1.0, spec=CHAIN)
     tgt = collect(_DotFinder(), ImagesOnly(data), ev, labelled=False, sigma=1.0)
-    assert tgt.coords_aug.shape == (len(VIEW_ANGLES), 4, 2, 2) and src.coords_aug is None
-    assert (tgt.coords_aug - tgt.coords.float()).norm(dim=-1).max() <= 1.5  # within a heatmap px
-    assert bool(src.correct.all()) and src.loss.shape == (4,)
+    assert tgt.coords_aug.shape == (len(VIEWS), 4, 2, 2) and src.coords_aug is None
+    seen = tgt.aug_valid.unsqueeze(-1).expand_as(tgt.coords_aug)
+    error = (tgt.coords_aug - tgt.coords.float())[seen].view(-1, 2).norm(dim=-1)
+    assert error.max() <= 1.5 and seen.any()  # within a heatmap px, where the view sees it
+    assert bool(src.correct.all()) and src.loss.shape == (4,) and src.spec is CHAIN
+    assert torch.allclose(src.keypoints, data.keypoints / 2)  # heatmap px
     assert tgt.loss is None and tgt.correct is None and tgt.valid is None
     assert torch.equal(tgt.coords, src.coords)
+    assert create_proxy("aug_consistency")(target_val=tgt) == pytest.approx(100.0)
+
+
+class _Constant(_DotFinder):
+    """Predicts the same heatmap cell whatever the image: a collapsed model."""
+
+    def head(self, f):
+        y = torch.zeros(len(f), 2, 16, 16)
+        y[:, :, 8, 8] = 1.0
+        return y
+
+
+def test_a_constant_prediction_scores_badly_on_augmentation_consistency():
+    data = ImagesOnly(KeypointDataset(*_dots(n=8)))
+    ev = Evaluation(Runtime(), batch_size=4, workers=0, sizes=(32, 16), threshold=0.1)
+    constant = collect(_Constant(), data, ev, labelled=False, sigma=1.0)
+    tracking = collect(_DotFinder(), data, ev, labelled=False, sigma=1.0)
+    score = create_proxy("aug_consistency")
+    assert score(target_val=constant) < 50.0 < score(target_val=tracking)
 
 
 def test_relative_values_have_a_floor_and_keep_the_sign():
-    pck, distance = create_proxy("source_pck"), create_proxy("aug_consistency")
+    pck, distance = create_proxy("source_pck"), create_proxy("head_agreement")
     assert relative(pck, 60.0, 50.0) == pytest.approx(0.2)
     assert relative(pck, 5.0, 0.0) == pytest.approx(5.0)  # floor: 1 PCK point, not 1e-6
     assert relative(distance, -2.0, -4.0) == pytest.approx(0.5)  # closer to consistent: better
@@ -151,5 +230,8 @@ def test_trainer_hands_proxies_target_val_as_images_only(tiny_cfg, monkeypatch):
     monkeypatch.setattr(trainer_module, "collect", spy)
     t = trainer_module.Trainer(tiny_cfg, build_task(tiny_cfg.data))
     values = t.proxy_metrics(t.build_model())
-    assert set(values) == {f"proxy/{n}" for n in tiny_cfg.train.proxies}
+    assert {k for k in values if not k.startswith("diag/")} == {
+        f"proxy/{n}" for n in tiny_cfg.train.proxies
+    }
+    assert "diag/dev/ess" in values
     assert seen == {True: KeypointDataset, False: ImagesOnly}

@@ -23,7 +23,8 @@ def test_defaults_space_tasks_and_overrides(tmp_path):
     exp = load_experiment(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
     assert exp.space == DEFAULT_SPACE and list(exp.tasks) == ["synth_hand"]
     assert exp.search.num_samples == 3 and exp.cfg.regda.epochs == 2
-    assert exp.search.objective == "proxy/aug_consistency" and exp.search.scheduler_name == "asha"
+    assert exp.search.objective == "best/proxy/aug_consistency"
+    assert exp.search.scheduler_name == "asha"
     # a train run of the same file ignores the search block
     assert C.load(tmp_path / "exp.yaml").regda.epochs == 30
 

@@ -93,8 +93,10 @@ def test_a_split_smaller_than_one_batch_is_a_config_error(tiny_cfg):
 
 
 AUGMENT = [
-    "data.augment.rotation=180", "data.augment.scale_min=0.6", "data.augment.color_jitter=0.25"
-]  # fmt: skip
+    "data.augment.rotation=180",
+    "data.augment.scale_min=0.6",
+    "data.augment.color_jitter=0.25",
+]
 
 
 class _CrashingImages(torch.utils.data.Dataset):
@@ -116,8 +118,10 @@ class _CrashingImages(torch.utils.data.Dataset):
 def test_adapt_resumes_mid_epoch_with_the_same_batches_and_augmentations(tiny_cfg, tmp_path):
     from regda_dist import config as C
 
-    cfg = C.load(None, [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1",
-                        "regda.iters_per_epoch=4"])  # fmt: skip
+    cfg = C.load(
+        None,
+        [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1", "regda.iters_per_epoch=4"],
+    )
     task = build_task(cfg.data)
     source, _ = Trainer(cfg, task).pretrain(tmp_path / "p1.ckpt")
     state = source.state_dict()
@@ -165,3 +169,21 @@ def test_adabn_sees_the_target_train_images_without_augmentation(tiny_cfg):
 
 def _key(image):
     return hash(image.numpy().tobytes())
+
+
+def test_adapt_keeps_the_epoch_its_select_metric_prefers(tiny_cfg, tmp_path):
+    from regda_dist.engine.experiment import run
+
+    tiny_cfg.train.select_metric = "proxy/source_pck"
+    tiny_cfg.regda.epochs = 3
+    events = []
+    result = run(tiny_cfg, tmp_path / "run", callbacks=[lambda **e: events.append(e)])
+    values = [e["metrics"]["proxy/source_pck"] for e in events if e["phase"] == "adapt"]
+    best = max(range(3), key=lambda i: (values[i], -i))  # the first epoch of the best value
+    chosen = result["selected"]
+    assert (chosen["epoch"], chosen["value"]) == (best + 1, values[best])
+    assert chosen["metrics"]["proxy/source_pck"] == values[best]
+    last = events[-1]["metrics"]
+    assert (last["best/proxy/source_pck"], last["best/epoch"]) == (values[best], best + 1)
+    weights = torch.load(tmp_path / "run" / "selected.pt", weights_only=True)
+    assert set(weights) == set(torch.load(tmp_path / "run" / "model.pt", weights_only=True))

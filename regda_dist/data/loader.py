@@ -40,8 +40,9 @@ class GlobalBatchSampler(Sampler[list[tuple[int, int]]]):
     global batches of batch_size x world_size (a new permutation each time the split runs out).
     `set_epoch(epoch, start)` picks the epoch and the first iteration (a resumed epoch)."""
 
-    def __init__(self, n: int, batch_size: int, iters: int, seed: int, rank: int = 0,
-                 world_size: int = 1):  # fmt: skip
+    def __init__(
+        self, n: int, batch_size: int, iters: int, seed: int, rank: int = 0, world_size: int = 1
+    ):
         if n < batch_size * world_size:
             raise ValueError(
                 f"split has {n} samples, fewer than one global batch ({batch_size * world_size})"
@@ -112,8 +113,9 @@ def auto_workers(device: torch.device) -> int:
     return max(1, min(8, (cores or 1) // max(1, torch.cuda.device_count()) - 1))
 
 
-def make_loader(dataset: Dataset, batch_sampler: Sampler, workers: int, pin: bool,
-                persistent: bool = True) -> DataLoader:  # fmt: skip
+def make_loader(
+    dataset: Dataset, batch_sampler: Sampler, workers: int, pin: bool, persistent: bool = True
+) -> DataLoader:
     """A DataLoader over `batch_sampler` with `workers` processes (0: in this process)."""
     extra = {"persistent_workers": persistent, "prefetch_factor": 4} if workers > 0 else {}
     return DataLoader(

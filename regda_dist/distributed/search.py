@@ -14,8 +14,8 @@ it is computed once per task before the trials start and read from the shared ca
 from __future__ import annotations
 
 import json
-import math
 import os
+import warnings
 from pathlib import Path
 
 import optuna
@@ -34,10 +34,12 @@ from regda_dist.search_space import (
     Experiment,
     SearchConfig,
     apply_params,
+    asha_rungs,
     default_point,
     storage_url,
     study_name,
 )
+from regda_dist.trials import load_trials
 
 
 class SearchError(RuntimeError):
@@ -57,10 +59,43 @@ def tune_space(space: dict) -> dict:
 
 
 def sampler(search: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
+    """GridSampler for a grid; else TPE, seeded. With concurrent trials, TPE models the
+    parameters jointly (multivariate) and treats running trials as bad (constant liar), so
+    concurrent suggestions spread out instead of repeating each other."""
     if all("grid" in spec for spec in space.values()):
         grid = {key: spec["grid"] for key, spec in space.items()}
         return optuna.samplers.GridSampler(grid, seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed)
+    concurrent = search.max_concurrent > 1
+    with warnings.catch_warnings():  # both options are marked experimental by Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=search.seed, multivariate=concurrent, constant_liar=concurrent
+        )
+
+
+class EarlyStopAwareOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch tells Optuna a trial that ASHA stopped early is COMPLETE with its early
+    value, so TPE and the parameter importances mix values of different epochs. Here such a
+    trial is PRUNED (its values per epoch are intermediate values); only a trial that reached
+    `last_epoch` completes with its value."""
+
+    def __init__(self, *args, last_epoch: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_epoch = last_epoch
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or self._metric not in result:
+            return
+        with warnings.catch_warnings():  # a resumed trial may repeat an epoch it reported
+            warnings.simplefilter("ignore")
+            self._ot_trials[trial_id].report(result[self._metric], step=int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        stopped = not error and result and result.get("epoch", 0) < self._last_epoch
+        if not stopped or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
 
 
 def groups(exp: Experiment) -> dict[str, dict[str, C.Config]]:
@@ -108,12 +143,14 @@ def trial_driver(params: dict, spec: dict) -> None:
     per_task = {}
     for name, cfg in tasks.items():
         result = _run(cfg, trial_dir / name, params, spec, report=False)
-        key, proxy = f"proxy/{spec['metric']}", create_proxy(spec["metric"])
+        selected, proxy = result["selected"], create_proxy(spec["metric"])
+        baseline = result["source_only"][selected["metric"]]
         per_task[name] = {
-            "value": result["regda"][key],
-            "source_only": result["source_only"][key],
-            "normalised": relative(proxy, result["regda"][key], result["source_only"][key]),
-            "oracle/target_pck": result["regda"].get("oracle/target_pck", float("nan")),
+            "value": selected["value"],
+            "epoch": selected["epoch"],
+            "source_only": baseline,
+            "normalised": relative(proxy, selected["value"], baseline),
+            "oracle/target_pck": selected["metrics"].get("oracle/target_pck", float("nan")),
         }
     joint = {
         "joint/objective": sum(t["normalised"] for t in per_task.values()) / len(per_task),
@@ -130,7 +167,12 @@ def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -
     if done.is_file():
         result = json.loads(done.read_text())
         if report:
-            tune.report({**result["regda"], "epoch": cfg.regda.epochs})
+            selected = result["selected"]
+            best = {
+                f"best/{selected['metric']}": selected["value"],
+                "best/epoch": selected["epoch"],
+            }
+            tune.report({**best, **result["regda"], "epoch": cfg.regda.epochs})
         return result
     callbacks = [TuneReportCallback()] if report else None
     return train.fit(cfg, run_dir, resume=True, fixed_size=spec["fixed_size"],
@@ -168,6 +210,22 @@ def precompute_phase1(exp: Experiment, exp_dir: Path, fixed_size: bool) -> None:
                   fixed_size=fixed_size, phase="pretrain")  # fmt: skip
 
 
+def make_scheduler(search: SearchConfig, tasks: dict[str, C.Config]):
+    """ASHA on the epoch, its first rung once the warm-start lambda has risen (asha_rungs), or
+    FIFO."""
+    if search.scheduler_name != "asha":
+        return FIFOScheduler()
+    grace, max_t, rungs = asha_rungs(search, tasks)
+    print(
+        f"ASHA judges trials at epochs {rungs or 'none'} (first rung: warm-start lambda at "
+        f"{search.warmup_share:.0%} of its rise, or search.grace_period)",
+        flush=True,
+    )
+    return ASHAScheduler(
+        time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=search.reduction_factor
+    )
+
+
 def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: bool):
     s = exp.search
     group_dir = (exp_dir / group).resolve()
@@ -184,23 +242,17 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
     path = group_dir / "tune"
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
-    if s.scheduler_name == "asha":
-        # max_t one past the last epoch: ASHA then never stops a trial that is ending anyway
-        # (a stop kills the Train run; a trial that returns releases its workers cleanly)
-        max_t = max(c.regda.epochs for c in tasks.values()) + 1
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=s.grace_period,
-                                  reduction_factor=s.reduction_factor)  # fmt: skip
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(s, tasks)
     grid = all("grid" in spec for spec in exp.space.values())  # GridSampler: every point once
     first = None
     if s.start_from_defaults and not grid:
         first = default_point(next(iter(tasks.values())), exp.space)
-    searcher = OptunaSearch(
+    searcher = EarlyStopAwareOptunaSearch(
         points_to_evaluate=[first] if first else None,
         sampler=sampler(s, exp.space),
         study_name=study_name(exp_dir, group),
         storage=open_storage(s, exp_dir),
+        last_epoch=max(c.regda.epochs for c in tasks.values()),
     )
     return tune.Tuner(
         trainable,
@@ -228,30 +280,35 @@ def run_search(exp: Experiment, exp_dir: Path, fixed_size: bool = True) -> dict:
     """Every group's search on the connected Ray cluster; returns {group: summary}."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no second TensorBoard per trial
     precompute_phase1(exp, exp_dir, fixed_size)
-    summary = {}
-    for group, tasks in groups(exp).items():
-        grid = _tuner(exp, exp_dir, group, tasks, fixed_size).fit()
-        summary[group] = _summarise(grid, exp.search.objective)
+    grids = {
+        group: _tuner(exp, exp_dir, group, tasks, fixed_size).fit()
+        for group, tasks in groups(exp).items()
+    }
+    summary = summarise(exp, exp_dir, grids)
     if all(g["completed"] == 0 for g in summary.values()):
         first = next((g["first_error"] for g in summary.values() if g["first_error"]), "")
         raise SearchError(f"no trial completed: {first or 'see the trial logs'}")
     return summary
 
 
-def _summarise(grid, objective: str) -> dict:
-    errors = [r.error for r in grid if r.error is not None]
-    values = [
-        (r.metrics.get(objective), r.metrics.get("trial_id"))
-        for r in grid
-        if r.error is None and r.metrics and isinstance(r.metrics.get(objective), float)
-    ]
-    values = [(v, t) for v, t in values if not math.isnan(v)]
-    best = max(values, default=(None, None))
-    return {
-        "trials": len(grid),
-        "completed": len(values),
-        "errored": len(errors),
-        "best_trial": best[1],
-        "best_value": best[0],
-        "first_error": train._root_cause(errors[0]) if errors else "",
-    }
+def summarise(exp: Experiment, exp_dir: Path, grids: dict) -> dict:
+    """Per group: trials, completed (every epoch), stopped early, failed, and the best completed
+    trial by the objective: the same trials `export` and `report` can pick (trials.py)."""
+    from regda_dist.export import ranking
+
+    folders = load_trials(exp_dir) if any(exp_dir.glob("*/trials/*/params.json")) else {}
+    summary = {}
+    for group, grid in grids.items():
+        errors = [r.error for r in grid if r.error is not None]
+        trials = folders.get(group, [])
+        ranked = ranking(trials, exp.search.objective)
+        summary[group] = {
+            "trials": len(grid),
+            "completed": sum(t.complete for t in trials),
+            "stopped_early": len(grid) - len(errors) - sum(t.complete for t in trials),
+            "errored": len(errors),
+            "best_trial": ranked[0][1].trial_id if ranked else None,
+            "best_value": ranked[0][0] if ranked else None,
+            "first_error": train._root_cause(errors[0]) if errors else "",
+        }
+    return summary

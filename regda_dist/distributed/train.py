@@ -53,20 +53,38 @@ class TrainingError(RuntimeError):
 
 class _Reporter:
     """Engine callback: every worker reports each adaptation epoch; rank 0 attaches the
-    checkpoint the engine has just written."""
+    checkpoint the engine has just written. The epoch, the selection metric (best so far and
+    this epoch's) and the oracle come first: Tune's trial table shows the first metrics. The
+    last epoch is reported only after the run has written its results (`flush`), so a
+    scheduler that stops the trial on that report loses nothing."""
 
-    def __init__(self, run_dir: Path, rank: int):
-        self.run_dir, self.rank = run_dir, rank
+    def __init__(self, run_dir: Path, rank: int, cfg: C.Config):
+        self.run_dir, self.rank, self.last = run_dir, rank, cfg.regda.epochs
+        key = cfg.train.select_metric
+        self.first = ["epoch", f"best/{key}", key, "oracle/target_pck"] if key else ["epoch"]
+        self.pending: dict | None = None
 
     def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
         if phase != "adapt":
             return
+        metrics = {**metrics, "epoch": epoch}
+        ordered = {k: metrics[k] for k in self.first if k in metrics} | metrics
+        if epoch == self.last:
+            self.pending = ordered
+        else:
+            self._report(ordered)
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self._report(self.pending)
+
+    def _report(self, metrics: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if self.rank == 0:
                 shutil.copy2(self.run_dir / CHECKPOINT, Path(tmp) / CHECKPOINT)
                 checkpoint = Checkpoint.from_directory(tmp)
-            ray.train.report({**metrics, "epoch": epoch}, checkpoint=checkpoint)
+            ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def _restore_reported_checkpoint(run_dir: Path, rank: int) -> None:
@@ -108,8 +126,9 @@ def train_loop_per_worker(config: dict) -> None:
         experiment.pretrain_only(cfg, runtime)
         return
     _restore_reported_checkpoint(run_dir, rank)
-    reporter = _Reporter(run_dir, rank)
+    reporter = _Reporter(run_dir, rank, cfg)
     experiment.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"))
+    reporter.flush()  # the last epoch, now that result.json is written
     identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
 

@@ -5,8 +5,11 @@ Labelled splits (source) also give per-sample loss and PCK hits; a label-free sp
 collects its shard on the device; the shards are gathered in dataset order (every worker then
 holds the whole split's outputs) and moved to the host once.
 
-Views for consistency: the image rotated by each angle in VIEW_ANGLES about its centre (zero
-padding: black, as in training); predictions are mapped back to the original frame.
+Views for consistency (VIEWS): the image rotated, scaled and shifted (zero padding: black, as in
+training); predictions on a view are mapped back to the original frame, and a keypoint counts
+for a view only where the original prediction lies inside the view's picture. Translation and
+scale make a constant prediction disagree with itself (a rotation about the centre alone would
+not).
 """
 
 from __future__ import annotations
@@ -18,18 +21,24 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from regda_dist.data import heatmap
+from regda_dist.data.keypoints import KeypointSpec
 from regda_dist.engine.evaluate import Evaluation
 from regda_dist.losses import joints_kl
 from regda_dist.metrics import correct_keypoints
 from regda_dist.proxies.base import SplitOutputs
 
-VIEW_ANGLES = (-15.0, 15.0)  # degrees
+# (degrees, zoom, shift x, shift y): view pixel u shows original pixel zoom * R u + shift, in
+# normalised [-1, 1] image coordinates (zoom < 1: a closer crop; > 1: a wider one). Shifts of
+# 10-12% of the image, over twice the PCK radius (5%): a prediction that ignores the image
+# lands that far off in every view.
+VIEWS = ((-15.0, 0.9, 0.2, -0.15), (15.0, 1.1, -0.15, 0.2), (0.0, 0.8, -0.2, -0.25))
+MARGIN = 0.9  # of the view's half-width: keypoints near its border do not count
 
 
-def _view_matrix(angle_deg: float) -> torch.Tensor:
-    """(2, 2) map from a view's normalised coordinates to the original image's."""
+def _view_map(angle_deg: float, zoom: float) -> torch.Tensor:
+    """(2, 2) linear part of the map from a view's normalised coordinates to the original's."""
     a = math.radians(angle_deg)
-    return torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return zoom * torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 
 
 def _to_normalised(coords: torch.Tensor, image_size: int, stride: float) -> torch.Tensor:
@@ -46,13 +55,15 @@ def _heads(model, x):
 
 
 @torch.no_grad()
-def collect(model, dataset, ev: Evaluation, *, labelled: bool, sigma: float) -> SplitOutputs:
+def collect(model, dataset, ev: Evaluation, *, labelled: bool, sigma: float,
+            spec: KeypointSpec | None = None) -> SplitOutputs:  # fmt: skip
     """Outputs of `model` (eval mode) on every sample of `dataset`, gathered over workers.
     labelled: items are (image, keypoints, visible), and loss/PCK hits are collected; otherwise
     images only, and the augmented views are collected."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
     parts: dict[str, list] = {k: [] for k in SplitOutputs.__dataclass_fields__}
+    parts.pop("spec"), parts.pop("radius")
     for item in ev.batches(dataset):
         for key, value in _outputs(model, item, ev, labelled, sigma).items():
             parts[key].append(value)
@@ -64,9 +75,10 @@ def collect(model, dataset, ev: Evaluation, *, labelled: bool, sigma: float) -> 
         m.train(mode)
     sizes = ev.sizes(dataset)
     out = {k: ev.runtime.comm.gather(torch.cat(v), sizes).cpu() for k, v in parts.items() if v}
-    if "coords_aug" in out:
-        out["coords_aug"] = out["coords_aug"].transpose(0, 1)  # (V, N, K, 2)
-    return SplitOutputs(**out)
+    for key in ("coords_aug", "aug_valid"):
+        if key in out:
+            out[key] = out[key].transpose(0, 1)  # (V, N, K, ...)
+    return SplitOutputs(**out, spec=spec, radius=ev.threshold * ev.heatmap_size)
 
 
 def _outputs(model, item, ev: Evaluation, labelled: bool, sigma: float) -> dict:
@@ -88,24 +100,28 @@ def _outputs(model, item, ev: Evaluation, labelled: bool, sigma: float) -> dict:
         centres, valid = heatmap.targets(kp, vis, ev.image_size, y.shape[-1])
         out["correct"] = correct_keypoints(y, centres, valid, ev.radius(kp, valid, y.shape[-1]))
         out["valid"] = valid
+        out["keypoints"] = kp.float() * y.shape[-1] / ev.image_size  # heatmap px
     else:
-        out["coords_aug"] = _views(model, x, ev).transpose(0, 1)
+        coords_aug, inside = _views(model, x, ev, out["coords"])
+        out["coords_aug"], out["aug_valid"] = coords_aug.transpose(0, 1), inside.transpose(0, 1)
     return out
 
 
-def _views(model, x, ev: Evaluation) -> torch.Tensor:
-    """(V, B, K, 2) keypoints predicted on rotated copies of x, in the original heatmap frame."""
-    out = []
+def _views(model, x, ev: Evaluation, coords: torch.Tensor):
+    """((V, B, K, 2) keypoints predicted on the views of x, in the original heatmap frame;
+    (V, B, K) whether the original prediction `coords` (B, K, 2) lies inside each view)."""
+    out, inside = [], []
     image_size = ev.image_size
     pixels = x.float()  # grid_sample pads with 0: black, the training augmentation's padding
-    for angle in VIEW_ANGLES:
-        m = _view_matrix(angle).to(x.device)
-        theta = torch.cat((m, torch.zeros(2, 1, device=x.device)), dim=1).expand(len(x), 2, 3)
+    for angle, zoom, *shift in VIEWS:
+        m, t = _view_map(angle, zoom).to(x.device), torch.tensor(shift, device=x.device)
+        theta = torch.cat((m, t[:, None]), dim=1).expand(len(x), 2, 3)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         with ev.runtime.autocast():
             y = model.head(model.features(F.grid_sample(pixels, grid, align_corners=False)))
         stride = image_size / y.shape[-1]
         coords_view = _to_normalised(heatmap.decode(y.float())[0], image_size, stride)
-        back = coords_view @ m.T  # view frame -> original frame (normalised)
-        out.append(_to_heatmap(back, image_size, stride))
-    return torch.stack(out)
+        out.append(_to_heatmap(coords_view @ m.T + t, image_size, stride))  # -> original frame
+        seen = (_to_normalised(coords, image_size, stride) - t) @ torch.linalg.inv(m).T
+        inside.append((seen.abs() < MARGIN).all(dim=-1))
+    return torch.stack(out), torch.stack(inside)

@@ -23,17 +23,26 @@ from regda_dist.metrics import PCK, pck_radius
 
 # Bump when what evaluation computes changes (a proxy, a view, the PCK rule): cached baselines
 # (engine/experiment.py) of an older version are then recomputed, not reused.
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 
 class Evaluation:
-    """How this worker evaluates: its runtime, batch size, loader processes and PCK rule
-    (threshold: a fraction of the heatmap size, or of the keypoints' box with 'bbox')."""
+    """How this worker evaluates: its runtime, batch size, loader processes, (image, heatmap)
+    sizes and PCK rule (threshold: a fraction of the heatmap size, or of the keypoints' box with
+    'bbox')."""
 
-    def __init__(self, runtime: Runtime, batch_size: int, workers: int, image_size: int,
-                 threshold: float, normalize: str = "heatmap"):  # fmt: skip
+    def __init__(
+        self,
+        runtime: Runtime,
+        batch_size: int,
+        workers: int,
+        sizes: tuple[int, int],
+        threshold: float,
+        normalize: str = "heatmap",
+    ):
         self.runtime, self.batch_size, self.workers = runtime, batch_size, workers
-        self.image_size, self.threshold, self.normalize = image_size, threshold, normalize
+        self.image_size, self.heatmap_size = sizes  # px
+        self.threshold, self.normalize = threshold, normalize
 
     def sizes(self, dataset: Dataset) -> list[int]:
         """Samples of the split on each rank (rank order)."""
@@ -54,8 +63,9 @@ class Evaluation:
 
     def radius(self, keypoints: torch.Tensor, valid: torch.Tensor, heatmap_size: int):
         """PCK radius in heatmap px: a number, or (B, 1) per sample with 'bbox'."""
-        return pck_radius(keypoints, valid, self.threshold, self.normalize,
-                          self.image_size, heatmap_size)  # fmt: skip
+        return pck_radius(
+            keypoints, valid, self.threshold, self.normalize, self.image_size, heatmap_size
+        )
 
     @torch.no_grad()
     def pck(self, model: nn.Module, dataset: Dataset, spec: KeypointSpec) -> dict[str, float]:

@@ -22,6 +22,8 @@ from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_pr
 from regda_dist.engine.trainer import Trainer, seed_everything
 from regda_dist.search_space import DEFAULT_SPACE
 
+PREDICTIONS = "target_val_coords.pt"  # target val argmax of source-only, last, selected epoch
+
 
 class RunExistsError(RuntimeError):
     """The run folder holds a finished or foreign result; nothing is overwritten."""
@@ -133,21 +135,23 @@ def baselines_file(cfg: C.Config) -> Path:
     return phase1_folder(cfg) / f"baselines-{key}.json"
 
 
-def baselines(trainer: Trainer, source_model: torch.nn.Module) -> dict:
-    """Source-only and AdaBN metrics of the phase-1 model: they depend on phase 1 alone, so
-    they are computed once and cached beside it. AdaBN re-estimates BatchNorm on the target
-    train images without augmentation, in a seeded random order."""
+def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, torch.Tensor]:
+    """Source-only and AdaBN metrics of the phase-1 model, and the source-only model's target
+    val predictions: they depend on phase 1 alone, so they are computed once and cached beside
+    it. AdaBN re-estimates BatchNorm on the target train images without augmentation, in a
+    seeded random order."""
     file = baselines_file(trainer.cfg)
-    if trainer.runtime.comm.agree(file.is_file()):
-        return json.loads(file.read_text())
+    coords_file = file.with_suffix(".coords.pt")
+    if trainer.runtime.comm.agree(file.is_file() and coords_file.is_file()):
+        return json.loads(file.read_text()), checkpoint.load(coords_file)["coords"]
+    out = {"source_only": trainer.eval_metrics(source_model)}
+    coords = trainer.target_coords
     adapted = trainer.eval.adabn(source_model, trainer.task.target_train, trainer.cfg.train.seed)
-    out = {
-        "source_only": trainer.eval_metrics(source_model),
-        "adabn": trainer.eval_metrics(adapted),
-    }
-    if trainer.runtime.is_main:
+    out["adabn"] = trainer.eval_metrics(adapted)
+    if trainer.runtime.is_main:  # the coordinates first: the JSON's presence means both exist
+        checkpoint.save({"coords": coords}, coords_file)
         _write_json(file, out)
-    return out
+    return out, coords
 
 
 def pretrain_only(cfg: C.Config, runtime: Runtime | None = None) -> dict:
@@ -200,10 +204,11 @@ def execute(
         trainer.add_callback("on_eval", fn)
     source_model, pretrain_info = pretrained_source(trainer)
     t = cfg.train
+    measured, source_coords = baselines(trainer, source_model)
     result = {
         "pck": {"threshold": t.pck_threshold, "normalize": t.pck_normalize},  # how to read PCK
         "pretrain": pretrain_info,
-        **baselines(trainer, source_model),
+        **measured,
     }
     if tb is not None:  # epoch 0 of the adaptation curves: the source-only model
         tb(phase="adapt", epoch=0, metrics=result["source_only"])
@@ -212,10 +217,18 @@ def execute(
     model = trainer.adapt(source_model.state_dict(), run_dir / "adapt.ckpt")
     final = trainer.last_eval or trainer.eval_metrics(model)  # the last epoch evaluated it
     result["regda"] = {**final, "seconds": time.time() - start}
+    selected = trainer.selected
+    if selected is not None:  # train.select_metric: the epoch it chose, weights in selected.pt
+        result["selected"] = {k: selected[k] for k in ("epoch", "metric", "value", "metrics")}
     if tb is not None:
         _tensorboard_images(tb, task, (source_model, model), cfg.regda.epochs)
     if trainer.runtime.is_main:  # result.json last: its presence means the run is complete
         checkpoint.save(model.state_dict(), run_dir / "model.pt")
+        coords = {"source_only": source_coords, "last": trainer.target_coords}
+        if selected is not None:
+            checkpoint.save(selected["weights"], run_dir / "selected.pt")
+            coords["selected"] = selected["coords"]
+        checkpoint.save(coords, run_dir / PREDICTIONS)
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 

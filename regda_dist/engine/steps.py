@@ -55,8 +55,15 @@ def adaptation_optimizers(model: RegDAModel, optim_cfg):
     return (opt_f, opt_h, opt_h_adv), schedules
 
 
-def supervised_step(model: RegDAModel, opt, x, target, weight, sync: Sync = no_sync,
-                    autocast: Autocast = nullcontext) -> torch.Tensor:  # fmt: skip
+def supervised_step(
+    model: RegDAModel,
+    opt,
+    x,
+    target,
+    weight,
+    sync: Sync = no_sync,
+    autocast: Autocast = nullcontext,
+) -> torch.Tensor:
     """Phase 1 (and oracle): backbone + upsampling + head on labelled images."""
     opt.zero_grad(set_to_none=True)
     with autocast():

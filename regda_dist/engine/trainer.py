@@ -49,6 +49,12 @@ def preflight(cfg: Config, num_keypoints: int) -> None:
             raise ConfigError(
                 f"train.proxies: unknown proxy {name!r}; registered: {', '.join(list_proxies())}"
             )
+    selectable = [f"proxy/{name}" for name in cfg.train.proxies] + ["oracle/target_pck"]
+    if cfg.train.select_metric not in ("", *selectable):
+        raise ConfigError(
+            f"train.select_metric: {cfg.train.select_metric!r} is not computed; one of "
+            f"{', '.join(selectable)} (or '' for the last epoch)"
+        )
     Trainer(cfg, task=None).build_model(num_keypoints)
 
 
@@ -63,10 +69,14 @@ class Trainer:
         self.runtime = runtime or local_runtime(cfg)
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
         self.last_eval: dict | None = None  # eval_metrics of the final adaptation epoch
+        self.selected: dict | None = None  # the epoch chosen by train.select_metric (adapt)
+        self.target_coords: torch.Tensor | None = None  # (N, K, 2) of the last evaluation
         t, rt = cfg.train, self.runtime
         self.loader_workers = t.loader_workers if t.loader_workers >= 0 else auto_workers(rt.device)
-        self.eval = Evaluation(rt, t.eval_batch_size, self.loader_workers, cfg.data.image_size,
-                               t.pck_threshold, t.pck_normalize)  # fmt: skip
+        sizes = (cfg.data.image_size, cfg.data.heatmap_size)
+        self.eval = Evaluation(
+            rt, t.eval_batch_size, self.loader_workers, sizes, t.pck_threshold, t.pck_normalize
+        )
         if rt.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
 
@@ -80,8 +90,12 @@ class Trainer:
     # ------------------------------------------------------------------------------------
     def build_model(self, num_keypoints: int | None = None) -> RegDAModel:
         c, m, d = self.cfg.regda, self.cfg.model, self.cfg.data
-        warm = {"lo": c.warm_lo, "hi": c.warm_hi, "alpha": c.warm_alpha,
-                "max_iters": c.warm_max_iters}  # fmt: skip
+        warm = {
+            "lo": c.warm_lo,
+            "hi": c.warm_hi,
+            "alpha": c.warm_alpha,
+            "max_iters": c.warm_max_iters,
+        }
         if m.backbone not in list_backbones():
             known = ", ".join(list_backbones())
             raise ConfigError(
@@ -136,11 +150,18 @@ class Trainer:
 
     def _progress(self, total: int, initial: int, desc: str):
         show = self.cfg.train.progress and self.runtime.is_main
-        return tqdm(total=total, initial=initial, desc=desc, disable=not show,
-                    dynamic_ncols=True, leave=False)  # fmt: skip
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            disable=not show,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
-    def _epoch(self, loaders, step: Callable, iters: int, epoch: int, state: dict, save,
-               desc: str) -> dict[str, float]:  # fmt: skip
+    def _epoch(
+        self, loaders, step: Callable, iters: int, epoch: int, state: dict, save, desc: str
+    ) -> dict[str, float]:
         """One epoch of `step` over the zipped loaders, from state["iteration"] (a resumed
         epoch); a checkpoint every train.checkpoint_every iterations; returns the epoch's mean
         logs over workers (the one read of the device per epoch)."""
@@ -187,8 +208,9 @@ class Trainer:
         def step(batch):
             x, kp, vis = batch
             target, weight = self._labels(kp, vis, self.cfg.data.sigma)
-            loss = supervised_step(model, opt, rt.to_device(x), target, weight,
-                                   rt.comm.sync, rt.autocast)  # fmt: skip
+            loss = supervised_step(
+                model, opt, rt.to_device(x), target, weight, rt.comm.sync, rt.autocast
+            )
             return {f"{phase}/loss": loss}
 
         def save(s):
@@ -202,8 +224,11 @@ class Trainer:
             val = self.eval.pck(model, val_set, self.task.spec)
             metrics.update({f"{phase}/val_pck": val["all"], "epoch": epoch + 1})
             if state["best"] is None or val["all"] > state["best_pck"]:  # NaN: keep the first
-                state.update(best=copy.deepcopy(model.state_dict()), best_pck=val["all"],
-                             best_epoch=epoch + 1)  # fmt: skip
+                state.update(
+                    best=copy.deepcopy(model.state_dict()),
+                    best_pck=val["all"],
+                    best_epoch=epoch + 1,
+                )
             state["epoch"] = epoch + 1
             save(state)
             self.trigger("on_eval", phase=phase, epoch=epoch + 1, metrics=metrics)
@@ -217,9 +242,10 @@ class Trainer:
         psi = {k: v for k, v in pretrained.items() if k.startswith(("backbone.", "upsampling."))}
         model.load_state_dict(psi, strict=False)
         optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
-        regda = RegDAStep(model, optimizers, r.margin, r.trade_off, sigma, rt.comm.sync,
-                          rt.autocast)  # fmt: skip
-        state = {"epoch": 0}
+        regda = RegDAStep(
+            model, optimizers, r.margin, r.trade_off, sigma, rt.comm.sync, rt.autocast
+        )
+        state = {"epoch": 0, "selected": None}
         if ckpt_path.is_file():
             state = self._restore(ckpt_path, model, optimizers, schedules)
         rt.comm.broadcast(model)
@@ -241,41 +267,75 @@ class Trainer:
         for epoch in range(state["epoch"], r.epochs):
             started, done = time.perf_counter(), r.iters_per_epoch - state.get("iteration", 0)
             desc = f"regda {epoch + 1}/{r.epochs}"
-            metrics = self._epoch([source, target], step, r.iters_per_epoch, epoch, state, save,
-                                  desc)  # fmt: skip
+            metrics = self._epoch(
+                [source, target], step, r.iters_per_epoch, epoch, state, save, desc
+            )
             seconds = time.perf_counter() - started  # training only: no evaluation, checkpoint
             state["epoch"] = epoch + 1
-            save(state)
-            metrics.update({
-                "time/epoch_s": seconds,
-                "time/images_per_s": 2 * r.batch_size * rt.world_size * done / seconds,
-                "train/lr_f": schedules[0].get_last_lr()[0],
-                "train/lr_h": schedules[1].get_last_lr()[0],
-                "epoch": epoch + 1,
-            })  # fmt: skip
+            metrics.update(
+                {
+                    "time/epoch_s": seconds,
+                    "time/images_per_s": 2 * r.batch_size * rt.world_size * done / seconds,
+                    "train/lr_f": schedules[0].get_last_lr()[0],
+                    "train/lr_h": schedules[1].get_last_lr()[0],
+                    "epoch": epoch + 1,
+                }
+            )
             if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
                 evaluated = self.eval_metrics(model)
                 metrics.update(evaluated)
                 self.last_eval = evaluated if epoch + 1 == r.epochs else None
+                self._select(state, model, epoch + 1, evaluated, metrics)
+            save(state)
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
+        self.selected = state.get("selected")
         return model.eval()
 
+    def _select(self, state: dict, model, epoch: int, evaluated: dict, metrics: dict) -> None:
+        """Keep the epoch with the best train.select_metric (higher is better; NaN never wins)
+        and log best/<metric> (best so far) and best/epoch."""
+        key = self.cfg.train.select_metric
+        if not key:
+            return
+        best, value = state.get("selected"), evaluated.get(key, float("nan"))
+        if value == value and (best is None or value > best["value"]):
+            weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = {
+                "epoch": epoch,
+                "metric": key,
+                "value": value,
+                "metrics": evaluated,
+                "weights": weights,
+                "coords": self.target_coords,  # target val predictions (consensus)
+            }
+            state["selected"] = best
+        if best is not None:
+            metrics.update({f"best/{key}": best["value"], "best/epoch": best["epoch"]})
+
     def proxy_metrics(self, model) -> dict[str, float]:
-        """proxy/<name> for every configured proxy: source val (labelled) and target val seen
-        through ImagesOnly, so no proxy can read a target label."""
+        """proxy/<name> (and diag/<name>/<diagnostic>) for every configured proxy: source val
+        (labelled) and target val seen through ImagesOnly, so no proxy can read a target label.
+        The target predictions are kept (target_coords: the consensus of a search reads them)."""
         proxies = [create_proxy(name) for name in self.cfg.train.proxies]
-        splits = {s for p in proxies for s in p.splits}
+        splits = {s for p in proxies for s in p.splits} | {"target_val"}
         datasets = {
             "source_val": self.task.source_val,
             "target_val": ImagesOnly(self.task.target_val),
         }
-        sigma = self.cfg.data.sigma
+        sigma, spec = self.cfg.data.sigma, self.task.spec
         outputs = {
-            name: collect(model, data, self.eval, labelled=name.startswith("source"), sigma=sigma)
+            name: collect(
+                model, data, self.eval, labelled=name.startswith("source"), sigma=sigma, spec=spec
+            )
             for name, data in datasets.items()
             if name in splits
         }
-        return {f"proxy/{p.name}": p(**outputs) for p in proxies}
+        self.target_coords = outputs["target_val"].coords.to(torch.int16)
+        out = {}
+        for p in proxies:
+            out[f"proxy/{p.name}"] = p(**outputs)
+            out.update({f"diag/{p.name}/{k}": v for k, v in p.diagnostics.items()})
+        return out
 
     def eval_metrics(self, model) -> dict[str, float]:
         """source/pck* on the source test split; oracle/target_pck* on the labelled target test

@@ -5,6 +5,7 @@ from regda_dist.proxies import (  # noqa: F401 - imported for registration
     confidence,
     dev,
     head_agreement,
+    pose_prior,
     source_pck,
 )
 from regda_dist.proxies.base import (

@@ -1,8 +1,10 @@
-"""Augmentation consistency on target: predict on rotated copies of each image, map the
-keypoints back, minus the mean distance to the prediction on the original (heatmap px). Needs no
-left/right keypoint pairs, so it serves hands and bodies alike."""
+"""Augmentation consistency on target: predict on rotated, scaled and shifted copies of each
+image (engine/collect.py VIEWS), map the keypoints back, and count how many agree with the
+prediction on the original within the PCK radius. Keypoints the view cannot see are left out;
+a count is robust where a mean distance lets one far-off keypoint dominate; and shifted views
+make a constant prediction disagree with itself. Needs no left/right pairs (hands, anything)."""
 
-from regda_dist.proxies.base import Proxy, SplitOutputs, mean_distance, register_proxy
+from regda_dist.proxies.base import Proxy, SplitOutputs, agreement, register_proxy
 
 
 @register_proxy
@@ -11,4 +13,5 @@ class AugConsistency(Proxy):
     splits = ("target_val",)
 
     def score(self, target: SplitOutputs) -> float:
-        return -mean_distance(target.coords_aug, target.coords.unsqueeze(0))
+        original = target.coords.unsqueeze(0).expand_as(target.coords_aug)
+        return agreement(target.coords_aug, original, target.radius, target.aug_valid)

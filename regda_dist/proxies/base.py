@@ -2,8 +2,9 @@
 
 A proxy is a small class with a `name`, the named `splits` whose collected outputs it reads, and
 `__call__(**outputs) -> float` where higher is always better. Outputs are collected once per
-evaluation (engine/collect.py) and shared by every proxy. Labelled fields (`loss`, `correct`,
-`valid`) exist only for source splits: a target split is collected from images alone.
+evaluation (engine/collect.py) and shared by every proxy. Labelled fields (`keypoints`, `loss`,
+`correct`, `valid`) exist only for source splits: a target split is collected from images alone.
+A proxy may leave numbers worth logging beside its value in `diagnostics` (proxy/<name>/<key>).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from regda_dist.data.keypoints import KeypointSpec
 
 
 @dataclass
@@ -21,10 +24,14 @@ class SplitOutputs:
     scores: torch.Tensor  # (N, K) peak of the main head's spatial softmax
     coords_adv: torch.Tensor  # (N, K, 2) adversarial-head argmax
     features: torch.Tensor  # (N, C) spatially pooled features of psi
-    coords_aug: torch.Tensor | None = None  # (V, N, K, 2) on V rotated views, mapped back (target)
+    coords_aug: torch.Tensor | None = None  # (V, N, K, 2) on V augmented views, mapped back
+    aug_valid: torch.Tensor | None = None  # (V, N, K) bool, coords within view V's picture
+    keypoints: torch.Tensor | None = None  # (N, K, 2) ground truth (labelled splits only)
     loss: torch.Tensor | None = None  # (N,) supervised KL per sample (labelled splits only)
     correct: torch.Tensor | None = None  # (N, K) bool, PCK hit (labelled splits only)
     valid: torch.Tensor | None = None  # (N, K) bool, keypoint has ground truth (labelled only)
+    spec: KeypointSpec | None = None  # the task's keypoint set (groups, skeleton)
+    radius: float = 1.0  # PCK radius, heatmap px (agreement within it counts as agreeing)
 
 
 class Proxy:
@@ -37,6 +44,9 @@ class Proxy:
     unit: float = 1.0
     # the source-only model's value is a meaningful baseline (its adversarial head is untrained)
     has_baseline: bool = True
+
+    def __init__(self):
+        self.diagnostics: dict[str, float] = {}
 
     def __call__(self, **outputs: SplitOutputs) -> float:
         missing = [s for s in self.splits if s not in outputs]
@@ -77,3 +87,12 @@ def relative(proxy: Proxy, value: float, source_only: float) -> float:
 def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean Euclidean distance between keypoint coordinates (..., K, 2)."""
     return float((a.float() - b.float()).norm(dim=-1).mean())
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor, radius: float, mask=None) -> float:
+    """Percentage of keypoint pairs (..., K, 2) within `radius` of each other (where `mask`):
+    bounded and robust, one far-off keypoint weighs what a near miss does."""
+    hits = (a.float() - b.float()).norm(dim=-1) < radius
+    if mask is not None:
+        hits = hits[mask]
+    return 100.0 * float(hits.float().mean()) if hits.numel() else float("nan")
