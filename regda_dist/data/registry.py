@@ -13,6 +13,7 @@ from pathlib import Path
 
 from regda_dist.data.keypoints import SPECS, KeypointSpec
 from regda_dist.data.samples import DatasetError, Domain
+from regda_dist.registry import Registry
 
 Reader = Callable[[Path, KeypointSpec], Domain]
 
@@ -24,41 +25,35 @@ class _Entry:
     layout: str  # one line: what the folder must hold
 
 
-_READERS: dict[str, _Entry] = {}
+def _register_builtin() -> None:
+    import regda_dist.data.real  # noqa: F401 - registers the readers
+
+
+DATASETS: Registry[_Entry] = Registry("dataset", DatasetError, _register_builtin)
 
 
 def register_dataset(name: str, spec: KeypointSpec | None, layout: str):
     """Decorator: register `read(root, spec) -> Domain` under `name`."""
 
     def wrap(read: Reader) -> Reader:
-        _READERS[name] = _Entry(read, spec, layout)
+        DATASETS.register(name, _Entry(read, spec, layout))
         return read
 
     return wrap
 
 
-def _entry(name: str) -> _Entry:
-    import regda_dist.data.real  # noqa: F401 - registers the readers
-
-    if name not in _READERS:
-        raise DatasetError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
-    return _READERS[name]
-
-
 def list_datasets() -> list[str]:
-    import regda_dist.data.real  # noqa: F401
-
-    return sorted(_READERS)
+    return DATASETS.list()
 
 
 def layout(name: str) -> str:
-    return _entry(name).layout
+    return DATASETS.get(name).layout
 
 
 def dataset_spec(name: str, keypoints: str = "") -> KeypointSpec:
     """The keypoint definition a dataset is read in; `keypoints` names it where the dataset has
     none of its own (COCO) and must agree where it has one."""
-    fixed = _entry(name).spec
+    fixed = DATASETS.get(name).spec
     if keypoints and keypoints not in SPECS:
         raise DatasetError(f"unknown keypoint definition {keypoints!r}; known: {', '.join(SPECS)}")
     if fixed is None:
@@ -76,4 +71,4 @@ def create_dataset(name: str, root: str | Path, keypoints: str = "") -> Domain:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: missing folder (dataset {name!r}: {layout(name)})")
-    return _entry(name).read(root, spec)
+    return DATASETS.get(name).read(root, spec)

@@ -14,23 +14,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from regda_dist.registry import Registry
+
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
 def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    _REGISTRY[fn.__name__] = fn
-    return fn
+    """Decorator: register a backbone factory `fn(pretrained: str) -> nn.Module` by its name."""
+    return BACKBONES.register(fn.__name__, fn)
 
 
 def list_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKBONES.list()
 
 
 def create_backbone(name: str, pretrained: str = "") -> nn.Module:
     """Build a registered backbone; `pretrained` is a local weights file ('' = random init)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}")
-    return _REGISTRY[name](pretrained=pretrained)
+    return BACKBONES.create(name, pretrained=pretrained)
 
 
 class _BasicBlock(nn.Module):
