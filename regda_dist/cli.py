@@ -25,6 +25,7 @@ def _train(args) -> int:
     if args.no_ray and (cfg.scaling.num_workers != 1 or args.address):
         raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
     experiment.check_run_dir(run_dir, cfg, args.resume)
+    experiment.check_checkpoints(cfg, run_dir if args.resume else None)
     spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
     preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
     if args.no_ray:
@@ -42,6 +43,7 @@ def _train(args) -> int:
 def _tune(args) -> int:
     from regda_dist import config as C
     from regda_dist.data.datasets import task_spec
+    from regda_dist.engine.experiment import check_checkpoints
     from regda_dist.engine.trainer import preflight
     from regda_dist.proxies import create_proxy, list_proxies
     from regda_dist.search_space import (
@@ -63,6 +65,7 @@ def _tune(args) -> int:
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
         preflight(cfg, task_spec(cfg.data, check_roots=not args.address).num_keypoints)
+        check_checkpoints(cfg)  # the shared phase-1 cache every trial reads
     exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
     check_experiment_dir(exp_dir, exp, args.resume)
     from regda_dist.distributed import cluster, search

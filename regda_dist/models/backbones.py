@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from regda_dist.registry import Registry
+from regda_dist.weights import load_weights
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
@@ -70,11 +71,17 @@ class SmallResNet(nn.Module):
 
 
 def _load_state(module: nn.Module, path: str) -> None:
+    """Local weights into `module`; ValueError (one line naming the file) if the file is
+    damaged, not weights only, or its tensors do not fit the backbone."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"backbone weights file not found: {file}")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    state = load_weights(file)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # e.g. "size mismatch for ...", one per tensor
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise ValueError(f"{file}: {(lines or [str(err)])[0]}") from None
     if missing:
         raise ValueError(
             f"{file}: weights miss {len(missing)} backbone tensors, e.g. {missing[0]!r}"
