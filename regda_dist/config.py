@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -210,8 +211,30 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_DEPTH = 32  # nesting of a YAML document: far beyond any config, far below recursion limits
+
+
 def _yaml(text: str):
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and mappings nest deeper than `limit` (a cycle does). Iterative, and each
+    shared (YAML alias) container is expanded again only when reached deeper."""
+    reached: dict[int, int] = {}
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        if reached.get(id(item), 0) >= depth:
+            continue
+        reached[id(item)] = depth
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _line_map(node: yaml.Node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
@@ -243,6 +266,8 @@ def check_value(path: str, value: Any, f: dataclasses.Field, where: str):
     if not _is_type(value, hint):
         raise ConfigError(f"{where}: {path} must be {hint.__name__}, got {value!r}")
     value = float(value) if hint is float else value
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: {path} must be a finite number, got {value!r}")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{where}: {path} must be one of {list(meta['choices'])}, got {value!r}")
@@ -346,7 +371,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = _yaml(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({err.problem})") from None
+        raise ConfigError(f"--set {key}: value is not valid YAML ({err.problem})") from None
+    except RecursionError:
+        raise ConfigError(f"--set {key}: value is not valid YAML (nested too deeply)") from None
+    if too_deep(value):
+        raise ConfigError(f"--set {key}: value nested more than {MAX_DEPTH} levels deep")
     return key.strip(), value
 
 
@@ -370,6 +399,10 @@ def read_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
+    if too_deep(values):
+        raise ConfigError(f"{path}: invalid YAML (nested more than {MAX_DEPTH} levels deep)")
     if values is None:
         values = {}
     if not isinstance(values, dict):
