@@ -2,6 +2,8 @@
 
 An experiment YAML holds only overrides of these defaults. Unknown keys, wrong types and
 out-of-range values raise ConfigError with one line naming the key, the file and the line.
+It imports one module of data/, keypoints (plain value types that import nothing else of the
+project), to check data.keypoints and a set defined in YAML where they are written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from regda_dist.data.keypoints import CUSTOM, FROM_DATA, KeypointError, define, list_keypoint_sets
 
 
 class ConfigError(ValueError):
@@ -50,6 +54,19 @@ class AugmentConfig:
 
 
 @dataclass
+class KeypointSetConfig:
+    """A keypoint set defined in the experiment, used with data.keypoints: custom. Groups, bones
+    and flip pairs give keypoints by name or 0-based index; the group "all" (PCK's headline) is
+    every keypoint unless given."""
+
+    name: str = CUSTOM
+    names: list = field(default_factory=list)  # heatmap order; numbers are read as names ("1")
+    groups: dict = field(default_factory=dict)  # PCK groups: {group: [keypoint, ...]}
+    skeleton: list = field(default_factory=list)  # bones [[a, b], ...] (drawings, pose prior)
+    flip_pairs: list = field(default_factory=list)  # [[left, right], ...] swapped by a flip
+
+
+@dataclass
 class DataConfig:
     # A synthetic task, or "" for real datasets named by `source` and `target`.
     task: str = field(
@@ -63,8 +80,11 @@ class DataConfig:
     num_val: int = field(default=500, metadata=_range(1))
     num_test: int = field(default=500, metadata=_range(1))
     seed: int = field(default=0, metadata=_range(0))  # data generation seed (not training seed)
-    # Real datasets (task ""): keypoint definition ("" = the datasets'; needed for coco).
-    keypoints: str = field(default="", metadata=_range(choices=("", "hand21", "body16")))
+    # Real datasets (task ""): the keypoint set. "" = the datasets' own (rhd: hand21); a
+    # registered set (hand21, body16); from_data = the COCO category of the source's train.json;
+    # custom = the set defined in data.keypoint_set. COCO files map onto it by keypoint name.
+    keypoints: str = ""
+    keypoint_set: KeypointSetConfig = field(default_factory=KeypointSetConfig)
     source: DomainConfig = field(default_factory=DomainConfig)
     target: DomainConfig = field(default_factory=DomainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -187,7 +207,7 @@ class Config:
         picked = {k: d[k] for k in ("data", "model", "pretrain")}
         # Fields added with real datasets count only when set, so older caches stay valid.
         defaults = dataclasses.asdict(DataConfig())
-        for key in ("keypoints", "source", "target", "augment"):
+        for key in ("keypoints", "keypoint_set", "source", "target", "augment"):
             if picked["data"][key] == defaults[key]:
                 del picked["data"][key]
         picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
@@ -309,8 +329,9 @@ def apply(obj: Any, values: dict, source: str, lines: dict[str, int], prefix: st
             setattr(obj, key, check_value(path, value, fields[key], where))
 
 
-def validate(cfg: Config, source: str = "config") -> Config:
-    """Cross-field checks that single values cannot express."""
+def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None = None) -> Config:
+    """Cross-field checks that single values cannot express (`lines`: dotted key -> line of
+    `source`, for the checks that point at one key)."""
     d = cfg.data
     if d.image_size % d.heatmap_size:
         raise ConfigError(
@@ -318,6 +339,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
             f"data.heatmap_size ({d.heatmap_size})"
         )
     _validate_data(d, source)
+    _validate_keypoints(d, source, lines or {})
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
     for phase in ("pretrain", "regda"):
@@ -346,10 +368,6 @@ def _validate_data(d: DataConfig, source: str) -> None:
             f"{source}: data.task is '' so data.source.dataset and data.target.dataset "
             "must both be set"
         )
-    if d.task and d.keypoints:
-        raise ConfigError(
-            f"{source}: data.keypoints is for real datasets; synthetic task {d.task!r} has its own"
-        )
     for side in ("source", "target"):
         domain = getattr(d, side)
         if domain.dataset and not domain.root:
@@ -361,6 +379,38 @@ def _validate_data(d: DataConfig, source: str) -> None:
             f"{source}: data.augment.scale_min ({d.augment.scale_min}) > "
             f"data.augment.scale_max ({d.augment.scale_max})"
         )
+
+
+def _validate_keypoints(d: DataConfig, source: str, lines: dict[str, int]) -> None:
+    """data.keypoints names a registered set, from_data or custom; a custom set holds together."""
+
+    def at(*keys: str) -> str:  # the line of the first key written in the file
+        found = [lines[key] for key in keys if key in lines]
+        return f"{source}:{found[0]}" if found else source
+
+    if d.task and d.keypoints:
+        raise ConfigError(
+            f"{at('data.keypoints')}: data.keypoints is for real datasets; synthetic task "
+            f"{d.task!r} has its own"
+        )
+    if d.keypoints and d.keypoints not in (FROM_DATA, CUSTOM, *list_keypoint_sets()):
+        raise ConfigError(
+            f"{at('data.keypoints')}: data.keypoints must be a registered keypoint set "
+            f"({', '.join(list_keypoint_sets())}), {FROM_DATA} or {CUSTOM}, got {d.keypoints!r}"
+        )
+    if d.keypoint_set != KeypointSetConfig() and d.keypoints != CUSTOM:
+        raise ConfigError(
+            f"{at('data.keypoint_set')}: data.keypoint_set is used with data.keypoints: "
+            f"{CUSTOM}, not {d.keypoints!r}"
+        )
+    if d.keypoints == CUSTOM:
+        k = d.keypoint_set
+        try:
+            define(k.name, k.names, k.groups, k.skeleton, k.flip_pairs)
+        except KeypointError as err:
+            key = f"data.keypoint_set.{err.key}"
+            where = at(key, "data.keypoint_set", "data.keypoints")
+            raise ConfigError(f"{where}: {key}: {err}") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -419,7 +469,8 @@ def build(values: dict, lines: dict[str, int], source: str, overrides: list[str]
     for text in overrides:
         key, value = parse_override(text)
         apply(cfg, nest(key, value), f"--set {key}", {})
-    return validate(cfg, source)
+        lines = {k: n for k, n in lines.items() if k != key and not k.startswith(key + ".")}
+    return validate(cfg, source, lines)
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
