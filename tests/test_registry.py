@@ -3,6 +3,7 @@ list the same way, and an unknown name is one line that lists the registered one
 
 import pytest
 
+from regda_dist.data.keypoints import KEYPOINT_SETS
 from regda_dist.data.registry import DATASETS
 from regda_dist.data.samples import DatasetError
 from regda_dist.models.backbones import BACKBONES
@@ -40,7 +41,7 @@ def test_populate_registers_the_built_in_entries_on_first_use():
 @pytest.mark.parametrize(
     ("registry", "error", "builtin"),
     [(BACKBONES, ValueError, "small_resnet"), (PROXIES, ValueError, "aug_consistency"),
-     (DATASETS, DatasetError, "coco")],
+     (DATASETS, DatasetError, "coco"), (KEYPOINT_SETS, ValueError, "hand21")],
 )  # fmt: skip
 def test_every_project_registry_has_the_one_shape(registry, error, builtin):
     import regda_dist.proxies  # noqa: F401 - registers the proxies

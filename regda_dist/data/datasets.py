@@ -17,9 +17,7 @@ from regda_dist.data.registry import create_dataset, dataset_spec, fixed_spec, m
 from regda_dist.data.samples import DatasetError
 from regda_dist.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, is_active, normalise
 
-__all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "normalise", "build_task", "task_spec", "keypoint_notes"
-]  # fmt: skip
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalise", "build_task", "task_spec"]
 
 
 class KeypointDataset(Dataset):
