@@ -123,6 +123,9 @@ def test_a_yaml_nested_a_few_hundred_deep_is_refused_too(tmp_path):
     (tmp_path / "x.yaml").write_text(f"regda:\n  trade_off: {deep}\n")
     with pytest.raises(C.ConfigError, match=r"x.yaml: .*nested more than"):
         C.load(tmp_path / "x.yaml")
+    (tmp_path / "x.yaml").write_text("regda:\n  trade_off: &loop [*loop]\n")  # a cycle
+    with pytest.raises(C.ConfigError, match=r"x.yaml: .*nested more than"):
+        C.load(tmp_path / "x.yaml")
 
 
 def test_a_search_block_nested_thousands_deep_is_one_line(tmp_path):

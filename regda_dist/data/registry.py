@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from regda_dist.data.keypoints import FROM_DATA, KEYPOINT_SETS, KeypointSpec
+from regda_dist.data.keypoints import CUSTOM, FROM_DATA, KEYPOINT_SETS, KeypointSpec
 from regda_dist.data.samples import DatasetError, Domain
 from regda_dist.registry import Registry
 
@@ -64,6 +64,11 @@ def _chosen(name: str, keypoints: str | KeypointSpec, root: str | Path | None) -
     if isinstance(keypoints, KeypointSpec):
         return keypoints
     entry = DATASETS.get(name)
+    if keypoints == CUSTOM:
+        raise DatasetError(
+            f"keypoint set {CUSTOM!r} is defined in an experiment (data.keypoint_set); "
+            "data check takes it as --keypoints EXPERIMENT.yaml"
+        )
     if keypoints != FROM_DATA:
         if keypoints not in KEYPOINT_SETS:
             raise DatasetError(
