@@ -12,7 +12,7 @@ from regda_dist import __version__
 
 def _train(args) -> int:
     from regda_dist import config as C
-    from regda_dist.data.datasets import task_spec
+    from regda_dist.data.datasets import keypoint_notes, task_spec
     from regda_dist.engine import experiment
     from regda_dist.engine.trainer import preflight
 
@@ -25,8 +25,11 @@ def _train(args) -> int:
     if args.no_ray and (cfg.scaling.num_workers != 1 or args.address):
         raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
     experiment.check_run_dir(run_dir, cfg, args.resume)
+    experiment.check_checkpoints(cfg, run_dir if args.resume else None)
     spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
     preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
+    for note in keypoint_notes(cfg.data, spec):
+        print(f"note: {note}", flush=True)
     if args.no_ray:
         result = experiment.run(cfg, run_dir, resume=args.resume)
     else:
@@ -41,7 +44,8 @@ def _train(args) -> int:
 
 def _tune(args) -> int:
     from regda_dist import config as C
-    from regda_dist.data.datasets import task_spec
+    from regda_dist.data.datasets import keypoint_notes, task_spec
+    from regda_dist.engine.experiment import check_checkpoints
     from regda_dist.engine.trainer import preflight
     from regda_dist.proxies import create_proxy, list_proxies
     from regda_dist.search_space import (
@@ -59,10 +63,16 @@ def _tune(args) -> int:
         )
     if s.mode == "joint" and not create_proxy(s.metric).has_baseline:
         raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
-    for cfg in exp.tasks.values():
+    notes = []
+    for task, cfg in exp.tasks.items():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
-        preflight(cfg, task_spec(cfg.data, check_roots=not args.address).num_keypoints)
+        spec = task_spec(cfg.data, check_roots=not args.address)
+        preflight(cfg, spec.num_keypoints)
+        check_checkpoints(cfg)  # the shared phase-1 cache every trial reads
+        notes += [f"note: {task}: {note}" for note in keypoint_notes(cfg.data, spec)]
+    for note in notes:
+        print(note, flush=True)
     exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
     check_experiment_dir(exp_dir, exp, args.resume)
     from regda_dist.distributed import cluster, search
@@ -113,10 +123,15 @@ def _report(args) -> int:
 
 
 def _data_check(args) -> int:
+    from regda_dist import config as C
     from regda_dist.data.check import check
+    from regda_dist.data.datasets import chosen_keypoints
     from regda_dist.data.samples import DatasetError
 
-    report = check(args.dataset, args.path, args.keypoints, args.decode)
+    keypoints = args.keypoints
+    if keypoints.endswith((".yaml", ".yml")):  # an experiment: its data.keypoints (custom too)
+        keypoints = chosen_keypoints(C.load(keypoints).data)
+    report = check(args.dataset, args.path, keypoints, args.decode)
     print(report.text)
     if report.problems:
         raise DatasetError(f"{args.path}: {len(report.problems)} problem(s), listed above")
@@ -271,7 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="reader: rhd, h3d, freihand, surreal, surreal_faithful, lsp, human36m, coco",
     )
-    check.add_argument("--keypoints", default="", help="hand21 or body16 (needed for coco)")
+    check.add_argument(
+        "--keypoints",
+        default="",
+        help="the keypoint set to read it in (needed for coco): a registered set (hand21, "
+        "body16), from_data (the COCO category of PATH/train.json), or an experiment YAML "
+        "whose data.keypoints to use (custom: its data.keypoint_set)",
+    )
     check.add_argument(
         "--decode", type=int, default=20, help="images decoded per split (-1: all; default 20)"
     )

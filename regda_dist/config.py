@@ -1,7 +1,10 @@
-"""Typed configuration: dataclasses with the reference defaults, and a strict YAML loader.
+"""Typed configuration: dataclasses with the reference defaults, and a strict loader.
 
-An experiment YAML holds only overrides of these defaults. Unknown keys, wrong types and
-out-of-range values raise ConfigError with one line naming the key, the file and the line.
+An experiment YAML (read by config_yaml) holds only overrides of these defaults. Unknown keys,
+wrong types, out-of-range and non-finite values raise ConfigError with one line naming the key,
+the file and the line.
+It imports one module of data/, keypoints (plain value types that import nothing else of the
+project), to check data.keypoints and a set defined in YAML where they are written.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,9 +21,8 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line that names what is wrong and where."""
+from regda_dist.config_yaml import ConfigError, nest, parse_override, read_yaml  # also C.<name>
+from regda_dist.data.keypoints import CUSTOM, FROM_DATA, KeypointError, define, list_keypoint_sets
 
 
 def _range(lo=None, hi=None, choices=None):
@@ -49,6 +51,19 @@ class AugmentConfig:
 
 
 @dataclass
+class KeypointSetConfig:
+    """A keypoint set defined in the experiment, used with data.keypoints: custom. Groups, bones
+    and flip pairs give keypoints by name or 0-based index; the group "all" (PCK's headline) is
+    every keypoint unless given."""
+
+    name: str = CUSTOM
+    names: list = field(default_factory=list)  # heatmap order; numbers are read as names ("1")
+    groups: dict = field(default_factory=dict)  # PCK groups: {group: [keypoint, ...]}
+    skeleton: list = field(default_factory=list)  # bones [[a, b], ...] (drawings, pose prior)
+    flip_pairs: list = field(default_factory=list)  # [[left, right], ...] swapped by a flip
+
+
+@dataclass
 class DataConfig:
     # A synthetic task, or "" for real datasets named by `source` and `target`.
     task: str = field(
@@ -62,8 +77,11 @@ class DataConfig:
     num_val: int = field(default=500, metadata=_range(1))
     num_test: int = field(default=500, metadata=_range(1))
     seed: int = field(default=0, metadata=_range(0))  # data generation seed (not training seed)
-    # Real datasets (task ""): keypoint definition ("" = the datasets'; needed for coco).
-    keypoints: str = field(default="", metadata=_range(choices=("", "hand21", "body16")))
+    # Real datasets (task ""): the keypoint set. "" = the datasets' own (rhd: hand21); a
+    # registered set (hand21, body16); from_data = the COCO category of the source's train.json;
+    # custom = the set defined in data.keypoint_set. COCO files map onto it by keypoint name.
+    keypoints: str = ""
+    keypoint_set: KeypointSetConfig = field(default_factory=KeypointSetConfig)
     source: DomainConfig = field(default_factory=DomainConfig)
     target: DomainConfig = field(default_factory=DomainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -203,7 +221,7 @@ class Config:
         picked = {k: d[k] for k in ("data", "model", "pretrain")}
         # Fields added with real datasets count only when set, so older caches stay valid.
         defaults = dataclasses.asdict(DataConfig())
-        for key in ("keypoints", "source", "target", "augment"):
+        for key in ("keypoints", "keypoint_set", "source", "target", "augment"):
             if picked["data"][key] == defaults[key]:
                 del picked["data"][key]
         if picked["pretrain"]["optimizer"] == "sgd":  # added later: older caches stay valid
@@ -221,32 +239,6 @@ class Config:
 
 # --------------------------------------------------------------------------------------------
 # Loading
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 floats such as 1e-4 (YAML 1.1 needs a dot: 1.0e-4)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def _yaml(text: str):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def _line_map(node: yaml.Node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
-    """Dotted key -> 1-based line number, from a composed YAML node tree."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = f"{prefix}{key.value}"
-            out[path] = key.start_mark.line + 1
-            _line_map(value, path + ".", out)
-    return out
 
 
 def field_type(f: dataclasses.Field) -> Any:
@@ -267,6 +259,8 @@ def check_value(path: str, value: Any, f: dataclasses.Field, where: str):
     if not _is_type(value, hint):
         raise ConfigError(f"{where}: {path} must be {hint.__name__}, got {value!r}")
     value = float(value) if hint is float else value
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: {path} must be a finite number, got {value!r}")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{where}: {path} must be one of {list(meta['choices'])}, got {value!r}")
@@ -308,8 +302,9 @@ def apply(obj: Any, values: dict, source: str, lines: dict[str, int], prefix: st
             setattr(obj, key, check_value(path, value, fields[key], where))
 
 
-def validate(cfg: Config, source: str = "config") -> Config:
-    """Cross-field checks that single values cannot express."""
+def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None = None) -> Config:
+    """Cross-field checks that single values cannot express (`lines`: dotted key -> line of
+    `source`, for the checks that point at one key)."""
     d = cfg.data
     if d.image_size % d.heatmap_size:
         raise ConfigError(
@@ -317,6 +312,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
             f"data.heatmap_size ({d.heatmap_size})"
         )
     _validate_data(d, source)
+    _validate_keypoints(d, source, lines or {})
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
     for phase in ("pretrain", "regda"):
@@ -345,10 +341,6 @@ def _validate_data(d: DataConfig, source: str) -> None:
             f"{source}: data.task is '' so data.source.dataset and data.target.dataset "
             "must both be set"
         )
-    if d.task and d.keypoints:
-        raise ConfigError(
-            f"{source}: data.keypoints is for real datasets; synthetic task {d.task!r} has its own"
-        )
     for side in ("source", "target"):
         domain = getattr(d, side)
         if domain.dataset and not domain.root:
@@ -362,45 +354,36 @@ def _validate_data(d: DataConfig, source: str) -> None:
         )
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """'regda.trade_off=0.5' -> ('regda.trade_off', 0.5); the value is read as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. regda.trade_off=0.5")
-    key, raw = text.split("=", 1)
-    try:
-        value = _yaml(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({err.problem})") from None
-    return key.strip(), value
+def _validate_keypoints(d: DataConfig, source: str, lines: dict[str, int]) -> None:
+    """data.keypoints names a registered set, from_data or custom; a custom set holds together."""
 
+    def at(*keys: str) -> str:  # the line of the first key written in the file
+        found = [lines[key] for key in keys if key in lines]
+        return f"{source}:{found[0]}" if found else source
 
-def nest(key: str, value: Any) -> dict:
-    for part in reversed(key.split(".")):
-        value = {part: value}
-    return value
-
-
-def read_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
-    """A YAML mapping and its dotted key -> line map; one-line ConfigError otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        values = _yaml(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
+    if d.task and d.keypoints:
         raise ConfigError(
-            f"{path}: top level must be a mapping of sections, got {type(values).__name__}"
+            f"{at('data.keypoints')}: data.keypoints is for real datasets; synthetic task "
+            f"{d.task!r} has its own"
         )
-    return values, _line_map(node) if node else {}
+    if d.keypoints and d.keypoints not in (FROM_DATA, CUSTOM, *list_keypoint_sets()):
+        raise ConfigError(
+            f"{at('data.keypoints')}: data.keypoints must be a registered keypoint set "
+            f"({', '.join(list_keypoint_sets())}), {FROM_DATA} or {CUSTOM}, got {d.keypoints!r}"
+        )
+    if d.keypoint_set != KeypointSetConfig() and d.keypoints != CUSTOM:
+        raise ConfigError(
+            f"{at('data.keypoint_set')}: data.keypoint_set is used with data.keypoints: "
+            f"{CUSTOM}, not {d.keypoints!r}"
+        )
+    if d.keypoints == CUSTOM:
+        k = d.keypoint_set
+        try:
+            define(k.name, k.names, k.groups, k.skeleton, k.flip_pairs)
+        except KeypointError as err:
+            key = f"data.keypoint_set.{err.key}"
+            where = at(key, "data.keypoint_set", "data.keypoints")
+            raise ConfigError(f"{where}: {key}: {err}") from None
 
 
 def build(values: dict, lines: dict[str, int], source: str, overrides: list[str] = ()) -> Config:
@@ -410,7 +393,8 @@ def build(values: dict, lines: dict[str, int], source: str, overrides: list[str]
     for text in overrides:
         key, value = parse_override(text)
         apply(cfg, nest(key, value), f"--set {key}", {})
-    return validate(cfg, source)
+        lines = {k: n for k, n in lines.items() if k != key and not k.startswith(key + ".")}
+    return validate(cfg, source, lines)
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

@@ -242,7 +242,7 @@ def _calls(attr: str):
 
 
 def test_checkpoints_load_weights_only_and_yaml_is_read_safely():
-    from regda_dist import config
+    from regda_dist import config_yaml
 
     for path, call in _calls("load"):
         owner = getattr(call.func.value, "id", None)
@@ -251,5 +251,5 @@ def test_checkpoints_load_weights_only_and_yaml_is_read_safely():
             assert getattr(kw.get("weights_only"), "value", None) is True, path
         if owner == "yaml":
             assert getattr(kw.get("Loader"), "id", None) in {"_Loader", "SafeLoader"}, path
-    assert issubclass(config._Loader, yaml.SafeLoader)
+    assert issubclass(config_yaml._Loader, yaml.SafeLoader)
     assert not list(_calls("unsafe_load")) and not list(_calls("full_load"))

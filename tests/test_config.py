@@ -1,6 +1,9 @@
+import dataclasses
+import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from regda_dist import config as C
 
@@ -283,3 +286,35 @@ def test_from_dict_checks_types():
 def test_experiment_files_load(path):
     cfg = C.load(path)
     assert cfg.data.image_size % cfg.data.heatmap_size == 0
+
+
+def _float_fields(obj=None, prefix=""):
+    """Dotted paths of every float field of the run config."""
+    obj = C.Config() if obj is None else obj
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _float_fields(value, f"{prefix}{f.name}.")
+        elif C.field_type(f) is float:
+            yield prefix + f.name
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", sorted(_float_fields()))
+def test_every_float_field_rejects_non_finite_values(tmp_path, key, value):
+    path = _write(tmp_path, yaml.safe_dump(C.nest(key, value)))
+    msg = _error(path)
+    assert msg.startswith(f"{path}:{len(key.split('.'))}:") and key in msg and "finite" in msg
+    assert key in _error(None, [f"{key}={yaml.safe_dump(value).split()[0]}"])
+
+
+@pytest.mark.parametrize(
+    "dimension", [{"loguniform": [0.1, math.inf]}, {"uniform": [-math.inf, 1.0]},
+                  {"choice": [1.0, math.nan]}],
+)  # fmt: skip
+def test_search_space_endpoints_reject_non_finite_values(tmp_path, dimension):
+    from regda_dist.search_space import load_experiment
+
+    path = _write(tmp_path, yaml.safe_dump({"search": {"space": {"regda.trade_off": dimension}}}))
+    with pytest.raises(C.ConfigError, match=rf"{path}:3: .*regda.trade_off.*finite"):
+        load_experiment(path)

@@ -119,7 +119,7 @@ def test_cli_data_check_prints_report_and_exits_0(tmp_path, capsys):
     [
         (None, ["--dataset", "rhd"], "missing folder"),
         (fx.write_h3d, ["--dataset", "h3d"], "unreadable image"),
-        (fx.write_coco, ["--dataset", "coco"], "needs a keypoint definition"),
+        (fx.write_coco, ["--dataset", "coco"], "needs a keypoint set"),
         (fx.write_coco, ["--dataset", "nope"], "unknown dataset 'nope'"),
     ],
 )

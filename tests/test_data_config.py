@@ -76,7 +76,7 @@ def test_task_spec_from_config_alone():
     assert task_spec(_real("coco", "lsp", "data.keypoints=body16").data) is BODY16
     with pytest.raises(C.ConfigError, match="source 'rhd' has hand21 keypoints but target 'lsp'"):
         task_spec(_real("rhd", "lsp").data)
-    with pytest.raises(C.ConfigError, match="needs a keypoint definition"):
+    with pytest.raises(C.ConfigError, match="needs a keypoint set"):
         task_spec(_real("coco", "h3d").data)
     with pytest.raises(C.ConfigError, match="unknown dataset 'mpii'"):
         task_spec(_real("mpii", "h3d").data)
@@ -100,3 +100,57 @@ def test_real_experiment_yamls_are_valid_reference_configs(name, spec, epochs):
     assert cfg.data.augment.scale_min == 0.6 and cfg.data.augment.color_jitter == 0.25
     assert cfg.data.augment.rotation == (180 if spec is HAND21 else 30)
     assert cfg.data.target.augment == (name != "surreal2lsp")  # LSP: never augmented
+
+
+ARM = "  task: ''\n  source: {dataset: coco, root: /s}\n  target: {dataset: coco, root: /t}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("  keypoints: face68\n", 5, "data.keypoints must be a registered keypoint set "
+         r"\(body16, hand21\), from_data or custom, got 'face68'"),
+        ("  keypoint_set:\n    names: [a, b]\n", 5, "data.keypoint_set is used with "
+         "data.keypoints: custom, not ''"),
+        ("  keypoints: custom\n", 5, "data.keypoint_set.names: a keypoint set needs at least"),
+        ("  keypoints: custom\n  keypoint_set:\n    names: [a, b, A]\n", 7,
+         "data.keypoint_set.names: 'A' and 'a' are the same name"),
+        ("  keypoints: custom\n  keypoint_set:\n    names: [a, b]\n    groups:\n"
+         "      tips: [a]\n      ends: [a, c]\n", 10, r"data.keypoint_set.groups.ends: 'c' is not"),
+        ("  keypoints: custom\n  keypoint_set:\n    names: [a, b]\n    skeleton: [[a, 2]]\n",
+         8, r"data.keypoint_set.skeleton: index 2 is out of range \(0..1\)"),
+        ("  keypoints: custom\n  keypoint_set:\n    names: [a, b]\n    flip_pairs: [a, b]\n",
+         8, r"data.keypoint_set.flip_pairs: each entry must be a pair"),
+        ("  keypoints: custom\n  keypoint_set:\n    names: a\n", 7, "must be list"),
+    ],
+)  # fmt: skip
+def test_a_keypoint_set_in_yaml_is_checked_with_file_and_line(tmp_path, text, line, message):
+    path = tmp_path / "x.yaml"
+    path.write_text("data:\n" + ARM + text)
+    with pytest.raises(C.ConfigError, match=rf"^{path}:{line}: .*{message}") as info:
+        C.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_keypoint_set_set_by_override_names_the_file_without_a_stale_line(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("data:\n" + ARM + "  keypoints: hand21\n")
+    with pytest.raises(C.ConfigError, match=rf"^{path}: data.keypoints must be .* got 'x'"):
+        C.load(path, ["data.keypoints=x"])
+
+
+def test_a_keypoint_set_round_trips_and_changes_the_phase1_key(tmp_path):
+    base = ["data.task=''", "data.source.dataset=coco", "data.source.root=/s",
+            "data.target.dataset=coco", "data.target.root=/t"]  # fmt: skip
+    arm = "{name: arm, names: [a, b, c], groups: {ends: [a, 2]}, skeleton: [[0, 1], [b, c]]}"
+    custom = C.load(None, [*base, "data.keypoints=custom", f"data.keypoint_set={arm}"])
+    C.save(custom, tmp_path / "config.yaml")
+    assert C.load(tmp_path / "config.yaml") == custom
+    keys = {
+        C.load(None, [*base, "data.keypoints=body16"]).pretrain_key(),
+        C.load(None, [*base, "data.keypoints=from_data"]).pretrain_key(),
+        custom.pretrain_key(),
+        C.load(None, [*base, "data.keypoints=custom", f"data.keypoint_set={arm}",
+                      "data.keypoint_set.groups={ends: [a]}"]).pretrain_key(),
+    }  # fmt: skip
+    assert len(keys) == 4

@@ -1,5 +1,6 @@
 """The search on real Ray: a 4-trial Optuna + ASHA search of Ray Train trials, its Optuna study,
-TensorBoard files, export (runnable by `train`) and report; a joint search."""
+TensorBoard files, export (runnable by `train`) and report; a joint search over a hand and a
+user's own keypoint set (COCO files, a set defined in YAML)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import optuna
 import pytest
 import yaml
 
+from regda_dist import config as C
 from regda_dist.cli import main
+from regda_dist.data.datasets import task_spec
 from tests.conftest import write_experiment
+from tests.keypoint_domains import ARM_SET, write_arm_pair
 from tests.test_tensorboard import hparams_of, read_events
 
 pytestmark = pytest.mark.integration
@@ -93,18 +97,32 @@ def test_bad_search_inputs_are_one_line(local_ray, tmp_path, capsys):
 
 
 def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
+    # the second task brings its own keypoints: a 7-keypoint robot arm from COCO files, its set
+    # defined in YAML (tests/keypoint_domains.py); neither a hand nor a body
+    arm = write_arm_pair(tmp_path / "arm")
+    arm_task = {"name": "arm7", "set": {
+        "data.task": "", "data.keypoints": "custom", "data.keypoint_set": ARM_SET,
+        "data.source": {"dataset": "coco", "root": str(arm["source"])},
+        "data.target": {"dataset": "coco", "root": str(arm["target"])}}}  # fmt: skip
     exp = _experiment(tmp_path, mode="joint", scheduler="auto", num_samples=2,
-                      tasks=["synth_hand", "synth_body"])  # fmt: skip
+                      tasks=["synth_hand", arm_task])  # fmt: skip
     assert main(["tune", str(exp), "--name", "j"]) == 0
     exp_dir = tmp_path / "runs" / "j"
     trials = sorted((exp_dir / "joint" / "trials").iterdir())
     assert len(trials) == 2
     for trial in trials:
         joint = json.loads((trial / "joint.json").read_text())
-        parts = [joint[f"{t}/normalised"] for t in ("synth_hand", "synth_body")]
+        parts = [joint[f"{t}/normalised"] for t in ("synth_hand", "arm7")]
         assert joint["joint/objective"] == pytest.approx(sum(parts) / 2)
-        assert {p.name for p in trial.iterdir() if p.is_dir()} == {"synth_hand", "synth_body"}
+        assert {p.name for p in trial.iterdir() if p.is_dir()} == {"synth_hand", "arm7"}
+        result = json.loads((trial / "arm7" / "result.json").read_text())
+        assert {"oracle/target_pck/joints", "oracle/target_pck/claws"} <= set(result["regda"])
+        assert len(read_events(trial / "arm7" / "tb").Tags()["images"]) == 1  # arm keypoints
     assert main(["export", str(exp_dir)]) == 0
     hand = json.loads((exp_dir / "best" / "synth_hand" / "meta.json").read_text())
-    body = json.loads((exp_dir / "best" / "synth_body" / "meta.json").read_text())
+    body = json.loads((exp_dir / "best" / "arm7" / "meta.json").read_text())
     assert hand["trial_id"] == body["trial_id"] and hand["selected_by"] == "joint/objective"
+    exported = exp_dir / "best" / "arm7" / "config.yaml"
+    spec = task_spec(C.load(exported).data)
+    assert spec.num_keypoints == 7 and set(spec.groups) == {"joints", "claws", "all"}
+    assert main(["train", str(exported), "--no-ray", "--name", "again"]) == 0

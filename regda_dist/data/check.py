@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from regda_dist.data.io import open_image
+from regda_dist.data.keypoints import KeypointSpec
 from regda_dist.data.registry import create_dataset, layout
 from regda_dist.data.samples import SPLITS, DatasetError, Domain
 
@@ -57,13 +58,17 @@ def _visibility(domain: Domain) -> list[str]:
     ]
 
 
-def check(name: str, root: str | Path, keypoints: str = "", decode: int = 20) -> Report:
-    """A report on the folder; structural errors (missing annotation files, malformed JSON,
-    wrong keypoint counts) raise DatasetError naming the file."""
+def check(
+    name: str, root: str | Path, keypoints: str | KeypointSpec = "", decode: int = 20
+) -> Report:
+    """A report on the folder, read in the keypoint set `keypoints` chooses (see
+    registry.dataset_spec), which it shows; structural errors (missing annotation files,
+    malformed JSON, wrong keypoint counts) raise DatasetError naming the file."""
     domain = create_dataset(name, root, keypoints)
     report = Report()
     report.lines += [
         f"dataset {name} at {root}: {domain.spec.name} ({domain.spec.num_keypoints} keypoints)",
+        *domain.spec.describe(),
         f"layout: {layout(name)}",
         f"{'split':<6}{'samples':>9}{'images':>9}{'labelled kp':>13}",
     ]

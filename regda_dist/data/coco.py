@@ -4,15 +4,19 @@ A folder holds train.json and test.json (val.json optional: else val is carved f
 samples.carve_val), each a COCO keypoint file: `images` [{id, file_name, ...}], `annotations`
 [{image_id, category_id, keypoints [x, y, v] * N, bbox (optional), iscrowd (optional)}] and
 `categories` [{id, name, keypoints [names], skeleton}]. `file_name` is relative to the folder
-(or to its images/ subfolder). Keypoint names map onto the task's definition (data.keypoints)
-by name, case-insensitively, "left_"/"right_" read as "l_"/"r_" (so COCO's person keypoints
-fill Body16's limbs); definition keypoints without a match get weight 0, extra names are
-ignored. Weight = 1 where v > 0. Crop: the annotation's bbox made square and 1.25x larger, or
-the whole image (aspect-preserving resize + pad) without a bbox. Crowd annotations are skipped.
+(or to its images/ subfolder). The keypoint set is the category's own (data.keypoints:
+from_data: its names, its 1-based skeleton as 0-based bones, group "all") or a chosen one: then
+the file's names map onto the set's by name (keypoints.canonical: case-insensitive, "left_" as
+"l_", so COCO's person keypoints fill Body16's limbs); set keypoints without a match get weight
+0 and file keypoints without one are dropped, both said in the domain's notes. Weight = 1 where
+v > 0. Crop: the annotation's bbox made square and 1.25x larger, or the whole image
+(aspect-preserving resize + pad) without a bbox. Crowd annotations are skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -20,20 +24,20 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from regda_dist.data.io import field_array, read_json
-from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.data.io import field_array, read_json, require_file
+from regda_dist.data.keypoints import (
+    FROM_DATA,
+    KeypointError,
+    KeypointSpec,
+    canonical,
+    define,
+    flip_pairs_by_name,
+)
 from regda_dist.data.registry import register_dataset
 from regda_dist.data.samples import DatasetError, Domain, Sample, carve_val
 
 BOX_SCALE = 1.25
-
-
-def canonical(name: str) -> str:
-    n = name.strip().lower().replace("-", "_").replace(" ", "_")
-    for long, short in (("left_", "l_"), ("right_", "r_")):
-        if n.startswith(long):
-            n = short + n[len(long) :]
-    return n
+SPLIT_FILES = ("train", "val", "test")
 
 
 def name_map(names: list[str], spec: KeypointSpec, where: str) -> list[int | None]:
@@ -51,11 +55,95 @@ def name_map(names: list[str], spec: KeypointSpec, where: str) -> list[int | Non
     return mapping
 
 
-def _category(data: dict, file: Path) -> tuple[int, list[str]]:
+def match_note(names: list[str], spec: KeypointSpec, mapping: list[int | None]) -> str:
+    """'' when the file's keypoints are exactly the set's, else what is dropped and unlabelled."""
+    used = set(mapping)
+    dropped = [str(n) for j, n in enumerate(names) if j not in used]
+    unmatched = [spec.names[k] for k, j in enumerate(mapping) if j is None]
+    parts = []
+    if dropped:
+        parts.append(
+            f"{len(dropped)} of its {len(names)} keypoints are not in {spec.name} and are "
+            f"dropped: {', '.join(dropped)}"
+        )
+    if unmatched:
+        parts.append(
+            f"{len(unmatched)} of the {spec.num_keypoints} keypoints of {spec.name} have no "
+            f"match and weight 0: {', '.join(unmatched)}"
+        )
+    return "; ".join(parts)
+
+
+def _grouped(notes: list[tuple[str, str]]) -> list[str]:
+    """(file name, note) -> one line per distinct note, naming its files."""
+    files: dict[str, list[str]] = {}
+    for name, note in notes:
+        if note:
+            files.setdefault(note, []).append(name)
+    return [f"{', '.join(names)}: {note}" for note, names in files.items()]
+
+
+def _category(data, file: Path) -> dict:
+    """The file's one category with keypoints."""
+    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
+        raise DatasetError(f"{file}: needs 'images', 'annotations' and 'categories'")
     cats = [c for c in data.get("categories", []) if isinstance(c, dict) and c.get("keypoints")]
     if len(cats) != 1:
         raise DatasetError(f"{file}: needs exactly one category with 'keypoints', has {len(cats)}")
-    return cats[0].get("id"), list(cats[0]["keypoints"])
+    if not isinstance(cats[0]["keypoints"], list):
+        raise DatasetError(f"{file}: the category's 'keypoints' must be a list of names")
+    return cats[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_category(file: str, version: tuple[int, int]) -> dict:
+    del version  # part of the cache key: a changed file is read again
+    return _category(read_json(Path(file), "COCO keypoint annotations"), Path(file))
+
+
+def category(file: Path) -> dict:
+    """The keypoint category of a COCO file (each version of a file is read once)."""
+    stat = require_file(file, "COCO keypoint annotations").stat()
+    return _cached_category(str(file), (stat.st_mtime_ns, stat.st_size))
+
+
+def _bones(skeleton, file: Path) -> list[list[int]]:
+    """COCO's 1-based skeleton as 0-based pairs."""
+    ok = isinstance(skeleton, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(type(i) is int and i >= 1 for i in p)
+        for p in skeleton
+    )
+    if not ok:
+        raise DatasetError(
+            f"{file}: the category's 'skeleton' must be [a, b] pairs of 1-based keypoint numbers"
+        )
+    return [[a - 1, b - 1] for a, b in skeleton]
+
+
+def category_spec(root: Path) -> KeypointSpec:
+    """The set a COCO folder declares (data.keypoints: from_data): its train.json category's
+    names and skeleton, group "all", left/right flip pairs where names say left and right."""
+    file = root / "train.json"
+    cat = category(file)
+    names = [str(n) if type(n) is int else n for n in cat["keypoints"]]
+    try:
+        spec = define(
+            str(cat.get("name") or FROM_DATA), names, None, _bones(cat.get("skeleton") or [], file)
+        )
+    except KeypointError as err:
+        raise DatasetError(f"{file}: category {cat.get('name')!r}: {err.key}: {err}") from None
+    return dataclasses.replace(spec, flip_pairs=flip_pairs_by_name(spec.names))
+
+
+def match_notes(root: Path, spec: KeypointSpec) -> list[str]:
+    """How the folder's files match `spec` where they match only partly (else nothing)."""
+    notes = []
+    for split in SPLIT_FILES:
+        file = root / f"{split}.json"
+        if file.is_file():
+            names = list(category(file)["keypoints"])
+            notes.append((file.name, match_note(names, spec, name_map(names, spec, str(file)))))
+    return _grouped(notes)
 
 
 def _box(ann: dict, where: str) -> tuple[int, int, int] | None:
@@ -66,14 +154,13 @@ def _box(ann: dict, where: str) -> tuple[int, int, int] | None:
     return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
 
 
-def read_file(file: Path, spec: KeypointSpec) -> list[Sample]:
-    """Samples of one COCO keypoint JSON, in annotation order."""
+def read_file(file: Path, spec: KeypointSpec) -> tuple[list[Sample], str]:
+    """Samples of one COCO keypoint JSON, in annotation order, and its match_note."""
     data = read_json(file, "COCO keypoint annotations")
-    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
-        raise DatasetError(f"{file}: needs 'images', 'annotations' and 'categories'")
+    cat = _category(data, file)
     if not isinstance(data["images"], list) or not isinstance(data["annotations"], list):
         raise DatasetError(f"{file}: 'images' and 'annotations' must be lists")
-    cat_id, names = _category(data, file)
+    cat_id, names = cat.get("id"), list(cat["keypoints"])
     mapping = name_map(names, spec, f"{file}: categories")
     images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
     folder = file.parent
@@ -99,16 +186,22 @@ def read_file(file: Path, spec: KeypointSpec) -> list[Sample]:
             if j is not None:
                 kp[k], weight[k] = raw[j, :2], float(raw[j, 2] > 0)
         samples.append(Sample(base / image["file_name"], kp, weight, _box(ann, where)))
-    return samples
+    return samples, match_note(names, spec, mapping)
 
 
-@register_dataset("coco", None, "train.json, test.json (val.json optional) + images")
+@register_dataset(
+    "coco",
+    None,
+    "train.json, test.json (val.json optional) + images",
+    from_data=category_spec,
+    matches=match_notes,
+)
 def read(root: Path, spec: KeypointSpec) -> Domain:
-    splits = {name: read_file(root / f"{name}.json", spec) for name in ("train", "test")}
-    notes = []
-    if (root / "val.json").is_file():
-        splits["val"] = read_file(root / "val.json", spec)
-    else:
+    files = [s for s in SPLIT_FILES if s != "val" or (root / "val.json").is_file()]
+    loaded = {split: read_file(root / f"{split}.json", spec) for split in files}
+    splits = {split: samples for split, (samples, _) in loaded.items()}
+    notes = _grouped([(f"{split}.json", note) for split, (_, note) in loaded.items()])
+    if "val" not in splits:
         splits["train"], splits["val"] = carve_val(splits["train"])
         notes.append("no val.json: val carved from train (seeded 10%, <= 1000)")
     return Domain("coco", spec, splits, notes)

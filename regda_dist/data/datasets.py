@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 from regda_dist.config import ConfigError
 from regda_dist.data import synthetic
 from regda_dist.data.images import ImageSamples
-from regda_dist.data.keypoints import KeypointSpec
-from regda_dist.data.registry import create_dataset, dataset_spec
+from regda_dist.data.keypoints import CUSTOM, KeypointSpec, define, name_difference
+from regda_dist.data.registry import create_dataset, dataset_spec, fixed_spec, match_notes
 from regda_dist.data.samples import DatasetError
 from regda_dist.data.transforms import Augment, is_active
 
@@ -95,26 +95,52 @@ def cache_root(root: str) -> Path:
     return Path(os.environ.get("REGDA_DIST_CACHE", Path.home() / ".cache" / "regda-dist"))
 
 
+def chosen_keypoints(data_cfg) -> str | KeypointSpec:
+    """What data.keypoints chooses: a registered set's name, from_data, "" (the datasets' own
+    sets), or the set defined in data.keypoint_set (custom)."""
+    if data_cfg.keypoints != CUSTOM:
+        return data_cfg.keypoints
+    k = data_cfg.keypoint_set
+    return define(k.name, k.names, k.groups, k.skeleton, k.flip_pairs)  # checked by the config
+
+
 def task_spec(data_cfg, check_roots: bool = False) -> KeypointSpec:
-    """The task's keypoint definition, from the config alone (no data is read); with
-    check_roots, real datasets' folders must exist on this machine."""
+    """The task's keypoint set, from the config (from_data: and the category of the source's
+    COCO train.json); with check_roots, real datasets' folders must exist on this machine.
+    Source and target must have the same keypoint names."""
     if data_cfg.task:
         return synthetic.TASKS[data_cfg.task].spec
-    try:
-        source = dataset_spec(data_cfg.source.dataset, data_cfg.keypoints)
-        target = dataset_spec(data_cfg.target.dataset, data_cfg.keypoints)
-    except DatasetError as err:
-        raise ConfigError(f"data: {err}") from None
+    src, tgt = data_cfg.source, data_cfg.target
     for side in ("source", "target"):
         root = Path(getattr(data_cfg, side).root).expanduser()
         if check_roots and not root.is_dir():
             raise DatasetError(f"{root}: missing folder (data.{side}.root)")
-    if source != target:
+    chosen = chosen_keypoints(data_cfg)
+    try:
+        source = dataset_spec(src.dataset, chosen, src.root)
+        target = dataset_spec(tgt.dataset, chosen, tgt.root)
+    except DatasetError as err:
+        raise ConfigError(f"data: {err}") from None
+    differ = name_difference(source, target, ("source", "target"))
+    if differ:
         raise ConfigError(
-            f"data: source {data_cfg.source.dataset!r} has {source.name} keypoints but target "
-            f"{data_cfg.target.dataset!r} has {target.name}"
+            f"data: source {src.dataset!r} has {source.name} keypoints but target "
+            f"{tgt.dataset!r} has {target.name}: {differ}"
         )
-    return source
+    # a reader of any set (coco) maps its files onto a fixed reader's set, not the reverse
+    return target if fixed_spec(tgt.dataset) and not fixed_spec(src.dataset) else source
+
+
+def keypoint_notes(data_cfg, spec: KeypointSpec) -> list[str]:
+    """Where a domain's files match the task's set only partly: which keypoints are dropped
+    and which get no label. Said at the start of every run, never silently."""
+    if data_cfg.task:
+        return []
+    return [
+        f"data.{side} ({d.root}): {note}"
+        for side, d in (("source", data_cfg.source), ("target", data_cfg.target))
+        for note in match_notes(d.dataset, d.root, spec)
+    ]
 
 
 def build_task(data_cfg) -> TaskData:
@@ -165,7 +191,7 @@ def _real_task(data_cfg, augment: Augment | None) -> TaskData:
     """Both domains read by their registered readers; images load lazily, per item."""
     spec = task_spec(data_cfg)
     domains = {
-        side: create_dataset(d.dataset, d.root, data_cfg.keypoints)
+        side: create_dataset(d.dataset, d.root, spec)
         for side, d in (("source", data_cfg.source), ("target", data_cfg.target))
     }
 

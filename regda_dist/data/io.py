@@ -35,6 +35,8 @@ def read_json(path: Path, what: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: malformed JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: malformed JSON (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read ({err})") from None
 

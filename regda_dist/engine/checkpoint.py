@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from regda_dist.weights import WeightsFileError, load_weights
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file."""
@@ -21,13 +23,9 @@ def save(state: dict, path: Path) -> None:
 
 
 def load(path: Path) -> dict:
-    """Load with weights_only=True (no arbitrary code from pickles)."""
+    """Load with weights_only=True (no arbitrary code from pickles); one line naming the file
+    when it is missing, damaged, hostile or not a mapping."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except Exception as err:  # torch raises several types for corrupt files
-        why = (str(err).strip().splitlines() or [""])[0]
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {why})"
-        ) from None
+        return load_weights(path)
+    except WeightsFileError as err:
+        raise CheckpointError(f"checkpoint {err}") from None

@@ -22,6 +22,7 @@ from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_pr
 from regda_dist.engine.trainer import Trainer, seed_everything
 from regda_dist.search_space import DEFAULT_SPACE
 
+ADAPT_CHECKPOINT = "adapt.ckpt"  # phase 2's epoch checkpoint in the run folder
 PREDICTIONS = "target_val_coords.pt"  # target val argmax of source-only, last, selected epoch
 
 
@@ -92,6 +93,18 @@ def phase1_folder(cfg: C.Config) -> Path:
 def phase1_cached(cfg: C.Config) -> bool:
     folder = phase1_folder(cfg)  # model.pt is written first, then info.json: a hit needs both
     return (folder / "model.pt").is_file() and (folder / "info.json").is_file()
+
+
+def check_checkpoints(cfg: C.Config, run_dir: Path | None = None) -> None:
+    """Every checkpoint the run will read (the phase-1 cache; on resume, run_dir's adapt.ckpt)
+    must load: a damaged one is one line naming it, before anything is written or trained."""
+    folder = phase1_folder(cfg)
+    files = [folder / ("model.pt" if phase1_cached(cfg) else "checkpoint.pt")]
+    if run_dir is not None:
+        files.append(run_dir / ADAPT_CHECKPOINT)
+    for file in files:
+        if file.is_file():
+            checkpoint.load(file)
 
 
 def pretrained_source(trainer: Trainer) -> tuple[torch.nn.Module, dict]:
@@ -214,7 +227,7 @@ def execute(
         tb(phase="adapt", epoch=0, metrics=result["source_only"])
     seed_everything(cfg.train.seed)
     start = time.time()
-    model = trainer.adapt(source_model.state_dict(), run_dir / "adapt.ckpt")
+    model = trainer.adapt(source_model.state_dict(), run_dir / ADAPT_CHECKPOINT)
     final = trainer.last_eval or trainer.eval_metrics(model)  # the last epoch evaluated it
     result["regda"] = {**final, "seconds": time.time() - start}
     selected = trainer.selected

@@ -14,23 +14,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from regda_dist.registry import Registry
+from regda_dist.weights import load_weights
+
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
 def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    _REGISTRY[fn.__name__] = fn
-    return fn
+    """Decorator: register a backbone factory `fn(pretrained: str) -> nn.Module` by its name."""
+    return BACKBONES.register(fn.__name__, fn)
 
 
 def list_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKBONES.list()
 
 
 def create_backbone(name: str, pretrained: str = "") -> nn.Module:
     """Build a registered backbone; `pretrained` is a local weights file ('' = random init)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}")
-    return _REGISTRY[name](pretrained=pretrained)
+    return BACKBONES.create(name, pretrained=pretrained)
 
 
 class _BasicBlock(nn.Module):
@@ -70,11 +71,17 @@ class SmallResNet(nn.Module):
 
 
 def _load_state(module: nn.Module, path: str) -> None:
+    """Local weights into `module`; ValueError (one line naming the file) if the file is
+    damaged, not weights only, or its tensors do not fit the backbone."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"backbone weights file not found: {file}")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    state = load_weights(file)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # e.g. "size mismatch for ...", one per tensor
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise ValueError(f"{file}: {(lines or [str(err)])[0]}") from None
     if missing:
         raise ValueError(
             f"{file}: weights miss {len(missing)} backbone tensors, e.g. {missing[0]!r}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.registry import Registry
 
 
 @dataclass
@@ -58,24 +59,20 @@ class Proxy:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, type[Proxy]] = {}
+PROXIES: Registry[type[Proxy]] = Registry("proxy")
 
 
 def register_proxy(cls: type[Proxy]) -> type[Proxy]:
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"proxy name {cls.name!r} is empty or registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Decorator: register a Proxy subclass under its `name`."""
+    return PROXIES.register(cls.name, cls)
 
 
 def create_proxy(name: str) -> Proxy:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown proxy {name!r}; registered: {', '.join(list_proxies())}")
-    return _REGISTRY[name]()
+    return PROXIES.create(name)
 
 
 def list_proxies() -> list[str]:
-    return sorted(_REGISTRY)
+    return PROXIES.list()
 
 
 def relative(proxy: Proxy, value: float, source_only: float) -> float:

@@ -80,6 +80,8 @@ def effective_sample_size(w: torch.Tensor) -> float:
 
 def dev_risk(loss: torch.Tensor, ratio: torch.Tensor) -> float:
     """DEV's control-variate estimate of the target risk from source losses and weights."""
+    if len(loss) < 2:
+        return float("nan")  # no spread to estimate from
     weighted = loss.double() * ratio
     var = ratio.var()
     eta = -torch.cov(torch.stack((weighted, ratio)))[0, 1] / var if var > 0 else 0.0
