@@ -38,7 +38,7 @@ def _job(args: tuple) -> dict:
 
     from regda_dist import config as C
     from regda_dist.data.datasets import build_task
-    from regda_dist.engine.experiment import baselines, pretrained_source
+    from regda_dist.engine.run import baselines, pretrained_source
     from regda_dist.engine.trainer import Trainer, seed_everything
 
     kind, task_name, seed, work = args

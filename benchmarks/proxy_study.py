@@ -34,34 +34,34 @@ def main() -> None:
         "--guide", default="source_pck", help="the proxy TPE samples by (shapes the trials)"
     )
     args = parser.parse_args()
-    exp_dir = Path(args.output_dir) / args.name
+    search_dir = Path(args.output_dir) / args.name
     command = [
         str(Path(sys.executable).parent / "regda-dist"), "tune",
         str(ROOT / "experiments" / "synth_search.yaml"), "--name", args.name,
         "--set", f"search.num_samples={args.trials}", "--set", "search.scheduler=fifo",
         "--set", f"train.output_dir={args.output_dir}", "--set", f"search.metric={args.guide}",
     ]  # fmt: skip
-    if (exp_dir / "experiment.yaml").exists():
+    if (search_dir / "search.yaml").exists():
         command.append("--resume")
     started = time.time()
     subprocess.run(command, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     minutes = (time.time() - started) / 60
-    analyse(exp_dir, " ".join(["python", "benchmarks/proxy_study.py", *sys.argv[1:]]), minutes)
+    analyse(search_dir, " ".join(["python", "benchmarks/proxy_study.py", *sys.argv[1:]]), minutes)
 
 
-def analyse(exp_dir: Path, command: str, minutes: float) -> None:
-    from regda_dist.report import proxy_table
-    from regda_dist.search_space import default_point, load_experiment
-    from regda_dist.trials import ORACLE, load_trials
+def analyse(search_dir: Path, command: str, minutes: float) -> None:
+    from regda_dist.search.folder import ORACLE, load_trials
+    from regda_dist.search.report import proxy_table
+    from regda_dist.search.spec import default_point, load_search
 
-    exp = load_experiment(exp_dir / "experiment.yaml")
+    exp = load_search(search_dir / "search.yaml")
     results = {}
-    for task, trials in sorted(load_trials(exp_dir).items()):
+    for task, trials in sorted(load_trials(search_dir).items()):
         done = [t for t in trials if t.complete]
         point = default_point(exp.tasks[task], exp.space)
         defaults = next((t for t in done if t.params == point), None)
         if defaults is None:
-            raise SystemExit(f"{exp_dir}/{task}: the trial of the default values did not finish")
+            raise SystemExit(f"{search_dir}/{task}: the trial of the default values did not finish")
         oracle_pick = max(done, key=lambda t: t.value(task, ORACLE))
         results[task] = {
             "trials": len(done),

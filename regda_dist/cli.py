@@ -13,7 +13,7 @@ from regda_dist import __version__
 def _train(args) -> int:
     from regda_dist import config as C
     from regda_dist.data.datasets import keypoint_notes, task_spec
-    from regda_dist.engine import experiment
+    from regda_dist.engine import run
     from regda_dist.engine.trainer import preflight
 
     overrides = list(args.set)
@@ -24,14 +24,14 @@ def _train(args) -> int:
     run_dir = Path(cfg.train.output_dir) / name
     if args.no_ray and (cfg.scaling.num_workers != 1 or args.address):
         raise C.ConfigError("--no-ray runs one process: drop --workers/--address")
-    experiment.check_run_dir(run_dir, cfg, args.resume)
-    experiment.check_checkpoints(cfg, run_dir if args.resume else None)
+    run.check_run_dir(run_dir, cfg, args.resume)
+    run.check_checkpoints(cfg, run_dir if args.resume else None)
     spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
     preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
     for note in keypoint_notes(cfg.data, spec):
         print(f"note: {note}", flush=True)
     if args.no_ray:
-        result = experiment.run(cfg, run_dir, resume=args.resume)
+        result = run.run_here(cfg, run_dir, resume=args.resume)
     else:
         from regda_dist.distributed import cluster, train
 
@@ -45,18 +45,18 @@ def _train(args) -> int:
 def _tune(args) -> int:
     from regda_dist import config as C
     from regda_dist.data.datasets import keypoint_notes, task_spec
-    from regda_dist.engine.experiment import check_checkpoints
+    from regda_dist.engine.run import check_checkpoints
     from regda_dist.engine.trainer import preflight
     from regda_dist.proxies import create_proxy, list_proxies
-    from regda_dist.search_space import (
-        check_experiment_dir,
-        load_experiment,
-        prepare_experiment_dir,
+    from regda_dist.search.folder import provenance
+    from regda_dist.search.spec import (
+        check_search_dir,
+        load_search,
+        prepare_search_dir,
     )
-    from regda_dist.trials import provenance
 
-    exp = load_experiment(args.experiment, list(args.set))
-    s = exp.search
+    search = load_search(args.experiment, list(args.set))
+    s = search.settings
     if s.metric not in list_proxies():
         raise C.ConfigError(
             f"search.metric: unknown proxy {s.metric!r}; registered: {', '.join(list_proxies())}"
@@ -64,7 +64,7 @@ def _tune(args) -> int:
     if s.mode == "joint" and not create_proxy(s.metric).has_baseline:
         raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
     notes = []
-    for task, cfg in exp.tasks.items():
+    for task, cfg in search.tasks.items():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
         spec = task_spec(cfg.data, check_roots=not args.address)
@@ -73,9 +73,10 @@ def _tune(args) -> int:
         notes += [f"note: {task}: {note}" for note in keypoint_notes(cfg.data, spec)]
     for note in notes:
         print(note, flush=True)
-    exp_dir = Path(exp.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
-    check_experiment_dir(exp_dir, exp, args.resume)
-    from regda_dist.distributed import cluster, search
+    search_dir = Path(search.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
+    check_search_dir(search_dir, search, args.resume)
+    from regda_dist.distributed import cluster
+    from regda_dist.distributed import search as tuning
 
     if not args.address and not cluster.connected() and cluster.other_ray_on_this_machine():
         raise cluster.ClusterError(
@@ -84,15 +85,15 @@ def _tune(args) -> int:
             "forever; join it with --address HOST:PORT or stop it first"
         )
     if not args.resume:
-        search.check_new_study(exp, exp_dir)
+        tuning.check_new_study(search, search_dir)
     cluster.connect(args.address)
     if not args.address:
-        search.check_capacity(exp)  # a fixed-size cluster: what it cannot place would hang
-    prepare_experiment_dir(exp_dir, exp, args.resume)  # only now: nothing written before
-    if not (exp_dir / "provenance.json").exists():
-        (exp_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
-    summary = search.run_search(exp, exp_dir, fixed_size=not args.address)
-    (exp_dir / "search.json").write_text(json.dumps(summary, indent=2))
+        tuning.check_capacity(search)  # a fixed-size cluster: what it cannot place would hang
+    prepare_search_dir(search_dir, search, args.resume)  # only now: nothing written before
+    if not (search_dir / "provenance.json").exists():
+        (search_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
+    summary = tuning.run_search(search, search_dir, fixed_size=not args.address)
+    (search_dir / "search.json").write_text(json.dumps(summary, indent=2))
     label = " (ORACLE: target labels)" if s.selection == "oracle" else ""
     for group, g in summary.items():
         print(
@@ -100,12 +101,12 @@ def _tune(args) -> int:
             f"stopped early, {g['errored']} failed; best {s.objective}{label} = "
             f"{g['best_value']} (trial {g['best_trial']})"
         )
-    print(f"\nsearch folder: {exp_dir}\nnext: regda-dist export {exp_dir}")
+    print(f"\nsearch folder: {search_dir}\nnext: regda-dist export {search_dir}")
     return 0
 
 
 def _export(args) -> int:
-    from regda_dist.export import export
+    from regda_dist.search.export import export
 
     out = export(Path(args.run_dir), args.metric, args.top_k, Path(args.out) if args.out else None)
     print((out / "summary.md").read_text())
@@ -114,9 +115,10 @@ def _export(args) -> int:
 
 
 def _report(args) -> int:
-    from regda_dist.report import report
+    from regda_dist.distributed.study import plot_importances
+    from regda_dist.search.report import report
 
-    path = report(Path(args.run_dir))
+    path = report(Path(args.run_dir), plot_importances)
     print(path.read_text())
     print(f"report: {path}")
     return 0
@@ -305,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     from regda_dist.config import ConfigError
     from regda_dist.data.samples import DatasetError
     from regda_dist.engine.checkpoint import CheckpointError
-    from regda_dist.engine.experiment import RunExistsError
-    from regda_dist.trials import SearchFolderError
+    from regda_dist.engine.run import RunExistsError
+    from regda_dist.search.folder import SearchFolderError
 
     errors = (
         ConfigError,

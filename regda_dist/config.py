@@ -197,6 +197,18 @@ class TrainConfig:
     select_metric: str = ""
 
 
+# The RegDA knobs a search varies by default (ranges around the reference defaults of
+# REGDA_SPEC.md); a plain run logs their values as its TensorBoard HParams.
+DEFAULT_SPACE = {
+    "regda.trade_off": {"loguniform": [0.1, 10.0]},
+    "regda.margin": {"uniform": [1.0, 8.0]},
+    "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
+    "regda.warm_hi": {"loguniform": [0.03, 0.3]},
+    "optim.lr": {"loguniform": [0.01, 0.3]},
+    "optim.backbone_lr": {"loguniform": [0.001, 0.03]},
+}
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -399,7 +411,7 @@ def build(values: dict, lines: dict[str, int], source: str, overrides: list[str]
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Defaults, then the YAML file (if any), then `--set` overrides; validated. An experiment's
-    `search:` block is not part of the run config (see regda_dist.search_space) and is skipped."""
+    `search:` block is not part of the run config (see regda_dist.search.spec) and is skipped."""
     if path is None:
         return build({}, {}, "config", overrides)
     values, lines = read_yaml(path)

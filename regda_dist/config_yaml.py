@@ -1,4 +1,4 @@
-"""Experiment YAML as text: a safe loader that also reads YAML 1.2 floats, documents nested at
+"""Search YAML as text: a safe loader that also reads YAML 1.2 floats, documents nested at
 most MAX_DEPTH levels, a dotted key -> line map for errors, and `--set KEY=VALUE` overrides.
 Every failure is one ConfigError line naming the file (and line) or the override."""
 

@@ -12,7 +12,7 @@ import yaml
 
 from regda_dist import config as C
 from regda_dist.cli import main
-from regda_dist.engine.experiment import phase1_folder
+from regda_dist.engine.run import phase1_folder
 from tests import data_fixtures as fx
 from tests.conftest import write_experiment
 
@@ -129,13 +129,13 @@ def test_a_yaml_nested_a_few_hundred_deep_is_refused_too(tmp_path):
 
 
 def test_a_search_block_nested_thousands_deep_is_one_line(tmp_path):
-    from regda_dist.search_space import load_experiment
+    from regda_dist.search.spec import load_search
 
     exp = write_experiment(tmp_path)
     values = yaml.safe_load(exp.read_text())
     exp.write_text(yaml.safe_dump(values) + f"search:\n  space: {DEEP}\n")
     with pytest.raises(C.ConfigError, match=rf"^{exp}: invalid YAML \(nested too deeply\)$"):
-        load_experiment(exp)  # what `tune` and `submit` read first
+        load_search(exp)  # what `tune` and `submit` read first
 
 
 def test_a_coco_file_nested_thousands_deep_is_one_line(tmp_path, capsys):

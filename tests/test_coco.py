@@ -6,7 +6,7 @@ import torch
 from regda_dist import config as C
 from regda_dist.data.coco import export_task
 from regda_dist.data.datasets import build_task, task_spec
-from regda_dist.engine import experiment
+from regda_dist.engine import run
 from tests.conftest import TINY
 
 
@@ -48,9 +48,9 @@ def test_export_then_read_back_gives_identical_items(tiny_cfg, tmp_path):
 
 def test_coco_round_trip_trains_to_the_same_pck(tiny_cfg, tmp_path):
     export_task(build_task(tiny_cfg.data), tmp_path / "coco")
-    memory = experiment.run(tiny_cfg, tmp_path / "runs" / "memory")
+    memory = run.run_here(tiny_cfg, tmp_path / "runs" / "memory")
     coco_cfg = _coco_cfg(tmp_path, tmp_path / "coco")
-    coco = experiment.run(coco_cfg, tmp_path / "runs_coco" / "coco")
+    coco = run.run_here(coco_cfg, tmp_path / "runs_coco" / "coco")
     for method in ("source_only", "adabn", "regda"):
         same = {k: v for k, v in memory[method].items() if k != "seconds"}
         assert same == {k: v for k, v in coco[method].items() if k != "seconds"}, method

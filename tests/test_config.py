@@ -313,8 +313,8 @@ def test_every_float_field_rejects_non_finite_values(tmp_path, key, value):
                   {"choice": [1.0, math.nan]}],
 )  # fmt: skip
 def test_search_space_endpoints_reject_non_finite_values(tmp_path, dimension):
-    from regda_dist.search_space import load_experiment
+    from regda_dist.search.spec import load_search
 
     path = _write(tmp_path, yaml.safe_dump({"search": {"space": {"regda.trade_off": dimension}}}))
     with pytest.raises(C.ConfigError, match=rf"{path}:3: .*regda.trade_off.*finite"):
-        load_experiment(path)
+        load_search(path)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
-from regda_dist.export import export, ranking, resolve_metric
-from regda_dist.report import proxy_table
-from regda_dist.search_space import SearchConfig, load_experiment
-from regda_dist.trials import SearchFolderError, load_trials
+from regda_dist.search.export import export, ranking, resolve_metric
+from regda_dist.search.folder import SearchFolderError, load_trials
+from regda_dist.search.report import proxy_table
+from regda_dist.search.spec import SearchConfig, load_search
 
 
 def _trial(group_dir, trial_id, task, proxy, oracle, complete=True, select="proxy/source_pck"):
@@ -35,7 +35,7 @@ def _search(tmp_path, selection="proxy"):
     exp = tmp_path / "s"
     exp.mkdir()
     search = {"mode": "per_task", "selection": selection, "metric": "source_pck", "storage": ""}
-    (exp / "experiment.yaml").write_text(yaml.safe_dump({"search": search}))
+    (exp / "search.yaml").write_text(yaml.safe_dump({"search": search}))
     select = SearchConfig(selection=selection, metric="source_pck").select_metric
     _trial(exp / "hand", "a", "hand", proxy=90.0, oracle=50.0, select=select)
     _trial(exp / "hand", "b", "hand", proxy=80.0, oracle=60.0, select=select)
@@ -46,7 +46,7 @@ def _search(tmp_path, selection="proxy"):
 def test_ranking_uses_completed_trials_and_the_searchs_metric(tmp_path):
     exp = _search(tmp_path)
     trials = load_trials(exp)["hand"]
-    metric = resolve_metric(None, load_experiment(exp / "experiment.yaml").search)
+    metric = resolve_metric(None, load_search(exp / "search.yaml").settings)
     assert metric == "best/proxy/source_pck"  # the value of the epoch each trial chose
     assert [(v, t.trial_id) for v, t in ranking(trials, metric)] == [(90.0, "a"), (80.0, "b")]
     assert [t.trial_id for _, t in ranking(trials, resolve_metric("dev", SearchConfig()))] == [
@@ -86,7 +86,7 @@ def test_oracle_selection_is_labelled_as_such(tmp_path):
 
 
 def test_report_compares_last_chosen_and_oracle_epochs(tmp_path):
-    from regda_dist.report import epoch_table
+    from regda_dist.search.report import epoch_table
 
     table = epoch_table(load_trials(_search(tmp_path))["hand"], "hand")
     assert table["n"] == 2 and table["metric"] == "proxy/source_pck"

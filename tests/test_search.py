@@ -43,21 +43,21 @@ def _experiment(tmp_path, **search):
     return path
 
 
-def _study(exp_dir, group="synth_hand"):
-    storage = f"sqlite:///{exp_dir / 'optuna.db'}"
-    return optuna.load_study(study_name=f"{exp_dir.name}/{group}", storage=storage)
+def _study(search_dir, group="synth_hand"):
+    storage = f"sqlite:///{search_dir / 'optuna.db'}"
+    return optuna.load_study(study_name=f"{search_dir.name}/{group}", storage=storage)
 
 
 def test_search_export_and_report(local_ray, tmp_path, capsys):
     exp = _experiment(tmp_path)
     assert main(["tune", str(exp), "--name", "s"]) == 0
-    exp_dir = tmp_path / "runs" / "s"
-    trials = sorted((exp_dir / "synth_hand" / "trials").iterdir())
+    search_dir = tmp_path / "runs" / "s"
+    trials = sorted((search_dir / "synth_hand" / "trials").iterdir())
     assert len(trials) == 4
     for trial in trials:  # every trial ran through Ray Train
         assert json.loads((trial / "synth_hand" / "workers" / "rank0.json").read_text())["pid"]
         assert (trial / "synth_hand" / "ray-train").is_dir()
-    study = _study(exp_dir)
+    study = _study(search_dir)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4
     assert complete[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0, "regda.sigma": 2.0}
@@ -69,20 +69,22 @@ def test_search_export_and_report(local_ray, tmp_path, capsys):
     params = json.loads((finished[0] / "params.json").read_text())
     assert hparams_of(acc)["regda.margin"] == pytest.approx(params["regda.margin"])
 
-    assert main(["export", str(exp_dir), "--top-k", "2"]) == 0
-    best = exp_dir / "best" / "synth_hand"
+    assert main(["export", str(search_dir), "--top-k", "2"]) == 0
+    best = search_dir / "best" / "synth_hand"
     meta = json.loads((best / "meta.json").read_text())
     assert meta["selected_by"] == "proxy/aug_consistency" and meta["versions"]["optuna"]
     assert "oracle/target_pck" in meta["oracle_eval_only"]
-    assert (best / "model.pt").is_file() and (exp_dir / "best" / "summary.md").is_file()
-    assert main(["export", str(exp_dir)]) == 2  # never overwritten
+    assert (best / "model.pt").is_file() and (search_dir / "best" / "summary.md").is_file()
+    assert main(["export", str(search_dir)]) == 2  # never overwritten
     assert "exists; nothing overwritten" in capsys.readouterr().err
     retrain = ["train", str(best / "config.yaml"), "--no-ray", "--name", "again"]
     assert main(retrain) == 0  # the exported config is a valid `train` experiment
 
-    assert main(["report", str(exp_dir)]) == 0
-    report = (exp_dir / "report" / "report.md").read_text()
-    assert "| proxy/dev |" in report and (exp_dir / "report" / "synth_hand_proxies.png").is_file()
+    assert main(["report", str(search_dir)]) == 0
+    report = (search_dir / "report" / "report.md").read_text()
+    assert (
+        "| proxy/dev |" in report and (search_dir / "report" / "synth_hand_proxies.png").is_file()
+    )
 
 
 def test_bad_search_inputs_are_one_line(local_ray, tmp_path, capsys):
@@ -107,8 +109,8 @@ def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
     exp = _experiment(tmp_path, mode="joint", scheduler="auto", num_samples=2,
                       tasks=["synth_hand", arm_task])  # fmt: skip
     assert main(["tune", str(exp), "--name", "j"]) == 0
-    exp_dir = tmp_path / "runs" / "j"
-    trials = sorted((exp_dir / "joint" / "trials").iterdir())
+    search_dir = tmp_path / "runs" / "j"
+    trials = sorted((search_dir / "joint" / "trials").iterdir())
     assert len(trials) == 2
     for trial in trials:
         joint = json.loads((trial / "joint.json").read_text())
@@ -118,11 +120,11 @@ def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
         result = json.loads((trial / "arm7" / "result.json").read_text())
         assert {"oracle/target_pck/joints", "oracle/target_pck/claws"} <= set(result["regda"])
         assert len(read_events(trial / "arm7" / "tb").Tags()["images"]) == 1  # arm keypoints
-    assert main(["export", str(exp_dir)]) == 0
-    hand = json.loads((exp_dir / "best" / "synth_hand" / "meta.json").read_text())
-    body = json.loads((exp_dir / "best" / "arm7" / "meta.json").read_text())
+    assert main(["export", str(search_dir)]) == 0
+    hand = json.loads((search_dir / "best" / "synth_hand" / "meta.json").read_text())
+    body = json.loads((search_dir / "best" / "arm7" / "meta.json").read_text())
     assert hand["trial_id"] == body["trial_id"] and hand["selected_by"] == "joint/objective"
-    exported = exp_dir / "best" / "arm7" / "config.yaml"
+    exported = search_dir / "best" / "arm7" / "config.yaml"
     spec = task_spec(C.load(exported).data)
     assert spec.num_keypoints == 7 and set(spec.groups) == {"joints", "claws", "all"}
     assert main(["train", str(exported), "--no-ray", "--name", "again"]) == 0

@@ -10,7 +10,7 @@ import pytest
 from regda_dist import config as C
 from regda_dist.distributed.search import EarlyStopAwareOptunaSearch, make_scheduler, sampler
 from regda_dist.models.regda import warm_start_lambda
-from regda_dist.search_space import SearchConfig, asha_rungs, grace_epochs
+from regda_dist.search.spec import SearchConfig, asha_rungs, grace_epochs
 
 REFERENCE = C.Config()  # 30 x 500 iterations, warm-start 0 -> 0.1 over N = 1000
 

@@ -4,12 +4,12 @@ import pytest
 import yaml
 
 from regda_dist import config as C
-from regda_dist.search_space import (
+from regda_dist.search.spec import (
     DEFAULT_SPACE,
     apply_params,
     default_point,
-    load_experiment,
-    prepare_experiment_dir,
+    load_search,
+    prepare_search_dir,
 )
 
 
@@ -20,11 +20,11 @@ def _write(tmp_path, search, **sections):
 
 
 def test_defaults_space_tasks_and_overrides(tmp_path):
-    exp = load_experiment(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
-    assert exp.space == DEFAULT_SPACE and list(exp.tasks) == ["synth_hand"]
-    assert exp.search.num_samples == 3 and exp.cfg.regda.epochs == 2
-    assert exp.search.objective == "best/proxy/aug_consistency"
-    assert exp.search.scheduler_name == "asha"
+    search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
+    assert search.space == DEFAULT_SPACE and list(search.tasks) == ["synth_hand"]
+    assert search.settings.num_samples == 3 and search.cfg.regda.epochs == 2
+    assert search.settings.objective == "best/proxy/aug_consistency"
+    assert search.settings.scheduler_name == "asha"
     # a train run of the same file ignores the search block
     assert C.load(tmp_path / "exp.yaml").regda.epochs == 30
 
@@ -34,10 +34,12 @@ def test_tasks_by_name_or_with_overrides(tmp_path):
         "synth_hand",
         {"name": "body_small", "set": {"data.task": "synth_body", "data.num_train": 100}},
     ]
-    exp = load_experiment(_write(tmp_path, {"tasks": tasks, "mode": "joint"}))
-    assert exp.tasks["synth_hand"].data.task == "synth_hand"
-    assert exp.tasks["body_small"].data.num_train == 100
-    assert exp.search.objective == "joint/objective" and exp.search.scheduler_name == "fifo"
+    search = load_search(_write(tmp_path, {"tasks": tasks, "mode": "joint"}))
+    assert search.tasks["synth_hand"].data.task == "synth_hand"
+    assert search.tasks["body_small"].data.num_train == 100
+    assert (
+        search.settings.objective == "joint/objective" and search.settings.scheduler_name == "fifo"
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,55 +72,55 @@ def test_tasks_by_name_or_with_overrides(tmp_path):
 )
 def test_bad_search_blocks_name_the_problem(tmp_path, search, message):
     with pytest.raises(C.ConfigError, match=message):
-        load_experiment(_write(tmp_path, search))
+        load_search(_write(tmp_path, search))
 
 
 def test_per_task_search_needs_an_evaluation_every_epoch(tmp_path):
     with pytest.raises(C.ConfigError, match="train.eval_every must be 1"):
-        load_experiment(_write(tmp_path, {}, train={"eval_every": 2}))
+        load_search(_write(tmp_path, {}, train={"eval_every": 2}))
 
 
 def test_a_grid_runs_each_combination_once(tmp_path):
     grid = {"regda.margin": {"grid": [2.0, 4.0]}, "regda.sigma": {"grid": [1.5, 2.0, 3.0]}}
-    assert load_experiment(_write(tmp_path, {"space": grid})).search.num_samples == 6
+    assert load_search(_write(tmp_path, {"space": grid})).settings.num_samples == 6
 
 
 def test_errors_carry_the_line(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("search:\n  num_samples: 2\n  space:\n    regda.margin: {uniform: [5, 1]}\n")
     with pytest.raises(C.ConfigError, match=r"exp.yaml:4: "):
-        load_experiment(path)
+        load_search(path)
 
 
 def test_no_search_block_is_refused(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("regda: {epochs: 2}\n")
     with pytest.raises(C.ConfigError, match="no 'search:' block"):
-        load_experiment(path)
+        load_search(path)
 
 
 def test_default_point_is_the_configs_own_values_when_inside_the_space(tmp_path):
-    exp = load_experiment(_write(tmp_path, {}))
-    point = default_point(exp.tasks["synth_hand"], exp.space)
+    search = load_search(_write(tmp_path, {}))
+    point = default_point(search.tasks["synth_hand"], search.space)
     assert point == {"regda.trade_off": 1.0, "regda.margin": 4.0, "regda.sigma": 2.0,
                      "regda.warm_hi": 0.1, "optim.lr": 0.1, "optim.backbone_lr": 0.01}  # fmt: skip
     narrow = {"regda.margin": {"uniform": [5.0, 8.0]}}
-    assert default_point(exp.tasks["synth_hand"], narrow) is None
-    cfg = apply_params(exp.tasks["synth_hand"], {"regda.margin": 6.5, "regda.epochs": 3})
+    assert default_point(search.tasks["synth_hand"], narrow) is None
+    cfg = apply_params(search.tasks["synth_hand"], {"regda.margin": 6.5, "regda.epochs": 3})
     assert cfg.regda.margin == 6.5 and cfg.regda.epochs == 3
 
 
-def test_search_folder_is_never_overwritten_and_resume_needs_the_same_experiment(tmp_path):
-    exp = load_experiment(_write(tmp_path, {"num_samples": 2}))
+def test_search_folder_is_never_overwritten_and_resume_needs_the_same_search(tmp_path):
+    search = load_search(_write(tmp_path, {"num_samples": 2}))
     folder = tmp_path / "runs" / "s"
     with pytest.raises(C.ConfigError, match="no search to resume"):
-        prepare_experiment_dir(folder, exp, resume=True)
-    prepare_experiment_dir(folder, exp, resume=False)
+        prepare_search_dir(folder, search, resume=True)
+    prepare_search_dir(folder, search, resume=False)
     with pytest.raises(C.ConfigError, match="holds a search; pass --resume"):
-        prepare_experiment_dir(folder, exp, resume=False)
-    prepare_experiment_dir(folder, exp, resume=True)
-    other = load_experiment(_write(tmp_path, {"num_samples": 3}))
-    with pytest.raises(C.ConfigError, match="differs from this experiment"):
-        prepare_experiment_dir(folder, other, resume=True)
-    again = load_experiment(folder / "experiment.yaml")  # the saved experiment runs as is
-    assert again.search.num_samples == 2
+        prepare_search_dir(folder, search, resume=False)
+    prepare_search_dir(folder, search, resume=True)
+    other = load_search(_write(tmp_path, {"num_samples": 3}))
+    with pytest.raises(C.ConfigError, match="differs from this search"):
+        prepare_search_dir(folder, other, resume=True)
+    again = load_search(folder / "search.yaml")  # the saved experiment runs as is
+    assert again.settings.num_samples == 2

@@ -3,7 +3,7 @@
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from regda_dist.engine import experiment
+from regda_dist.engine import run
 
 
 def read_events(logdir) -> EventAccumulator:
@@ -25,7 +25,7 @@ def hparams_of(acc: EventAccumulator) -> dict:
 
 def test_a_run_writes_scalars_images_and_hparams(tiny_cfg, tmp_path):
     run_dir = tmp_path / "run"
-    experiment.run(tiny_cfg, run_dir)
+    run.run_here(tiny_cfg, run_dir)
     acc = read_events(run_dir / "tb")
     tags = acc.Tags()
     scalars = set(tags["scalars"])

@@ -172,12 +172,12 @@ def _key(image):
 
 
 def test_adapt_keeps_the_epoch_its_select_metric_prefers(tiny_cfg, tmp_path):
-    from regda_dist.engine.experiment import run
+    from regda_dist.engine.run import run_here
 
     tiny_cfg.train.select_metric = "proxy/source_pck"
     tiny_cfg.regda.epochs = 3
     events = []
-    result = run(tiny_cfg, tmp_path / "run", callbacks=[lambda **e: events.append(e)])
+    result = run_here(tiny_cfg, tmp_path / "run", callbacks=[lambda **e: events.append(e)])
     values = [e["metrics"]["proxy/source_pck"] for e in events if e["phase"] == "adapt"]
     best = max(range(3), key=lambda i: (values[i], -i))  # the first epoch of the best value
     chosen = result["selected"]

@@ -180,9 +180,9 @@ def check(experiment: Path, overrides: list[str]) -> str:
     if command == "train":
         cfg = C.load(experiment, overrides)
     else:
-        from regda_dist.search_space import load_experiment
+        from regda_dist.search.spec import load_search
 
-        cfg = load_experiment(experiment, overrides).cfg
+        cfg = load_search(experiment, overrides).cfg
     if not Path(cfg.train.output_dir).is_absolute():
         raise C.ConfigError(
             f"train.output_dir {cfg.train.output_dir!r} is relative: on a cluster the results "

@@ -1,12 +1,13 @@
 """Ray Tune + Optuna search: each trial is a function (the "train driver") that runs RegDA with
 Ray Train (TorchTrainer.fit) on its sampled configuration, and reports to Tune.
 
-Folder of an experiment (train.output_dir/<name>):
-    experiment.yaml            the resolved run config and search block (what --resume checks)
+Folder of a search (train.output_dir/<name>):
+    search.yaml                the resolved run config and search block (what --resume checks)
     optuna.db                  the Optuna study of every group (SQLite unless search.storage)
     <group>/tune/              Tune's experiment state (Tuner.restore reads it)
     <group>/trials/<trial_id>/ params.json (+ joint.json) and a run folder per task:
-                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt, tb/
+                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt,
+                               selected.pt, target_val_coords.pt, tb/
 A group is one task (mode per_task) or "joint". Phase 1 depends on no searched adaptation field:
 it is computed once per task before the trials start and read from the shared cache.
 """
@@ -28,10 +29,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from regda_dist import config as C
 from regda_dist.distributed import train
-from regda_dist.engine import experiment as E
+from regda_dist.engine import run as R
 from regda_dist.proxies import create_proxy, relative
-from regda_dist.search_space import (
-    Experiment,
+from regda_dist.search.folder import load_trials
+from regda_dist.search.spec import (
+    Search,
     SearchConfig,
     apply_params,
     asha_rungs,
@@ -39,7 +41,6 @@ from regda_dist.search_space import (
     storage_url,
     study_name,
 )
-from regda_dist.trials import load_trials
 
 
 class SearchError(RuntimeError):
@@ -58,18 +59,18 @@ def tune_space(space: dict) -> dict:
     return {key: make[kind](args) for key, spec in space.items() for kind, args in spec.items()}
 
 
-def sampler(search: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
+def sampler(settings: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
     """GridSampler for a grid; else TPE, seeded. With concurrent trials, TPE models the
     parameters jointly (multivariate) and treats running trials as bad (constant liar), so
     concurrent suggestions spread out instead of repeating each other."""
     if all("grid" in spec for spec in space.values()):
         grid = {key: spec["grid"] for key, spec in space.items()}
-        return optuna.samplers.GridSampler(grid, seed=search.seed)
-    concurrent = search.max_concurrent > 1
+        return optuna.samplers.GridSampler(grid, seed=settings.seed)
+    concurrent = settings.max_concurrent > 1
     with warnings.catch_warnings():  # both options are marked experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=search.seed, multivariate=concurrent, constant_liar=concurrent
+            seed=settings.seed, multivariate=concurrent, constant_liar=concurrent
         )
 
 
@@ -98,33 +99,33 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-def groups(exp: Experiment) -> dict[str, dict[str, C.Config]]:
+def groups(search: Search) -> dict[str, dict[str, C.Config]]:
     """{group: {task: config}}: one group per task (per_task) or one for all (joint)."""
-    if exp.search.mode == "joint":
-        return {"joint": exp.tasks}
-    return {name: {name: cfg} for name, cfg in exp.tasks.items()}
+    if search.settings.mode == "joint":
+        return {"joint": search.tasks}
+    return {name: {name: cfg} for name, cfg in search.tasks.items()}
 
 
-def check_new_study(exp: Experiment, exp_dir: Path) -> None:
+def check_new_study(search: Search, search_dir: Path) -> None:
     """A new search must not join a study of the same name in a shared storage (the default
     SQLite file lives in the new, empty search folder: nothing to join)."""
-    if not exp.search.storage:
+    if not search.settings.storage:
         return
-    taken = {st.study_name for st in open_storage(exp.search, exp_dir).get_all_studies()}
-    for group in groups(exp):
-        if study_name(exp_dir, group) in taken:
+    taken = {st.study_name for st in open_storage(search.settings, search_dir).get_all_studies()}
+    for group in groups(search):
+        if study_name(search_dir, group) in taken:
             raise C.ConfigError(
-                f"the Optuna storage already holds a study {study_name(exp_dir, group)!r}; "
+                f"the Optuna storage already holds a study {study_name(search_dir, group)!r}; "
                 "choose another --name"
             )
 
 
-def open_storage(search: SearchConfig, exp_dir: Path) -> optuna.storages.RDBStorage:
+def open_storage(settings: SearchConfig, search_dir: Path) -> optuna.storages.RDBStorage:
     try:
-        return optuna.storages.RDBStorage(storage_url(search, exp_dir))
+        return optuna.storages.RDBStorage(storage_url(settings, search_dir))
     except Exception as err:  # SQLAlchemy: bad URL, missing driver, unreachable database
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise C.ConfigError(f"search.storage {search.storage!r}: {first}") from None
+        raise C.ConfigError(f"search.storage {settings.storage!r}: {first}") from None
 
 
 # ------------------------------------------------------------------------------------------
@@ -183,11 +184,11 @@ def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -
 # The search
 
 
-def check_capacity(exp: Experiment) -> None:
+def check_capacity(search: Search) -> None:
     """Refuse concurrency the cluster can never place (RAY_NOTES: the CPU deadlock)."""
     cpus = ray.cluster_resources().get("CPU", 0)
-    s = exp.search
-    for name, cfg in exp.tasks.items():
+    s = search.settings
+    for name, cfg in search.tasks.items():
         train.check_resources(cfg.scaling)
         need = s.max_concurrent * (
             s.driver_cpus + cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
@@ -200,35 +201,38 @@ def check_capacity(exp: Experiment) -> None:
             )
 
 
-def precompute_phase1(exp: Experiment, exp_dir: Path, fixed_size: bool) -> None:
+def precompute_phase1(search: Search, search_dir: Path, fixed_size: bool) -> None:
     """Phase 1 of every task, once, into the shared cache, before any trial starts."""
-    for name, cfg in exp.tasks.items():
-        if E.phase1_cached(cfg):
+    for name, cfg in search.tasks.items():
+        if R.phase1_cached(cfg):
             continue
         print(f"phase 1 (source only) of {name}: computing once for all trials", flush=True)
-        train.fit(cfg, exp_dir / ".phase1" / name / cfg.pretrain_key(), resume=True,
+        train.fit(cfg, search_dir / ".phase1" / name / cfg.pretrain_key(), resume=True,
                   fixed_size=fixed_size, phase="pretrain")  # fmt: skip
 
 
-def make_scheduler(search: SearchConfig, tasks: dict[str, C.Config]):
+def make_scheduler(settings: SearchConfig, tasks: dict[str, C.Config]):
     """ASHA on the epoch, its first rung once the warm-start lambda has risen (asha_rungs), or
     FIFO."""
-    if search.scheduler_name != "asha":
+    if settings.scheduler_name != "asha":
         return FIFOScheduler()
-    grace, max_t, rungs = asha_rungs(search, tasks)
+    grace, max_t, rungs = asha_rungs(settings, tasks)
     print(
         f"ASHA judges trials at epochs {rungs or 'none'} (first rung: warm-start lambda at "
-        f"{search.warmup_share:.0%} of its rise, or search.grace_period)",
+        f"{settings.warmup_share:.0%} of its rise, or search.grace_period)",
         flush=True,
     )
     return ASHAScheduler(
-        time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=search.reduction_factor
+        time_attr="epoch",
+        max_t=max_t,
+        grace_period=grace,
+        reduction_factor=settings.reduction_factor,
     )
 
 
-def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: bool):
-    s = exp.search
-    group_dir = (exp_dir / group).resolve()
+def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size: bool):
+    s = search.settings
+    group_dir = (search_dir / group).resolve()
     spec = {
         "group_dir": str(group_dir),
         "tasks": {n: train.absolute_output_dir(c).to_dict() for n, c in tasks.items()},
@@ -243,20 +247,20 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
     scheduler = make_scheduler(s, tasks)
-    grid = all("grid" in spec for spec in exp.space.values())  # GridSampler: every point once
+    grid = all("grid" in spec for spec in search.space.values())  # GridSampler: every point once
     first = None
     if s.start_from_defaults and not grid:
-        first = default_point(next(iter(tasks.values())), exp.space)
+        first = default_point(next(iter(tasks.values())), search.space)
     searcher = EarlyStopAwareOptunaSearch(
         points_to_evaluate=[first] if first else None,
-        sampler=sampler(s, exp.space),
-        study_name=study_name(exp_dir, group),
-        storage=open_storage(s, exp_dir),
+        sampler=sampler(s, search.space),
+        study_name=study_name(search_dir, group),
+        storage=open_storage(s, search_dir),
         last_epoch=max(c.regda.epochs for c in tasks.values()),
     )
     return tune.Tuner(
         trainable,
-        param_space=tune_space(exp.space),
+        param_space=tune_space(search.space),
         tune_config=tune.TuneConfig(
             metric=s.objective,
             mode="max",
@@ -276,32 +280,32 @@ def _tuner(exp: Experiment, exp_dir: Path, group: str, tasks: dict, fixed_size: 
     )
 
 
-def run_search(exp: Experiment, exp_dir: Path, fixed_size: bool = True) -> dict:
+def run_search(search: Search, search_dir: Path, fixed_size: bool = True) -> dict:
     """Every group's search on the connected Ray cluster; returns {group: summary}."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no second TensorBoard per trial
-    precompute_phase1(exp, exp_dir, fixed_size)
+    precompute_phase1(search, search_dir, fixed_size)
     grids = {
-        group: _tuner(exp, exp_dir, group, tasks, fixed_size).fit()
-        for group, tasks in groups(exp).items()
+        group: _tuner(search, search_dir, group, tasks, fixed_size).fit()
+        for group, tasks in groups(search).items()
     }
-    summary = summarise(exp, exp_dir, grids)
+    summary = summarise(search, search_dir, grids)
     if all(g["completed"] == 0 for g in summary.values()):
         first = next((g["first_error"] for g in summary.values() if g["first_error"]), "")
         raise SearchError(f"no trial completed: {first or 'see the trial logs'}")
     return summary
 
 
-def summarise(exp: Experiment, exp_dir: Path, grids: dict) -> dict:
+def summarise(search: Search, search_dir: Path, grids: dict) -> dict:
     """Per group: trials, completed (every epoch), stopped early, failed, and the best completed
     trial by the objective: the same trials `export` and `report` can pick (trials.py)."""
-    from regda_dist.export import ranking
+    from regda_dist.search.export import ranking
 
-    folders = load_trials(exp_dir) if any(exp_dir.glob("*/trials/*/params.json")) else {}
+    folders = load_trials(search_dir) if any(search_dir.glob("*/trials/*/params.json")) else {}
     summary = {}
     for group, grid in grids.items():
         errors = [r.error for r in grid if r.error is not None]
         trials = folders.get(group, [])
-        ranked = ranking(trials, exp.search.objective)
+        ranked = ranking(trials, search.settings.objective)
         summary[group] = {
             "trials": len(grid),
             "completed": sum(t.complete for t in trials),

@@ -40,7 +40,7 @@ from ray.train import (
 from ray.train.torch import TorchTrainer
 
 from regda_dist import config as C
-from regda_dist.engine import experiment
+from regda_dist.engine import run
 from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.runtime import Runtime, resolve_precision
 
@@ -123,11 +123,11 @@ def train_loop_per_worker(config: dict) -> None:
     if world > 1:  # one worker keeps the engine's local no-ops: no collective to pay for
         runtime.comm = Collectives(device)
     if config.get("phase") == "pretrain":
-        experiment.pretrain_only(cfg, runtime)
+        run.pretrain_only(cfg, runtime)
         return
     _restore_reported_checkpoint(run_dir, rank)
     reporter = _Reporter(run_dir, rank, cfg)
-    experiment.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"))
+    run.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"))
     reporter.flush()  # the last epoch, now that result.json is written
     identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
@@ -189,7 +189,7 @@ def fit(
     run_dir = run_dir.resolve()
     if fixed_size:
         check_resources(cfg.scaling)
-    experiment.prepare_run_dir(run_dir, cfg, resume)
+    run.prepare_run_dir(run_dir, cfg, resume)
     s = cfg.scaling
     resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
     trainer = TorchTrainer(

@@ -10,7 +10,7 @@ report/report.md, report/<task>_proxies.png (proxy vs oracle) and report/<group>
 from __future__ import annotations
 
 import math
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -19,8 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from regda_dist.search_space import Experiment, storage_url, study_name  # noqa: E402
-from regda_dist.trials import ORACLE, Trial, load_trials, read_experiment  # noqa: E402
+from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search  # noqa: E402
 
 
 def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
@@ -82,18 +81,22 @@ def epoch_table(trials: list[Trial], task: str) -> dict | None:
     }
 
 
-def report(exp_dir: Path) -> Path:
-    experiment = read_experiment(exp_dir)
-    out = exp_dir / "report"
+Importances = Callable[[Path, object, str, Path], bool]  # distributed.study.plot_importances
+
+
+def report(search_dir: Path, importances: Importances | None = None) -> Path:
+    """report/report.md (+ plots); `importances` draws a group's parameter importances."""
+    search = read_search(search_dir)
+    out = search_dir / "report"
     out.mkdir(exist_ok=True)
     lines = [
-        f"# Proxy report of {exp_dir.name}",
+        f"# Proxy report of {search_dir.name}",
         "",
         "Spearman: rank correlation of the proxy with oracle/target_pck over trials. Regret: "
         "oracle PCK of the best trial minus that of the proxy's pick (0 is perfect). The oracle "
         "uses target labels: it judges the proxies and selects nothing.",
     ]
-    for group, trials in sorted(load_trials(exp_dir).items()):
+    for group, trials in sorted(load_trials(search_dir).items()):
         for task in sorted({task for t in trials for task in t.runs}):
             table = proxy_table(trials, task)
             done = sum(t.complete for t in trials)
@@ -133,7 +136,7 @@ def report(exp_dir: Path) -> Path:
             if table:
                 _scatter(trials, task, sorted(table), out / f"{task}_proxies.png")
                 lines.append(f"\n![proxies vs oracle]({task}_proxies.png)")
-        if _importances(exp_dir, experiment, group, out / f"{group}_importances.png"):
+        if importances and importances(search_dir, search, group, out / f"{group}_importances.png"):
             lines.append(f"\n![parameter importances]({group}_importances.png)")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -154,29 +157,6 @@ def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _importances(exp_dir: Path, experiment: Experiment, group: str, path: Path) -> bool:
-    """Optuna's parameter importances of the group's study (needs a few completed trials)."""
-    import optuna
-
-    url = storage_url(experiment.search, exp_dir)
-    try:
-        study = optuna.load_study(study_name=study_name(exp_dir, group), storage=url)
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(complete) < 2 or len(study.best_trial.params) < 1:
-            return False
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            ax = optuna.visualization.matplotlib.plot_param_importances(study)
-        ax.figure.set_size_inches(6, 3)
-        ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=100)
-        plt.close(ax.figure)
-        return True
-    except (KeyError, ValueError, RuntimeError):  # no study, or too little variation
-        return False
 
 
 def _finite(x) -> bool:

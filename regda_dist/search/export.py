@@ -16,8 +16,8 @@ import math
 import shutil
 from pathlib import Path
 
-from regda_dist.search_space import SearchConfig
-from regda_dist.trials import ORACLE, SearchFolderError, Trial, load_trials, read_experiment
+from regda_dist.search.folder import ORACLE, SearchFolderError, Trial, load_trials, read_search
+from regda_dist.search.spec import SearchConfig
 
 
 def resolve_metric(metric: str | None, search: SearchConfig) -> str:
@@ -54,21 +54,21 @@ def ranking(trials: list[Trial], metric: str) -> list[tuple[float, Trial]]:
 
 
 def export(
-    exp_dir: Path, metric: str | None = None, top_k: int = 1, out: Path | None = None
+    search_dir: Path, metric: str | None = None, top_k: int = 1, out: Path | None = None
 ) -> Path:
-    experiment = read_experiment(exp_dir)
-    metric = resolve_metric(metric, experiment.search)
-    out = out or exp_dir / "best"
+    search = read_search(search_dir)
+    metric = resolve_metric(metric, search.settings)
+    out = out or search_dir / "best"
     if top_k < 1:
         raise SearchFolderError(f"--top-k must be >= 1, got {top_k}")
     if out.exists():
         raise SearchFolderError(f"{out} exists; nothing overwritten (choose another --out)")
-    provenance = _read_json(exp_dir / "provenance.json")
+    provenance = _read_json(search_dir / "provenance.json")
     rows, picked = [], {}
-    for group, trials in sorted(load_trials(exp_dir).items()):
+    for group, trials in sorted(load_trials(search_dir).items()):
         ranked = ranking(trials, metric)
         if not ranked:
-            raise SearchFolderError(f"{exp_dir}/{group}: no completed trial with {metric}")
+            raise SearchFolderError(f"{search_dir}/{group}: no completed trial with {metric}")
         for task in ranked[0][1].runs:
             picked[task] = [(rank, value, t) for rank, (value, t) in enumerate(ranked[:top_k], 1)]
     staging = out.with_name(f".{out.name}.partial")
@@ -78,7 +78,7 @@ def export(
             place = Path(task) if rank == 1 else Path(task) / f"top{rank}"
             _write(staging / place, out / place, (task, rank, value), trial, metric, provenance)
             rows.append((task, rank, value, trial))
-    (staging / "summary.md").write_text(_summary(exp_dir, metric, rows))
+    (staging / "summary.md").write_text(_summary(search_dir, metric, rows))
     staging.replace(out)  # all or nothing
     return out
 
@@ -117,9 +117,9 @@ def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def _summary(exp_dir: Path, metric: str, rows) -> str:
+def _summary(search_dir: Path, metric: str, rows) -> str:
     lines = [
-        f"# Best configurations of {exp_dir.name}",
+        f"# Best configurations of {search_dir.name}",
         "",
         f"Selected by **{label(metric)}**. `oracle/target_pck` is shown for evaluation only "
         "(target labels; nothing below was selected with it unless the line above says ORACLE).",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from regda_dist import __version__
 from regda_dist.config import ConfigError
-from regda_dist.search_space import Experiment, load_experiment
+from regda_dist.search.spec import Search, load_search
 
 ORACLE = "oracle/target_pck"  # target-test PCK: target labels, for evaluation only
 
@@ -50,13 +50,13 @@ class Trial:
         return chosen["metrics"] if chosen else self.final[task]
 
 
-def read_experiment(exp_dir: Path) -> Experiment:
-    """The search's resolved experiment (experiment.yaml, read with the strict loader)."""
-    saved = exp_dir / "experiment.yaml"
+def read_search(search_dir: Path) -> Search:
+    """The search's resolved search (search.yaml, read with the strict loader)."""
+    saved = search_dir / "search.yaml"
     if not saved.is_file():
-        raise SearchFolderError(f"{exp_dir}: not a search folder (no experiment.yaml)")
+        raise SearchFolderError(f"{search_dir}: not a search folder (no search.yaml)")
     try:
-        return load_experiment(saved)
+        return load_search(saved)
     except ConfigError as err:
         raise SearchFolderError(f"unreadable search folder: {err}") from None
 
@@ -75,13 +75,13 @@ def evaluated_epochs(metrics_file: Path) -> list[dict]:
     return rows
 
 
-def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
+def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
     """{group: [Trial]} of every trial folder that recorded its parameters."""
-    experiment = read_experiment(exp_dir)
-    expected = list(experiment.tasks)
-    joint = experiment.search.mode == "joint"
+    search = read_search(search_dir)
+    expected = list(search.tasks)
+    joint = search.settings.mode == "joint"
     groups: dict[str, list[Trial]] = {}
-    for params_file in sorted(exp_dir.glob("*/trials/*/params.json")):
+    for params_file in sorted(search_dir.glob("*/trials/*/params.json")):
         folder = params_file.parent
         group = folder.parent.parent.name
         runs = {p.parent.name: p.parent for p in sorted(folder.glob("*/config.yaml"))}
@@ -104,7 +104,7 @@ def load_trials(exp_dir: Path) -> dict[str, list[Trial]]:
             trial.joint = json.loads((folder / "joint.json").read_text())
         groups.setdefault(group, []).append(trial)
     if not groups:
-        raise SearchFolderError(f"{exp_dir}: no trials yet")
+        raise SearchFolderError(f"{search_dir}: no trials yet")
     return groups
 
 

@@ -20,7 +20,6 @@ from regda_dist.engine.evaluate import EVAL_VERSION
 from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
 from regda_dist.engine.trainer import Trainer, seed_everything
-from regda_dist.search_space import DEFAULT_SPACE
 
 ADAPT_CHECKPOINT = "adapt.ckpt"  # phase 2's epoch checkpoint in the run folder
 PREDICTIONS = "target_val_coords.pt"  # target val argmax of source-only, last, selected epoch
@@ -179,7 +178,7 @@ def pretrain_only(cfg: C.Config, runtime: Runtime | None = None) -> dict:
     return info
 
 
-def run(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dict:
+def run_here(cfg: C.Config, run_dir: Path, resume: bool = False, callbacks=()) -> dict:
     """In this process: prepare the run folder, then execute."""
     prepare_run_dir(run_dir, cfg, resume)
     return execute(cfg, run_dir, callbacks=callbacks)
@@ -209,7 +208,7 @@ def execute(
         tb = TensorBoardLogger(run_dir / "tb")
         # the HParams row exists from the start (a trial stopped early shows its last values);
         # without named hyperparameters (a plain run), the default search space's knobs
-        values = hparams if hparams is not None else {k: C.get(cfg, k) for k in DEFAULT_SPACE}
+        values = hparams if hparams is not None else {k: C.get(cfg, k) for k in C.DEFAULT_SPACE}
         tags = ["source/pck", "oracle/target_pck", *(f"proxy/{p}" for p in cfg.train.proxies)]
         tb.start_session(values, tags)
         trainer.add_callback("on_eval", tb)

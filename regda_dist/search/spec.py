@@ -27,18 +27,9 @@ from typing import Any
 import yaml
 
 from regda_dist import config as C
+from regda_dist.config import DEFAULT_SPACE
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
-
-# The RegDA knobs (ranges around the reference defaults of REGDA_SPEC.md and DESIGN.md).
-DEFAULT_SPACE = {
-    "regda.trade_off": {"loguniform": [0.1, 10.0]},
-    "regda.margin": {"uniform": [1.0, 8.0]},
-    "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
-    "regda.warm_hi": {"loguniform": [0.03, 0.3]},
-    "optim.lr": {"loguniform": [0.01, 0.3]},
-    "optim.backbone_lr": {"loguniform": [0.001, 0.03]},
-}
 
 
 @dataclass
@@ -87,36 +78,37 @@ class SearchConfig:
 
 
 @dataclass
-class Experiment:
-    """A run config, its search block and the resolved run config of every task."""
+class Search:
+    """A search: its base run config, the settings of its search block, the resolved run config
+    of every task and the space."""
 
     cfg: C.Config
-    search: SearchConfig
+    settings: SearchConfig
     tasks: dict[str, C.Config]
     space: dict
 
 
-def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
-    """Read an experiment with a `search:` block; `--set search.x=...` overrides it."""
+def load_search(path: str | Path, overrides: list[str] = ()) -> Search:
+    """Read an experiment YAML with a `search:` block; `--set search.x=...` overrides it."""
     values, lines = C.read_yaml(path)
     raw_search = values.pop("search", None)
     if raw_search is None:
         raise C.ConfigError(f"{path}: no 'search:' block; `regda-dist train` runs it as one run")
     run_sets = [o for o in overrides if not o.strip().startswith("search.")]
     cfg = C.build(values, lines, str(path), run_sets)
-    search = SearchConfig()
+    settings = SearchConfig()
     if not isinstance(raw_search, dict):
         raise C.ConfigError(f"{path}:{lines.get('search', '?')}: search must be a mapping")
-    C.apply(search, raw_search, str(path), lines, "search.")
+    C.apply(settings, raw_search, str(path), lines, "search.")
     for text in overrides:
         key, value = C.parse_override(text)
         if key.startswith("search."):
-            C.apply(search, C.nest(key.removeprefix("search."), value), f"--set {key}", {})
-    return resolve(cfg, search, str(path), lines)
+            C.apply(settings, C.nest(key.removeprefix("search."), value), f"--set {key}", {})
+    return resolve(cfg, settings, str(path), lines)
 
 
-def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Experiment:
-    space = search.space or copy.deepcopy(DEFAULT_SPACE)
+def resolve(cfg: C.Config, settings: SearchConfig, source: str, lines: dict) -> Search:
+    space = settings.space or copy.deepcopy(DEFAULT_SPACE)
     for key, spec in space.items():
         where = (
             f"{source}:{lines[f'search.space.{key}']}" if f"search.space.{key}" in lines else source
@@ -128,17 +120,17 @@ def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Ex
             f"{source}: search.space mixes grid with other distributions; use choice"
         )
     if all("grid" in spec for spec in space.values()):
-        search.num_samples = math.prod(len(spec["grid"]) for spec in space.values())
-    if search.selection == "oracle" and search.mode == "joint":
+        settings.num_samples = math.prod(len(spec["grid"]) for spec in space.values())
+    if settings.selection == "oracle" and settings.mode == "joint":
         raise C.ConfigError(f"{source}: search.selection oracle is for per_task searches")
-    if search.scheduler_name == "asha" and search.mode == "joint":
+    if settings.scheduler_name == "asha" and settings.mode == "joint":
         raise C.ConfigError(
             f"{source}: search.scheduler asha needs mode per_task (joint reports once)"
         )
     tasks = {}
     d = cfg.data
     own = {"name": d.task or f"{d.source.dataset}2{d.target.dataset}", "set": {}}
-    for i, entry in enumerate(search.tasks or [own]):
+    for i, entry in enumerate(settings.tasks or [own]):
         name, sets = _task_entry(entry, f"{source}: search.tasks[{i}]")
         values = copy.deepcopy(cfg.to_dict())
         merged = C.from_dict(values)
@@ -146,14 +138,14 @@ def resolve(cfg: C.Config, search: SearchConfig, source: str, lines: dict) -> Ex
             C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
         if name in tasks:
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
-        merged.train.select_metric = search.select_metric  # every trial selects its epoch
+        merged.train.select_metric = settings.select_metric  # every trial selects its epoch
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
-        if search.mode == "per_task" and merged.train.eval_every != 1:
+        if settings.mode == "per_task" and merged.train.eval_every != 1:
             raise C.ConfigError(
                 f"{source}: train.eval_every must be 1 in a per_task search (every report "
                 "carries the proxy that Tune and ASHA compare)"
             )
-    return Experiment(cfg, search, tasks, space)
+    return Search(cfg, settings, tasks, space)
 
 
 def _task_entry(entry: Any, where: str) -> tuple[str, dict]:
@@ -223,15 +215,16 @@ def grace_epochs(cfg: C.Config, share: float) -> int:
     return max(1, math.ceil(iters / r.iters_per_epoch - 1e-9))
 
 
-def asha_rungs(search: SearchConfig, tasks: dict[str, C.Config]) -> tuple[int, int, list[int]]:
-    """(grace period, max_t, rungs) of ASHA in epochs. max_t is one past the last epoch: a
-    trial that is ending anyway is never stopped (a stop kills its Train run)."""
-    grace = search.grace_period or max(grace_epochs(c, search.warmup_share) for c in tasks.values())
+def asha_rungs(settings: SearchConfig, tasks: dict[str, C.Config]) -> tuple[int, int, list[int]]:
+    """(grace period, max_t, rungs) of ASHA in epochs. max_t is one past the last epoch, where
+    ASHA would stop every trial."""
+    share = settings.warmup_share
+    grace = settings.grace_period or max(grace_epochs(c, share) for c in tasks.values())
     max_t = max(c.regda.epochs for c in tasks.values()) + 1
     rungs, rung = [], grace
     while rung < max_t:
         rungs.append(rung)
-        rung *= search.reduction_factor
+        rung *= settings.reduction_factor
     return grace, max_t, rungs
 
 
@@ -256,48 +249,52 @@ def apply_params(cfg: C.Config, params: dict[str, Any]) -> C.Config:
     return C.validate(out, "trial parameters")
 
 
-def storage_url(search: SearchConfig, exp_dir: Path) -> str:
+def storage_url(settings: SearchConfig, search_dir: Path) -> str:
     """The Optuna storage of a search: search.storage, or SQLite in the search folder."""
-    return search.storage or f"sqlite:///{exp_dir.resolve() / 'optuna.db'}"
+    return settings.storage or f"sqlite:///{search_dir.resolve() / 'optuna.db'}"
 
 
-def study_name(exp_dir: Path, group: str) -> str:
-    return f"{exp_dir.name}/{group}"
+def study_name(search_dir: Path, group: str) -> str:
+    return f"{search_dir.name}/{group}"
 
 
-def to_yaml_dict(exp: Experiment) -> dict:
-    """The resolved experiment as a YAML-able mapping: runnable again by `regda-dist tune`."""
-    return {**exp.cfg.to_dict(), "search": {**dataclasses.asdict(exp.search), "space": exp.space}}
+def to_yaml_dict(search: Search) -> dict:
+    """The resolved search as a YAML-able mapping: runnable again by `regda-dist tune`."""
+    settings = {**dataclasses.asdict(search.settings), "space": search.space}
+    return {**search.cfg.to_dict(), "search": settings}
 
 
-def prepare_experiment_dir(exp_dir: Path, exp: Experiment, resume: bool) -> None:
-    """check_experiment_dir, then create the folder with experiment.yaml (a new search)."""
-    check_experiment_dir(exp_dir, exp, resume)
-    saved = exp_dir / "experiment.yaml"
+def prepare_search_dir(search_dir: Path, search: Search, resume: bool) -> None:
+    """check_search_dir, then create the folder with search.yaml (a new search)."""
+    check_search_dir(search_dir, search, resume)
+    saved = search_dir / "search.yaml"
     if saved.exists():
         return
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    search_dir.mkdir(parents=True, exist_ok=True)
     tmp = saved.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(to_yaml_dict(exp), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(to_yaml_dict(search), sort_keys=False))
     tmp.replace(saved)
 
 
-def check_experiment_dir(exp_dir: Path, exp: Experiment, resume: bool) -> None:
-    """Refuse to overwrite a search; --resume only the same experiment."""
-    saved = exp_dir / "experiment.yaml"
+def check_search_dir(search_dir: Path, search: Search, resume: bool) -> None:
+    """Refuse to overwrite a search; --resume only the same search."""
+    saved = search_dir / "search.yaml"
     if saved.exists():
         if not resume:
             raise C.ConfigError(
-                f"{exp_dir} holds a search; pass --resume to continue it or choose another --name"
+                f"{search_dir} holds a search; pass --resume to continue it or choose another "
+                "--name"
             )
         try:
-            again = load_experiment(saved)
+            again = load_search(saved)
         except C.ConfigError as err:
             raise C.ConfigError(f"cannot --resume: {err}") from None
-        if to_yaml_dict(again) != to_yaml_dict(exp):
-            raise C.ConfigError(f"{saved} differs from this experiment; cannot --resume")
+        if to_yaml_dict(again) != to_yaml_dict(search):
+            raise C.ConfigError(f"{saved} differs from this search; cannot --resume")
         return
     if resume:
-        raise C.ConfigError(f"{exp_dir}: no search to resume (no experiment.yaml)")
-    if exp_dir.exists() and any(exp_dir.iterdir()):
-        raise C.ConfigError(f"{exp_dir} exists and is not a search folder; choose another --name")
+        raise C.ConfigError(f"{search_dir}: no search to resume (no search.yaml)")
+    if search_dir.exists() and any(search_dir.iterdir()):
+        raise C.ConfigError(
+            f"{search_dir} exists and is not a search folder; choose another --name"
+        )
