@@ -21,6 +21,11 @@ def _trial(group_dir, trial_id, task, proxy, oracle, complete=True, select="prox
     (run / "config.yaml").write_text("regda: {epochs: 2}\n")
     torch.save({"w": torch.zeros(1)}, run / "model.pt")
     torch.save({"w": torch.ones(1)}, run / "selected.pt")
+    # target val predictions: trial b strays 10 px from where a and the source-only model agree
+    agreed = torch.arange(12, dtype=torch.int16).view(3, 2, 2)
+    mine = agreed + 10 if trial_id == "b" else agreed
+    predictions = {"source_only": agreed, "last": mine, "selected": mine}
+    torch.save(predictions, run / "target_val_coords.pt")
     chosen = {"proxy/source_pck": proxy, "proxy/dev": -oracle, "oracle/target_pck": oracle}
     last = {k: v - 5 for k, v in chosen.items()}
     lines = [{"phase": "adapt", "epoch": e, **m} for e, m in ((1, chosen), (2, last))]
@@ -83,6 +88,17 @@ def test_oracle_selection_is_labelled_as_such(tmp_path):
         "Selected by **oracle/target_pck (ORACLE: selected with target labels)**"
         in (out / "summary.md").read_text()
     )
+
+
+def test_consensus_scores_agreement_with_the_median_of_every_trial_and_source_only(tmp_path):
+    from regda_dist.search.consensus import consensus_scores
+
+    search_dir = _search(tmp_path)
+    trials = load_trials(search_dir)["hand"]
+    assert consensus_scores(trials, "hand") == {"a": 100.0, "b": 0.0}  # c did not complete
+    out = export(search_dir, metric="consensus")
+    meta = json.loads((out / "hand" / "meta.json").read_text())
+    assert meta["selected_by"] == "proxy/consensus" and meta["selection_value"] == 100.0
 
 
 def test_report_compares_last_chosen_and_oracle_epochs(tmp_path):

@@ -16,6 +16,7 @@ import math
 import shutil
 from pathlib import Path
 
+from regda_dist.search.consensus import add_consensus
 from regda_dist.search.folder import ORACLE, SearchFolderError, Trial, load_trials, read_search
 from regda_dist.search.spec import SearchConfig
 
@@ -65,7 +66,9 @@ def export(
         raise SearchFolderError(f"{out} exists; nothing overwritten (choose another --out)")
     provenance = _read_json(search_dir / "provenance.json")
     rows, picked = [], {}
-    for group, trials in sorted(load_trials(search_dir).items()):
+    groups = load_trials(search_dir)
+    add_consensus(groups)  # proxy/consensus: a proxy across the trials
+    for group, trials in sorted(groups.items()):
         ranked = ranking(trials, metric)
         if not ranked:
             raise SearchFolderError(f"{search_dir}/{group}: no completed trial with {metric}")

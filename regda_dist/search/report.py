@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from regda_dist.search.consensus import add_consensus
 from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search  # noqa: E402
 
 
@@ -96,7 +97,9 @@ def report(search_dir: Path, importances: Importances | None = None) -> Path:
         "oracle PCK of the best trial minus that of the proxy's pick (0 is perfect). The oracle "
         "uses target labels: it judges the proxies and selects nothing.",
     ]
-    for group, trials in sorted(load_trials(search_dir).items()):
+    groups = load_trials(search_dir)
+    add_consensus(groups)  # proxy/consensus: a proxy across the trials
+    for group, trials in sorted(groups.items()):
         for task in sorted({task for t in trials for task in t.runs}):
             table = proxy_table(trials, task)
             done = sum(t.complete for t in trials)
