@@ -92,7 +92,14 @@ def _tune(args) -> int:
     prepare_search_dir(search_dir, search, args.resume)  # only now: nothing written before
     if not (search_dir / "provenance.json").exists():
         (search_dir / "provenance.json").write_text(json.dumps(provenance(sys.argv), indent=2))
-    summary = tuning.run_search(search, search_dir, fixed_size=not args.address)
+    try:
+        summary = tuning.run_search(search, search_dir, fixed_size=not args.address)
+    except (tuning.SearchInterrupted, KeyboardInterrupt) as stop:
+        again = " ".join(["regda-dist", *args.argv, *([] if args.resume else ["--resume"])])
+        print(
+            f"regda-dist: {stop or 'search interrupted'}; continue with: {again}", file=sys.stderr
+        )
+        return 130
     (search_dir / "search.json").write_text(json.dumps(summary, indent=2))
     label = " (ORACLE: target labels)" if s.selection == "oracle" else ""
     for group, g in summary.items():
@@ -329,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
 
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # for the --resume hint
     try:
         return args.func(args)
     except errors as err:

@@ -1,6 +1,6 @@
-"""The search on real Ray: a 4-trial Optuna + ASHA search of Ray Train trials, its Optuna study,
-TensorBoard files, export (runnable by `train`) and report; a joint search over a hand and a
-user's own keypoint set (COCO files, a set defined in YAML)."""
+"""The search on real Ray: a 4-trial Optuna + ASHA search of Ray Train trials (its console
+output, Optuna study, epoch selection, TensorBoard files, export runnable by `train`, report);
+a joint search over a hand and a user's own keypoint set (COCO files, a set defined in YAML)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from regda_dist import config as C
@@ -24,7 +25,7 @@ SEARCH = {
     "max_concurrent": 1,
     "seed": 0,
     "scheduler": "asha",
-    "grace_period": 2,  # of 3 epochs: one rung, so at least two trials complete
+    "grace_period": 1,  # rungs at epochs 1 and 2 of 3: ASHA can stop trials early
     "space": {
         "regda.trade_off": {"loguniform": [0.1, 10.0]},
         "regda.margin": {"uniform": [1.0, 8.0]},
@@ -48,21 +49,36 @@ def _study(search_dir, group="synth_hand"):
     return optuna.load_study(study_name=f"{search_dir.name}/{group}", storage=storage)
 
 
-def test_search_export_and_report(local_ray, tmp_path, capsys):
+def test_search_export_and_report(local_ray, tmp_path, capfd):
     exp = _experiment(tmp_path)
     assert main(["tune", str(exp), "--name", "s"]) == 0
+    console = capfd.readouterr().out
     search_dir = tmp_path / "runs" / "s"
     trials = sorted((search_dir / "synth_hand" / "trials").iterdir())
     assert len(trials) == 4
     for trial in trials:  # every trial ran through Ray Train
         assert json.loads((trial / "synth_hand" / "workers" / "rank0.json").read_text())["pid"]
         assert (trial / "synth_hand" / "ray-train").is_dir()
+    # the console: one line per epoch and trial, and a trial table with the selection metric
+    for trial in trials:
+        for epoch in range(1, len(_epochs(trial)) + 1):
+            assert console.count(f"[trial {trial.name}] adapt {epoch}/3 ") == 1, console[-3000:]
+    assert "...y/aug_consistency" in console and "oracle/target_pck" in console
+    assert "Reporting training result" not in console and "train/loss_b" not in console
+    # Optuna: a trial ASHA stopped is PRUNED, never COMPLETE with an early value
     study = _study(search_dir)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4
-    assert complete[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0, "regda.sigma": 2.0}
+    states = [t.state for t in study.trials]
     finished = [t for t in trials if (t / "synth_hand" / "result.json").is_file()]
-    assert finished  # ASHA may stop some early: those have no result.json
+    assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished) >= 1
+    assert study.trials[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0,
+                                      "regda.sigma": 2.0}  # fmt: skip
+    # every finished trial chose an epoch by the selection proxy and kept its weights
+    result = json.loads((finished[0] / "synth_hand" / "result.json").read_text())
+    chosen = result["selected"]
+    assert chosen["metric"] == "proxy/aug_consistency" and 1 <= chosen["epoch"] <= 3
+    by_proxy = [e["proxy/aug_consistency"] for e in _epochs(finished[0])]
+    assert chosen["value"] == max(by_proxy) and (finished[0] / "synth_hand/selected.pt").is_file()
     acc = read_events(finished[0] / "synth_hand" / "tb")
     assert {"proxy/source_pck", "oracle/target_pck", "train/loss_c"} <= set(acc.Tags()["scalars"])
     assert acc.Tags()["images"]
@@ -73,18 +89,26 @@ def test_search_export_and_report(local_ray, tmp_path, capsys):
     best = search_dir / "best" / "synth_hand"
     meta = json.loads((best / "meta.json").read_text())
     assert meta["selected_by"] == "proxy/aug_consistency" and meta["versions"]["optuna"]
-    assert "oracle/target_pck" in meta["oracle_eval_only"]
-    assert (best / "model.pt").is_file() and (search_dir / "best" / "summary.md").is_file()
+    assert search_dir / "synth_hand" / "trials" / meta["trial_id"] in finished
+    exported = torch.load(best / "model.pt", weights_only=True)
+    kept = search_dir / "synth_hand" / "trials" / meta["trial_id"] / "synth_hand" / "selected.pt"
+    assert all(torch.equal(v, torch.load(kept, weights_only=True)[k]) for k, v in exported.items())
+    assert "oracle/target_pck" in meta["oracle_eval_only"] and meta["epoch"] >= 1
+    assert (search_dir / "best" / "summary.md").is_file()
     assert main(["export", str(search_dir)]) == 2  # never overwritten
-    assert "exists; nothing overwritten" in capsys.readouterr().err
+    assert "exists; nothing overwritten" in capfd.readouterr().err
     retrain = ["train", str(best / "config.yaml"), "--no-ray", "--name", "again"]
     assert main(retrain) == 0  # the exported config is a valid `train` experiment
 
     assert main(["report", str(search_dir)]) == 0
     report = (search_dir / "report" / "report.md").read_text()
-    assert (
-        "| proxy/dev |" in report and (search_dir / "report" / "synth_hand_proxies.png").is_file()
-    )
+    assert "WARNING: " in report and "completed trial(s) compared; below 5" in report
+    assert "Epoch selection by proxy/aug_consistency" in report
+
+
+def _epochs(trial):
+    lines = (trial / "synth_hand" / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["phase"] == "adapt"]
 
 
 def test_bad_search_inputs_are_one_line(local_ray, tmp_path, capsys):

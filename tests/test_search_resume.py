@@ -1,6 +1,7 @@
-"""A search SIGKILLed mid-run that `--resume` finishes without losing or repeating a finished
-trial. Its own module: the search runs in subprocesses that start their own embedded Ray, which
-`regda-dist tune` refuses while another Ray (another module's fixture) is alive."""
+"""A search SIGKILLed mid-run, then stopped with Ctrl-C (SIGINT: exit 130 and the --resume
+command), that `--resume` finishes without losing or repeating a finished trial. Its own
+module: the search runs in subprocesses that start their own embedded Ray, which `regda-dist
+tune` refuses while another Ray (another module's fixture) is alive."""
 
 from __future__ import annotations
 
@@ -46,10 +47,27 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     }
     assert 1 <= len(before) < 3
 
-    second = subprocess.run(
+    # Ctrl-C once a second trial has finished: a non-zero exit that says how to go on
+    second = subprocess.Popen([*command, "--resume"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while len(list(trials_dir.glob("*/synth_hand/result.json"))) < 2:
+            assert second.poll() is None and time.time() < deadline
+            time.sleep(0.5)
+        second.send_signal(signal.SIGINT)
+        out, err = second.communicate(timeout=300)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    if len(list(trials_dir.glob("*/synth_hand/result.json"))) < 3:  # stopped before the end
+        assert second.returncode == 130, out[-2000:] + err[-2000:]
+        assert f"continue with: regda-dist {' '.join(command[3:])} --resume" in err, err[-2000:]
+
+    third = subprocess.run(
         [*command, "--resume"], env=env, capture_output=True, text=True, timeout=600
     )
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     after = {
         p.parent.parent.name: p.stat().st_mtime for p in trials_dir.glob("*/synth_hand/result.json")
     }

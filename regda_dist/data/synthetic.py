@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,6 +323,8 @@ def load_split(
     file = cache / f"{task_name}-v{_VERSION}-s{size}-seed{seed}" / f"{domain}_{split}_{n}.pt"
     if file.is_file():
         return torch.load(file, weights_only=True)
+    sys.stdout.write(f"{task_name}: generating {domain} {split} ({n} images, {size} px; cached)\n")
+    sys.stdout.flush()
     data = generate(TASKS[task_name], domain, split, n, size, seed)
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(f".tmp{os.getpid()}")

@@ -4,6 +4,7 @@ existing one at --address. Failures end in one ClusterError line."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 
@@ -43,13 +44,23 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
     (HOST:PORT, ray://HOST:PORT, or "auto" as in ray.init: what a submitted job passes)."""
     if ray.is_initialized():
         return
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+    level = logging.INFO if os.environ.get("REGDA_DIST_DEBUG") else logging.WARNING
+    quiet = {  # Ray's INFO lines ('Reporting training result ...') only in debug mode
+        "logging_level": level,
+        "log_to_driver": True,
+        "logging_config": ray.LoggingConfig(log_level=logging.getLevelName(level)),
+    }
     if not address:
+        # One machine: nothing preempts its nodes (Train's watcher would poll and log), and
+        # training workers run at the niceness of Ray's own daemons, not below them
+        # (benchmarks/results/train_throughput.md).
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(
             _node_ip_address=LOCAL_NODE_IP,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             num_cpus=num_cpus,
+            _system_config={"worker_niceness": 0},
             **quiet,
         )
         return

@@ -47,6 +47,10 @@ class SearchError(RuntimeError):
     """The search could not run or every trial failed; the message is one line."""
 
 
+class SearchInterrupted(RuntimeError):
+    """The search was stopped (Ctrl-C) before every trial finished; --resume continues it."""
+
+
 def tune_space(space: dict) -> dict:
     """The YAML space as Tune domains (OptunaSearch converts them to Optuna distributions)."""
     make = {
@@ -243,6 +247,8 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, spec=spec), {"cpu": s.driver_cpus}
     )
+    # what Tune prints of a finished trial: its epoch, selection value and the oracle
+    trainable._progress_metrics = ["epoch", s.objective, "best/epoch", "oracle/target_pck"]
     path = group_dir / "tune"
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
@@ -283,11 +289,17 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
 def run_search(search: Search, search_dir: Path, fixed_size: bool = True) -> dict:
     """Every group's search on the connected Ray cluster; returns {group: summary}."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no second TensorBoard per trial
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     precompute_phase1(search, search_dir, fixed_size)
-    grids = {
-        group: _tuner(search, search_dir, group, tasks, fixed_size).fit()
-        for group, tasks in groups(search).items()
-    }
+    grids = {}
+    for group, tasks in groups(search).items():
+        grids[group] = grid = _tuner(search, search_dir, group, tasks, fixed_size).fit()
+        finished = grid.num_terminated + grid.num_errors
+        if finished < search.settings.num_samples:  # Tune returns normally after a Ctrl-C
+            raise SearchInterrupted(
+                f"search interrupted in {group}: {finished} of {search.settings.num_samples} "
+                "trials finished"
+            )
     summary = summarise(search, search_dir, grids)
     if all(g["completed"] == 0 for g in summary.values()):
         first = next((g["first_error"] for g in summary.values() if g["first_error"]), "")

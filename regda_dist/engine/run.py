@@ -16,6 +16,7 @@ from filelock import FileLock
 from regda_dist import config as C
 from regda_dist.data.datasets import ImagesOnly, TaskData, build_task
 from regda_dist.engine import checkpoint
+from regda_dist.engine.console import ConsoleLogger, say
 from regda_dist.engine.evaluate import EVAL_VERSION
 from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
@@ -49,28 +50,6 @@ def check_run_dir(run_dir: Path, cfg: C.Config, resume: bool) -> None:
             raise RunExistsError(f"cannot --resume: {err}") from None
         if saved.to_dict() != cfg.to_dict():
             raise RunExistsError(f"{run_dir}/config.yaml differs from this config; cannot --resume")
-
-
-class ConsoleLogger:
-    """Callback: one line per evaluation event (progress under Ray, where bars do not render)."""
-
-    KEYS = (
-        "pretrain/loss",
-        "pretrain/val_pck",
-        "oracle/loss",
-        "oracle/val_pck",
-        "train/loss_a",
-        "train/lambda",
-        "source/pck",
-        "oracle/target_pck",
-    )
-
-    def __init__(self, total: dict[str, int]):
-        self.total = total
-
-    def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
-        shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in self.KEYS if k in metrics)
-        print(f"{phase} {epoch}/{self.total.get(phase, '?')}  {shown}", flush=True)
 
 
 class JsonlLogger:
@@ -156,6 +135,8 @@ def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, to
     coords_file = file.with_suffix(".coords.pt")
     if trainer.runtime.comm.agree(file.is_file() and coords_file.is_file()):
         return json.loads(file.read_text()), checkpoint.load(coords_file)["coords"]
+    if trainer.runtime.is_main:
+        say("source-only and AdaBN baselines: evaluating once (cached beside phase 1)")
     out = {"source_only": trainer.eval_metrics(source_model)}
     coords = trainer.target_coords
     adapted = trainer.eval.adabn(source_model, trainer.task.target_train, trainer.cfg.train.seed)
@@ -173,6 +154,8 @@ def pretrain_only(cfg: C.Config, runtime: Runtime | None = None) -> dict:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
+    if trainer.runtime.is_main:
+        trainer.add_callback("on_eval", ConsoleLogger({"pretrain": cfg.pretrain.epochs}))
     model, info = pretrained_source(trainer)
     baselines(trainer, model)
     return info
@@ -202,7 +185,8 @@ def execute(
     if trainer.runtime.is_main:
         trainer.add_callback("on_eval", JsonlLogger(run_dir / "metrics.jsonl"))
         total = {"pretrain": cfg.pretrain.epochs, "adapt": cfg.regda.epochs}
-        trainer.add_callback("on_eval", ConsoleLogger(total))
+        label = f"trial {run_dir.parent.name}" if hparams is not None else ""  # a search's
+        trainer.add_callback("on_eval", ConsoleLogger(total, cfg.train.select_metric, label))
     tb = None
     if trainer.runtime.is_main and cfg.train.tensorboard:
         tb = TensorBoardLogger(run_dir / "tb")

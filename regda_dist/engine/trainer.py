@@ -25,6 +25,7 @@ from regda_dist.data.datasets import ImagesOnly, TaskData
 from regda_dist.data.loader import GlobalBatchSampler, auto_workers, make_loader
 from regda_dist.engine import checkpoint
 from regda_dist.engine.collect import collect
+from regda_dist.engine.console import Heartbeat
 from regda_dist.engine.evaluate import Evaluation
 from regda_dist.engine.runtime import Runtime, resolve_device, resolve_precision
 from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, sgd, supervised_step
@@ -170,10 +171,12 @@ class Trainer:
             loader.batch_sampler.set_epoch(epoch, start)
         sums: dict = dict(state.get("sums", {}))
         bar = self._progress(iters, start, desc)
+        heartbeat = Heartbeat(desc, iters, bar.disable and self.runtime.is_main)
         for i, batch in enumerate(zip(*loaders, strict=True), start + 1):
             for key, value in step(*batch).items():
                 sums[key] = sums[key] + value if key in sums else value
             bar.update()
+            heartbeat(i)
             if every and i % every == 0 and i < iters:
                 save({**state, "iteration": i, "sums": _floats(sums, self.runtime.device)})
         bar.close()
