@@ -1,13 +1,14 @@
-"""RegDA training throughput: the plain engine vs the same run under Ray Train (1 worker), and
-2 workers on a 2-node loopback Ray cluster; peak memory per worker. Writes
+"""RegDA training throughput on the CPU: the plain engine vs the same run under Ray Train, the
+causes of Ray's overhead, the demo's trial settings, 2 workers on a 2-node loopback cluster, and
+(--baseline REV) the engine of an earlier revision side by side. Writes
 benchmarks/results/train_throughput.{md,json}.
 
-    python benchmarks/train_throughput.py [--epochs 4] [--iters 40]
+    python benchmarks/train_throughput.py [--epochs 4] [--iters 40] [--repeats 2] [--baseline REV]
 
-Throughput is measured inside the adaptation loop (no evaluation, no checkpoint; the first epoch
-is a warm-up and is left out); start-up (Ray, worker processes, data) is reported separately as
-the whole command's wall time. Every run trains the same global batch (32 source + 32 target
-images per iteration) with the same number of CPU threads in total.
+Throughput is measured inside the adaptation loop (time/images_per_s: no evaluation, no
+checkpoint; the first epoch is a warm-up and is left out); wall is the whole `regda-dist train`
+command. Runs are interleaved, `--repeats` times each, so that a slow phase of this shared
+machine hits every configuration alike; ratios are taken between means of the same round-robin.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,19 +26,92 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# the synth_hand model of the embedded recipe, pinned so that every revision trains the same one
+PINNED = [
+    "model.backbone=small_resnet",
+    "model.upsample_channels=32",
+    "data.image_size=64",
+    "data.heatmap_size=32",
+    "train.progress=false",
+    "pretrain.epochs=1",
+    "pretrain.iters_per_epoch=20",
+    "pretrain.milestones=[1]",
+]
+RAY_DEFAULTS = {"RAY_worker_niceness": "15", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}
 
 
-def _run(cmd: list[str], env: dict) -> float:
+def configs(baseline: Path | None) -> dict[str, dict]:
+    """name -> {args (after `train EXP`), env, code (the tree to run), cluster (bool)}."""
+    plain = ["--no-ray", "--set", "train.num_threads=2"]
+    ray1 = ["--workers", "1", "--set", "scaling.cpus_per_worker=2"]
+    demo = [
+        "--set",
+        "regda.batch_size=16",
+        "--set",
+        "scaling.cpus_per_worker=1",
+        "--set",
+        "train.num_threads=2",
+    ]
+    out = {
+        "plain": {"args": plain},
+        "ray_1_worker": {"args": ray1},
+        "ray_1_worker_ray_defaults": {"args": ray1, "env": RAY_DEFAULTS},
+        "plain_batch16": {"args": [*plain, "--set", "regda.batch_size=16"]},
+        "ray_1_worker_demo_trial": {"args": ["--workers", "1", *demo]},
+        "ray_2_workers_2_nodes": {
+            "args": [
+                "--workers",
+                "2",
+                "--set",
+                "scaling.cpus_per_worker=1",
+                "--set",
+                "regda.batch_size=16",
+                "--set",
+                "pretrain.batch_size=16",
+            ],
+            "cluster": True,
+        },
+    }
+    if baseline is not None:
+        out["plain_baseline"] = {"args": plain, "code": baseline}
+    return out
+
+
+def run_once(name: str, spec: dict, work: Path, base_env: dict, cluster: dict | None, args):
+    folder = f"{name}-{len(list(work.glob(name + '-*')))}"
+    code = spec.get("code", ROOT)
+    experiment = code / "experiments" / "synth_hand.yaml"  # the revision's own file
+    cmd = [
+        sys.executable,
+        "-m",
+        "regda_dist.cli",
+        "train",
+        str(experiment),
+        "--name",
+        folder,
+        *spec["args"],
+    ]
+    for item in (
+        *PINNED,
+        f"train.output_dir={work}",
+        f"regda.epochs={args.epochs}",
+        f"regda.iters_per_epoch={args.iters}",
+    ):
+        cmd += ["--set", item]
+    env = {**base_env, **spec.get("env", {}), "PYTHONPATH": str(code)}
+    if spec.get("cluster"):
+        cmd += ["--address", cluster["address"]]
+        env = {**cluster["env"], **env}
     start = time.time()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
-    return time.time() - start
-
-
-def _epochs(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["phase"] == "adapt"]
+    wall = time.time() - start
+    lines = (work / folder / "metrics.jsonl").read_text().splitlines()
+    epochs = [e for e in map(json.loads, lines) if e["phase"] == "adapt"][1:]  # after warm-up
+    return {"images_per_s": statistics.mean(e["time/images_per_s"] for e in epochs), "wall_s": wall}
 
 
 def main() -> int:
@@ -47,118 +120,81 @@ def main() -> int:
     )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--iters", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--baseline", help="a git revision whose engine runs beside this one")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput"))
     args = parser.parse_args()
     from regda_dist.distributed.local_cluster import auth_env, loopback_cluster
 
     work = Path(tempfile.mkdtemp(prefix="regda-throughput-"))
-    env = {**os.environ, **auth_env(os.urandom(16).hex())}
-    common = [
-        "--set",
-        f"train.output_dir={work}",
-        "--set",
-        f"regda.epochs={args.epochs}",
-        "--set",
-        f"regda.iters_per_epoch={args.iters}",
-        "--set",
-        "pretrain.epochs=1",
-        "--set",
-        "pretrain.iters_per_epoch=20",
-        "--set",
-        "pretrain.milestones=[1]",
-        "--set",
-        "train.progress=false",
-    ]
-    cli = [sys.executable, "-m", "regda_dist.cli", "train", "experiments/synth_hand.yaml", *common]
-    runs = {}
-    runs["plain"] = {
-        "wall_s": _run([*cli, "--name", "plain", "--no-ray", "--set", "train.num_threads=2"], env),
-        "peak_rss_mib": [resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024],
-    }
-    runs["ray_1_worker"] = {
-        "wall_s": _run(
-            [
-                *cli,
-                "--name",
-                "ray_1_worker",
-                "--workers",
-                "1",
-                "--set",
-                "scaling.cpus_per_worker=2",
-            ],
-            env,
+    baseline = None
+    if args.baseline:
+        baseline = work / "baseline-tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(baseline), args.baseline],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
         )
-    }
-    with loopback_cluster(cpus_per_node=1) as cluster:
-        halves = ["--set", "regda.batch_size=16", "--set", "pretrain.batch_size=16"]
-        runs["ray_2_workers_2_nodes"] = {
-            "wall_s": _run(
-                [
-                    *cli,
-                    "--name",
-                    "ray_2_workers_2_nodes",
-                    "--workers",
-                    "2",
-                    "--address",
-                    cluster["address"],
-                    "--set",
-                    "scaling.cpus_per_worker=1",
-                    *halves,
-                ],
-                cluster["env"],
-            )
-        }
-    for name, run in runs.items():
-        epochs = _epochs(work / name)[1:]  # the first epoch is a warm-up
-        run["images_per_s"] = statistics.mean(e["time/images_per_s"] for e in epochs)
-        run["epoch_s"] = statistics.mean(e["time/epoch_s"] for e in epochs)
-        workers = work / name / "workers"
-        if workers.exists():
-            ranks = [json.loads(p.read_text()) for p in sorted(workers.iterdir())]
-            run["peak_rss_mib"] = [w["peak_rss_mib"] for w in ranks]
-            run["node_ips"] = [w["node_ip"] for w in ranks]
-    overhead = 100 * (1 - runs["ray_1_worker"]["images_per_s"] / runs["plain"]["images_per_s"])
+    env = {**os.environ, **auth_env(os.urandom(16).hex())}
+    specs = configs(baseline)
+    measured: dict[str, list[dict]] = {name: [] for name in specs}
+    try:
+        with loopback_cluster(cpus_per_node=1) as cluster:
+            for _ in range(args.repeats):
+                for name, spec in specs.items():
+                    measured[name].append(run_once(name, spec, work, env, cluster, args))
+                    print(name, measured[name][-1], flush=True)
+    finally:
+        if baseline is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT)
+    write(measured, args)
+    return 0
+
+
+def write(measured: dict, args) -> None:
     import torch
 
+    mean = {n: statistics.mean(r["images_per_s"] for r in rs) for n, rs in measured.items()}
+    ratio = {
+        "ray_overhead_pct": 100 * (1 - mean["ray_1_worker"] / mean["plain"]),
+        "ray_defaults_overhead_pct": 100 * (1 - mean["ray_1_worker_ray_defaults"] / mean["plain"]),
+        "batch16_vs_32": mean["plain_batch16"] / mean["plain"],
+        "demo_trial_vs_plain_batch16": mean["ray_1_worker_demo_trial"] / mean["plain_batch16"],
+    }
+    if "plain_baseline" in mean:
+        ratio["this_vs_baseline"] = mean["plain"] / mean["plain_baseline"]
     meta = {
-        "command": "python " + " ".join(sys.argv),
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"Python {platform.python_version()}",
-        "epochs": args.epochs,
-        "iters_per_epoch": args.iters,
-        "ray_overhead_pct": overhead,
+        "baseline": args.baseline,
     }
     lines = [
-        "# RegDA training throughput (synth_hand, 64 px, small_resnet, CPU)",
+        "# RegDA training throughput (synth_hand, 64 px, small_resnet, 32 channels, CPU)",
         "",
         f"- command: `{meta['command']}`",
-        f"- machine: {meta['machine']}",
-        f"- date: {meta['date']}",
-        f"- {args.epochs} adaptation epochs x {args.iters} iterations; throughput over epochs "
-        f"2..{args.epochs}, "
-        "training loop only; wall = the whole `regda-dist train` command (start-up, 1 short "
-        "phase-1 epoch, evaluation each epoch)",
+        f"- machine: {meta['machine']}; date: {meta['date']}",
+        f"- {args.epochs} adaptation epochs x {args.iters} iterations, batch 32 per domain unless "
+        "stated; images/s of the training loop over epochs 2.., mean of "
+        f"{args.repeats} interleaved runs (round-robin); wall = the whole command",
         "",
-        "| run | images/s | s/epoch | wall (s) | peak RSS per worker (MiB) | nodes |",
-        "|---|---|---|---|---|---|",
+        "| run | images/s (each run) | mean | wall (s) |",
+        "|---|---|---|---|",
     ]
-    for name, run in runs.items():
-        lines.append(
-            f"| {name} | {run['images_per_s']:.1f} | {run['epoch_s']:.2f} | {run['wall_s']:.0f} | "
-            f"{', '.join(f'{m:.0f}' for m in run['peak_rss_mib'])} | "
-            f"{', '.join(run.get('node_ips', ['-']))} |"
-        )
-    lines += [
-        "",
-        f"Ray Train overhead with 1 worker: **{overhead:.1f}%** of training throughput "
-        "(goal: < 5%).",
-    ]
+    for name, runs in measured.items():
+        each = ", ".join(f"{r['images_per_s']:.1f}" for r in runs)
+        wall = statistics.mean(r["wall_s"] for r in runs)
+        lines.append(f"| {name} | {each} | {mean[name]:.1f} | {wall:.0f} |")
+    lines += ["", "Ratios (same round-robin):", ""]
+    lines += [f"- {k}: {v:.3f}" if "pct" not in k else f"- {k}: {v:.1f}%" for k, v in ratio.items()]
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "runs": measured, "ratios": ratio}, indent=1)
+    )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,12 +55,13 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
         # training workers run at the niceness of Ray's own daemons, not below them
         # (benchmarks/results/train_throughput.md).
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        nice = {} if "RAY_worker_niceness" in os.environ else {"worker_niceness": 0}
         ray.init(
             _node_ip_address=LOCAL_NODE_IP,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             num_cpus=num_cpus,
-            _system_config={"worker_niceness": 0},
+            _system_config=nice,
             **quiet,
         )
         return
