@@ -125,9 +125,18 @@ def _report(args) -> int:
     from regda_dist.distributed.study import plot_importances
     from regda_dist.search.report import report
 
-    path = report(Path(args.run_dir), plot_importances)
-    print(path.read_text())
-    print(f"report: {path}")
+    search_dir = Path(args.run_dir)
+    path = report(search_dir, plot_importances)
+    text = path.read_text()
+    print(text)
+    found = text.split("\n\n")[1:3]  # "What the search found ...:" and its lines
+    print("\n".join(["-" * 78, *found]))
+    if (search_dir / "best").is_dir():
+        print(
+            f"best configurations: {search_dir / 'best'} (config.yaml, model.pt, meta.json per "
+            f"task; `regda-dist train {search_dir / 'best'}/<task>/config.yaml` re-runs one)"
+        )
+    print(f"report: {path}\nTensorBoard: tensorboard --logdir {search_dir}")
     return 0
 
 

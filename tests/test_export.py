@@ -121,3 +121,13 @@ def test_proxy_table_spearman_and_regret(tmp_path):
 def test_not_a_search_folder(tmp_path):
     with pytest.raises(SearchFolderError, match="not a search folder"):
         export(tmp_path)
+
+
+def test_the_report_says_what_the_search_found(tmp_path):
+    from regda_dist.search.report import report
+
+    text = report(_search(tmp_path)).read_text()
+    assert "What the search found (selected by proxy/source_pck;" in text
+    # a: chosen by the proxy at epoch 1; b is the oracle's pick; source-only = the last epoch
+    assert "- hand: trial a (epoch 1, proxy/source_pck 90) reaches 50.0 target PCK vs " in text
+    assert "45.0 source-only, 60.0 the oracle's pick" in text

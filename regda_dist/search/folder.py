@@ -29,6 +29,7 @@ class Trial:
     runs: dict[str, Path]  # task -> run folder
     final: dict[str, dict] = field(default_factory=dict)  # task -> last evaluated metrics
     source_only: dict[str, dict] = field(default_factory=dict)  # task -> source-only metrics
+    adabn: dict[str, dict] = field(default_factory=dict)  # task -> AdaBN metrics
     # task -> the epoch train.select_metric chose: {epoch, metric, value, metrics}
     selected: dict[str, dict] = field(default_factory=dict)
     curves: dict[str, list[dict]] = field(default_factory=dict)  # task -> evaluated epochs
@@ -93,6 +94,7 @@ def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
             if result_file.is_file():
                 result = json.loads(result_file.read_text())
                 trial.final[task], trial.source_only[task] = result["regda"], result["source_only"]
+                trial.adabn[task] = result.get("adabn", {})
                 if "selected" in result:
                     trial.selected[task] = result["selected"]
                 done.append(task)

@@ -20,7 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from regda_dist.search.consensus import add_consensus
+from regda_dist.search.export import ranking  # noqa: E402
 from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search  # noqa: E402
+from regda_dist.search.spec import Search, default_point  # noqa: E402
 
 
 def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
@@ -85,20 +87,58 @@ def epoch_table(trials: list[Trial], task: str) -> dict | None:
 Importances = Callable[[Path, object, str, Path], bool]  # distributed.study.plot_importances
 
 
+def findings(search: Search, groups: dict[str, list[Trial]]) -> list[str]:
+    """Per task, one line: the trial the search picked (by its objective, at the epoch it
+    chose) and its target PCK beside the reference defaults, AdaBN, source-only and the
+    oracle's pick (target labels: evaluation only)."""
+    lines = []
+    for trials in groups.values():
+        ranked = ranking(trials, search.settings.objective)
+        for task in sorted({task for t in trials for task in t.runs}):
+            if not ranked:
+                lines.append(f"{task}: no completed trial")
+                continue
+            pick = ranked[0][1]
+            cfg = search.tasks.get(task)
+            point = default_point(cfg, search.space) if cfg else None
+            defaults = next((t for t in trials if t.complete and t.params == point), None)
+            done = [t for t in trials if t.complete]
+            oracle = max(done, key=lambda t: t.value(task, ORACLE))
+            chosen = pick.selected.get(task, {})
+            cells = [f"{task}: trial {pick.trial_id}"]
+            if chosen:
+                cells.append(f"(epoch {chosen['epoch']}, {chosen['metric']} {chosen['value']:.3g})")
+            cells.append(f"reaches {pick.value(task, ORACLE):.1f} target PCK")
+            against = [
+                ("the reference defaults", defaults.value(task, ORACLE) if defaults else None),
+                ("AdaBN", pick.adabn.get(task, {}).get(ORACLE)),
+                ("source-only", pick.source_only.get(task, {}).get(ORACLE)),
+                ("the oracle's pick", oracle.value(task, ORACLE)),
+            ]
+            cells.append("vs " + ", ".join(f"{v:.1f} {k}" for k, v in against if _finite(v)))
+            lines.append(" ".join(cells))
+    return lines
+
+
 def report(search_dir: Path, importances: Importances | None = None) -> Path:
     """report/report.md (+ plots); `importances` draws a group's parameter importances."""
     search = read_search(search_dir)
     out = search_dir / "report"
     out.mkdir(exist_ok=True)
+    groups = load_trials(search_dir)
+    add_consensus(groups)  # proxy/consensus: a proxy across the trials
     lines = [
         f"# Proxy report of {search_dir.name}",
+        "",
+        f"What the search found (selected by {search.settings.objective.removeprefix('best/')}; "
+        "target PCK uses target labels, for evaluation only):",
+        "",
+        *(f"- {line}" for line in findings(search, groups)),
         "",
         "Spearman: rank correlation of the proxy with oracle/target_pck over trials. Regret: "
         "oracle PCK of the best trial minus that of the proxy's pick (0 is perfect). The oracle "
         "uses target labels: it judges the proxies and selects nothing.",
     ]
-    groups = load_trials(search_dir)
-    add_consensus(groups)  # proxy/consensus: a proxy across the trials
     for group, trials in sorted(groups.items()):
         for task in sorted({task for t in trials for task in t.runs}):
             table = proxy_table(trials, task)
