@@ -22,16 +22,18 @@ def correct_keypoints(
 
 
 def pck_radius(
-    keypoints: torch.Tensor,
-    valid: torch.Tensor,
+    keypoints,
+    valid,
     threshold: float,
     normalize: str,
     image_size: int,
     heatmap_size: int,
+    box_side: torch.Tensor | None = None,
 ):
     """The PCK radius in heatmap px: threshold x the heatmap size ('heatmap', the reference's
-    rule), or threshold x the longer side of the box of each sample's labelled keypoints
-    ('bbox', COCO-style), as (B, 1). keypoints (B, K, 2) image px, valid (B, K)."""
+    rule), or threshold x each sample's box ('bbox', COCO-style): the longer side of the
+    annotation's box where the dataset gives one (box_side (B,), image px, NaN where not), else
+    of the box of its labelled keypoints; as (B, 1). keypoints (B, K, 2) image px, valid (B, K)."""
     if not threshold > 0:  # also rejects NaN
         raise ValueError(f"PCK threshold must be > 0, got {threshold!r}")
     if normalize == "heatmap":
@@ -41,6 +43,9 @@ def pck_radius(
     lo = torch.where(mask, keypoints, inf).amin(dim=1)
     hi = torch.where(mask, keypoints, -inf).amax(dim=1)
     side = (hi - lo).amax(dim=-1).nan_to_num(0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+    if box_side is not None:
+        box_side = box_side.to(side.device)
+        side = torch.where(torch.isfinite(box_side), box_side, side)
     return (threshold * side * heatmap_size / image_size).unsqueeze(-1)
 
 

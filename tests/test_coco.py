@@ -55,3 +55,12 @@ def test_coco_round_trip_trains_to_the_same_pck(tiny_cfg, tmp_path):
         same = {k: v for k, v in memory[method].items() if k != "seconds"}
         assert same == {k: v for k, v in coco[method].items() if k != "seconds"}, method
     assert memory["regda"]["oracle/target_pck"] > 0  # a real number was compared
+
+
+def test_pck_normalised_by_the_annotation_box_is_stated_in_the_result(tiny_cfg, tmp_path):
+    export_task(build_task(tiny_cfg.data), tmp_path / "coco")
+    cfg = _coco_cfg(tmp_path, tmp_path / "coco")
+    cfg.train.pck_normalize = "bbox"
+    result = run.run_here(cfg, tmp_path / "runs_coco" / "bbox")
+    assert result["pck"] == {"threshold": 0.05, "normalize": "bbox"}
+    assert 0 <= result["regda"]["oracle/target_pck"] <= 100

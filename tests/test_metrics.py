@@ -111,3 +111,24 @@ def test_pck_radius_of_the_heatmap_or_of_each_samples_keypoint_box():
     radius = pck_radius(kp, valid, 0.5, "bbox", 64, 16)
     assert radius.shape == (2, 1) and radius.flatten().tolist() == pytest.approx([4.0, 2.5])
     assert pck_radius(kp, torch.zeros(2, 3), 0.5, "bbox", 64, 16).flatten().tolist() == [0, 0]
+
+
+def test_pck_radius_takes_the_annotations_box_where_the_dataset_gives_one():
+    kp = torch.tensor([[[8.0, 8.0], [40.0, 16.0]], [[0.0, 0.0], [4.0, 20.0]]])
+    valid = torch.ones(2, 2)
+    box_side = torch.tensor([48.0, float("nan")])  # sample 2: no annotation box, keypoints' box
+    radius = pck_radius(kp, valid, 0.5, "bbox", 64, 16, box_side)
+    assert radius.flatten().tolist() == pytest.approx([6.0, 2.5])
+
+
+def test_coco_samples_know_their_annotation_box_in_item_pixels(tmp_path):
+    from regda_dist.data.images import ImageSamples
+    from regda_dist.data.keypoints import BODY16
+    from regda_dist.data.samples import Sample
+
+    with_box = Sample(tmp_path / "a.png", torch.zeros(16, 2).numpy(), torch.ones(16).numpy(),
+                      box=(0, 0, 125), bbox_side=100.0)  # fmt: skip
+    without = Sample(tmp_path / "b.png", torch.zeros(16, 2).numpy(), torch.ones(16).numpy())
+    sides = ImageSamples([with_box, without], 64).box_sides()
+    assert sides[0].item() == pytest.approx(51.2) and math.isnan(sides[1].item())
+    assert BODY16.num_keypoints == 16

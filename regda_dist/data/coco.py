@@ -185,7 +185,10 @@ def read_file(file: Path, spec: KeypointSpec) -> tuple[list[Sample], str]:
         for k, j in enumerate(mapping):
             if j is not None:
                 kp[k], weight[k] = raw[j, :2], float(raw[j, 2] > 0)
-        samples.append(Sample(base / image["file_name"], kp, weight, _box(ann, where)))
+        side = max(ann["bbox"][2:4]) if _box(ann, where) else None  # checked by _box
+        samples.append(
+            Sample(base / image["file_name"], kp, weight, _box(ann, where), bbox_side=side)
+        )
     return samples, match_note(names, spec, mapping)
 
 

@@ -39,6 +39,19 @@ class ImageSamples(Dataset):
 
     def __init__(self, samples: list[Sample], image_size: int):
         self.samples, self.image_size = samples, image_size
+        self._box_sides: torch.Tensor | None = None
+
+    def box_sides(self) -> torch.Tensor:
+        """(N,) the longer side of each sample's annotation box in its item's pixels (NaN where
+        the dataset gives none): the PCK normaliser of train.pck_normalize 'bbox'."""
+        if self._box_sides is None:
+            sides = []
+            for s in self.samples:
+                crop = (s.box[2] if s.box else None) or None
+                known = s.bbox_side is not None and crop
+                sides.append(s.bbox_side * self.image_size / crop if known else float("nan"))
+            self._box_sides = torch.tensor(sides, dtype=torch.float32)
+        return self._box_sides
 
     def __len__(self) -> int:
         return len(self.samples)

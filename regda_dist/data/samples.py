@@ -23,13 +23,16 @@ class Sample:
     """One labelled crop: the image file, keypoints (K, 2) in the file's pixels, per-keypoint
     weights (K,) (0 = invisible or not labelled), the square crop box (x0, y0, side) in the
     file's pixels (it may reach outside the image: zero padding; None = the whole image,
-    aspect-preserving resize + pad), and a horizontal flip of the crop (right hands made left)."""
+    aspect-preserving resize + pad), a horizontal flip of the crop (right hands made left), and
+    the longer side of the annotation's own box in the file's pixels, where the dataset gives
+    one (COCO's bbox: the PCK normaliser of train.pck_normalize 'bbox')."""
 
     image: Path
     keypoints: np.ndarray
     weight: np.ndarray
     box: tuple[int, int, int] | None = None
     flip: bool = False
+    bbox_side: float | None = None
 
 
 @dataclass

@@ -64,12 +64,14 @@ def collect(model, dataset, ev: Evaluation, *, labelled: bool, sigma: float,
     model.eval()
     parts: dict[str, list] = {k: [] for k in SplitOutputs.__dataclass_fields__}
     parts.pop("spec"), parts.pop("radius")
-    for item in ev.batches(dataset):
-        for key, value in _outputs(model, item, ev, labelled, sigma).items():
+    for item, indices in ev.batches(dataset):
+        radius = ev.radius(dataset, indices, item[1], item[2]) if labelled else None
+        for key, value in _outputs(model, item, ev, radius, sigma).items():
             parts[key].append(value)
     if not parts["coords"]:  # an empty shard still joins the gathers, with 0 rows
-        first = next(ev.batches(Subset(dataset, [0]), shard=False))
-        for key, value in _outputs(model, first, ev, labelled, sigma).items():
+        first, _ = next(ev.batches(Subset(dataset, [0]), shard=False))
+        radius = ev.threshold * ev.heatmap_size if labelled else None
+        for key, value in _outputs(model, first, ev, radius, sigma).items():
             parts[key].append(value[:0])
     for m, mode in modes.items():
         m.train(mode)
@@ -81,8 +83,10 @@ def collect(model, dataset, ev: Evaluation, *, labelled: bool, sigma: float,
     return SplitOutputs(**out, spec=spec, radius=ev.threshold * ev.heatmap_size)
 
 
-def _outputs(model, item, ev: Evaluation, labelled: bool, sigma: float) -> dict:
-    """One batch's outputs, rows first (coords_aug as (B, V, K, 2))."""
+def _outputs(model, item, ev: Evaluation, radius, sigma: float) -> dict:
+    """One batch's outputs, rows first (coords_aug as (B, V, K, 2)); a labelled batch has its
+    PCK `radius`, a label-free one None."""
+    labelled = radius is not None
     x = item[0] if labelled else item
     with ev.runtime.autocast():
         y, y_adv, pooled = _heads(model, x)
@@ -98,7 +102,7 @@ def _outputs(model, item, ev: Evaluation, labelled: bool, sigma: float) -> dict:
         target, weight = heatmap.encode(kp, vis, ev.image_size, y.shape[-1], sigma)
         out["loss"] = joints_kl(y, target, weight, reduce=False).mean(dim=1)
         centres, valid = heatmap.targets(kp, vis, ev.image_size, y.shape[-1])
-        out["correct"] = correct_keypoints(y, centres, valid, ev.radius(kp, valid, y.shape[-1]))
+        out["correct"] = correct_keypoints(y, centres, valid, radius)
         out["valid"] = valid
         out["keypoints"] = kp.float() * y.shape[-1] / ev.image_size  # heatmap px
     else:

@@ -50,21 +50,31 @@ class Evaluation:
 
     def batches(self, dataset: Dataset, shard: bool = True) -> Iterator:
         """This worker's shard of `dataset` (all of it without `shard`) in batches, on the
-        device; items as the dataset gives them (an image, or a tuple starting with one)."""
+        device, with the batch's indices; items as the dataset gives them (an image, or a tuple
+        starting with one)."""
         rt = self.runtime
         rank, world = (rt.rank, rt.world_size) if shard else (0, 1)
         sampler = ShardBatches(len(dataset), self.batch_size, rank, world)
         loader = make_loader(dataset, sampler, self.workers, rt.cuda, persistent=False)
-        for item in loader:
+        for item, indices in zip(loader, sampler, strict=True):  # the loader keeps the order
             if isinstance(item, torch.Tensor):
-                yield rt.to_device(item)
+                yield rt.to_device(item), indices
             else:
-                yield tuple(rt.to_device(t) for t in item)
+                yield tuple(rt.to_device(t) for t in item), indices
 
-    def radius(self, keypoints: torch.Tensor, valid: torch.Tensor, heatmap_size: int):
-        """PCK radius in heatmap px: a number, or (B, 1) per sample with 'bbox'."""
+    def radius(self, dataset: Dataset, indices: list[int], keypoints, valid):
+        """PCK radius in heatmap px of a batch: a number, or (B, 1) per sample with 'bbox'
+        (the dataset's annotation boxes where it has them: box_sides())."""
+        sides = getattr(dataset, "box_sides", None)
+        box_side = sides()[indices] if sides is not None and self.normalize == "bbox" else None
         return pck_radius(
-            keypoints, valid, self.threshold, self.normalize, self.image_size, heatmap_size
+            keypoints,
+            valid,
+            self.threshold,
+            self.normalize,
+            self.image_size,
+            self.heatmap_size,
+            box_side,
         )
 
     @torch.no_grad()
@@ -73,11 +83,11 @@ class Evaluation:
         modes = {m: m.training for m in model.modules()}
         model.eval()
         pck = PCK(spec.groups, spec.num_keypoints)
-        for x, kp, vis in self.batches(dataset):
+        for (x, kp, vis), indices in self.batches(dataset):
             with self.runtime.autocast():
                 y = model(x)  # (B, K, H, W)
             centres, valid = heatmap.targets(kp, vis, self.image_size, y.shape[-1])
-            pck.update(y, centres, valid, self.radius(kp, valid, y.shape[-1]))
+            pck.update(y, centres, valid, self.radius(dataset, indices, kp, vis))
         for m, mode in modes.items():
             m.train(mode)
         pck.counts = self.runtime.comm.reduce_sum(pck.counts.to(self.runtime.device))
@@ -97,7 +107,7 @@ class Evaluation:
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
         # SyncBatchNorm exchanges every batch's statistics: each worker then runs every batch
         synced = any(isinstance(m, nn.SyncBatchNorm) for m in norms)
-        for x in self.batches(Subset(images, order.tolist()), shard=not synced):
+        for x, _ in self.batches(Subset(images, order.tolist()), shard=not synced):
             with self.runtime.autocast():
                 model(x)
         if self.runtime.world_size > 1 and not synced:
