@@ -50,7 +50,7 @@ def _job(args: tuple) -> dict:
     from regda_dist.engine.run import baselines, pretrained_source
     from regda_dist.engine.trainer import Trainer, seed_everything
 
-    task_name, seed, p1, p2, work = args
+    task_name, seed, p1, p2, work, only_saved = args
     torch.set_num_threads(1)
     overrides = [
         f"train.seed={seed}",
@@ -73,11 +73,26 @@ def _job(args: tuple) -> dict:
         out.update(info=info, **baselines(trainer, source)[0])
         out["val_curve"] = [m["pretrain/val_pck"] for phase, m in curve if phase == "pretrain"]
     else:
+        ckpt = Path(work) / f"{task_name}-{seed}-{p1}-{p2}.ckpt"
+        if only_saved and not _finished(ckpt, cfg.regda.epochs):
+            return {**out, "skipped": "not run (time): no finished checkpoint"}
         seed_everything(seed)
-        trainer.adapt(source.state_dict(), Path(work) / f"{task_name}-{seed}-{p1}-{p2}.ckpt")
+        model = trainer.adapt(source.state_dict(), ckpt)
         out["curve"] = [m for phase, m in curve if phase == "adapt"]
+        if not out["curve"]:  # a checkpoint finished by an earlier, killed run of this script
+            out["curve"] = [trainer.eval_metrics(model)]
+            out["last_only"] = True
     out["seconds"] = time.time() - start
     return out
+
+
+def _finished(ckpt: Path, epochs: int) -> bool:
+    from regda_dist.engine import checkpoint
+
+    if not ckpt.is_file():
+        return False
+    saved = checkpoint.load(ckpt)
+    return saved.get("epoch") == epochs and not saved.get("iteration")
 
 
 def _mean(values) -> float:
@@ -113,7 +128,7 @@ def render(results: list[dict], meta: dict) -> str:
                 _mean([r["info"]["best_val_pck"] for r in runs]),
                 _mean([r["source_only"]["oracle/target_pck"] for r in runs]),
                 _mean([r["adabn"]["oracle/target_pck"] for r in runs]),
-                _mean([r["seconds"] for r in runs]),
+                _mean([r["info"].get("seconds", float("nan")) for r in runs]),  # its training
             )
             lines.append(f"| {p1} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
         lines += [
@@ -124,6 +139,10 @@ def render(results: list[dict], meta: dict) -> str:
         ]
         for r2 in sorted({(r["phase1"], r["phase2"]) for r in results if r["phase2"]}):
             runs = [r for r in results if r["task"] == task and (r["phase1"], r["phase2"]) == r2]
+            if runs and all("skipped" in r for r in runs):
+                lines.append(f"| {r2[0]} + {r2[1]} | {runs[0]['skipped']} | | | | |")
+                continue
+            runs = [r for r in runs if "skipped" not in r]
             if not runs:
                 continue
             epochs = len(runs[0]["curve"])
@@ -131,13 +150,20 @@ def render(results: list[dict], meta: dict) -> str:
                 _mean([r["curve"][e]["oracle/target_pck"] for r in runs]) for e in range(epochs)
             ]
             last = [r["curve"][-1] for r in runs]
+            lost = " (last epoch only: its curve was lost)" if runs[0].get("last_only") else ""
             lines.append(
                 f"| {r2[0]} + {r2[1]} | "
                 + ", ".join(f"{v:.1f}" for v in by_epoch)
+                + lost
                 + f" | {_mean([m['source/pck'] for m in last]):.1f}"
                 + f" | {_mean([m['proxy/aug_consistency'] for m in last]):.2f}"
                 + f" | {_mean([m['proxy/source_pck'] for m in last]):.1f}"
-                + f" | {_mean([r['seconds'] for r in runs]):.0f} |"
+                + (
+                    " | (not timed: evaluated again)"
+                    if lost
+                    else f" | {_mean([r['seconds'] for r in runs]):.0f}"
+                )
+                + " |"
             )
     return "\n".join(lines) + "\n"
 
@@ -147,26 +173,47 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=["synth_hand", "synth_body"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--phase1", nargs="+", default=list(PHASE1))
-    parser.add_argument("--warmup-on", default="adam-128", help="phase 1 of the warm-up variant")
+    parser.add_argument("--phase2", nargs="+", default=None, help="phase 1s to adapt (all)")
+    parser.add_argument(
+        "--warmup-on", default="adam-128", help="phase 1 of the warm-up variant ('' for none)"
+    )
+    parser.add_argument(
+        "--only-saved",
+        action="store_true",
+        help="phase 2 only where an earlier run left a finished checkpoint (evaluated again)",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default=str(ROOT / "runs" / "benchmark-recipe"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe"))
+    parser.add_argument("--render", help="only write the .md again from this results .json")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        Path(args.out).with_suffix(".md").write_text(render(saved["runs"], saved["meta"]))
+        return 0
     start = time.time()
     grid = [(t, s) for t in args.tasks for s in args.seeds]
-    first = [(t, s, p1, None, args.work) for t, s in grid for p1 in args.phase1]
-    second = [(t, s, p1, "regda", args.work) for t, s in grid for p1 in args.phase1]
-    second += [(t, s, args.warmup_on, "regda-warm1000", args.work) for t, s in grid]
+    first = [(t, s, p1, None, args.work, False) for t, s in grid for p1 in args.phase1]
+    adapted = args.phase2 or args.phase1
+    second = [(t, s, p1, "regda", args.work, args.only_saved) for t, s in grid for p1 in adapted]
+    if args.warmup_on:
+        second += [
+            (t, s, args.warmup_on, "regda-warm1000", args.work, args.only_saved) for t, s in grid
+        ]
     results = []
+    log = Path(args.out).with_suffix(".partial.jsonl")  # every finished job, as it finishes
+    log.parent.mkdir(parents=True, exist_ok=True)
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # phase 2 reads the cached phase 1
             for r in pool.imap_unordered(_job, stage):
                 print(
                     f"{r['task']} seed {r['seed']} {r['phase1']} {r['phase2']}: "
-                    f"{r['seconds']:.0f} s",
+                    f"{r.get('skipped') or format(r['seconds'], '.0f') + ' s'}",
                     flush=True,
                 )
                 results.append(r)
+                with log.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
     import torch
 
     meta = {

@@ -8,7 +8,12 @@ import optuna
 import pytest
 
 from regda_dist import config as C
-from regda_dist.distributed.search import EarlyStopAwareOptunaSearch, make_scheduler, sampler
+from regda_dist.distributed.search import (
+    EarlyStopAwareOptunaSearch,
+    make_scheduler,
+    phase1_scaling,
+    sampler,
+)
 from regda_dist.models.regda import warm_start_lambda
 from regda_dist.search.spec import SearchConfig, asha_rungs, grace_epochs
 
@@ -87,3 +92,14 @@ def test_tpe_models_jointly_with_a_constant_liar_when_trials_run_concurrently(co
     assert not math.isnan(again._rng.rng.random())  # seeded sampler
     first = optuna.create_study(sampler=tpe).ask().suggest_float("x", 0, 1)
     assert first == optuna.create_study(sampler=again).ask().suggest_float("x", 0, 1)
+
+
+def test_phase1_alone_before_the_trials_takes_the_node_cpus_its_cache_key_unchanged():
+    demo = C.load(None, ["scaling.cpus_per_worker=0.9", "train.num_threads=1"])
+    alone = phase1_scaling(demo, cpus=2.0)
+    assert (alone.scaling.cpus_per_worker, alone.train.num_threads) == (2.0, 2)
+    assert alone.pretrain_key() == demo.pretrain_key()
+    assert phase1_scaling(demo, cpus=0.95) is demo  # nothing more to take
+    two = C.load(None, ["scaling.num_workers=2", "scaling.cpus_per_worker=1"])
+    assert phase1_scaling(two, cpus=2.0) is two  # one CPU each already
+    assert phase1_scaling(two, cpus=6.0).scaling.cpus_per_worker == 3.0

@@ -14,6 +14,7 @@ it is computed once per task before the trials start and read from the shared ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -211,8 +212,26 @@ def precompute_phase1(search: Search, search_dir: Path, fixed_size: bool) -> Non
         if R.phase1_cached(cfg):
             continue
         print(f"phase 1 (source only) of {name}: computing once for all trials", flush=True)
+        if fixed_size:
+            cfg = phase1_scaling(cfg, ray.cluster_resources().get("CPU", 0))
         train.fit(cfg, search_dir / ".phase1" / name / cfg.pretrain_key(), resume=True,
                   fixed_size=fixed_size, phase="pretrain")  # fmt: skip
+
+
+def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
+    """Phase 1 runs alone, before any trial: on the embedded (one-node) cluster each CPU worker
+    takes its share of the node's CPUs, whole ones, with as many torch threads, where the trials'
+    own share is smaller (trials sized to run two at a time would leave cores idle). Neither
+    field is part of phase 1's cache key: the same model comes out."""
+    s = cfg.scaling
+    share = int(cpus // s.num_workers)
+    if s.use_gpu or share <= s.cpus_per_worker:
+        return cfg
+    return dataclasses.replace(
+        cfg,
+        scaling=dataclasses.replace(s, cpus_per_worker=float(share)),
+        train=dataclasses.replace(cfg.train, num_threads=share),
+    )
 
 
 def make_scheduler(settings: SearchConfig, tasks: dict[str, C.Config]):
