@@ -1,5 +1,9 @@
 """Addresses are checked before anything connects."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 pytest.importorskip("ray")
@@ -30,3 +34,24 @@ def test_parse_address_rejects_malformed(address):
 def test_connect_to_a_closed_port_fails_fast_with_the_address():
     with pytest.raises(ClusterError, match=r"127\.0\.0\.9:1"):
         connect("127.0.0.9:1", timeout_s=2)
+
+
+def test_concurrent_trials_epoch_lines_are_not_folded_by_ray_log_dedup():
+    # Ray's driver folds lines that differ only in numbers and hex words, from different
+    # workers, into "[repeated Nx across cluster]" (seen: two demo trials showed one epoch line).
+    probe = """
+import regda_dist.distributed  # before ray, as the CLI does
+from ray._private.ray_logging import stdout_deduplicator as dedup
+shown = []
+lines = ["adapt 2/3  source/pck 50.1", "adapt 2/3  source/pck 48.7", "regda 2/3: 40/200 iterations"]
+for text in lines:
+  for pid, trial in ((1, "0a1b"), (2, "9c8d")):
+    batch = {"ip": "127.0.0.2", "pid": pid, "lines": [f"[trial {trial}] {text}"]}
+    shown += [line for out in dedup.deduplicate(batch) for line in out["lines"]]
+print(len(shown))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_DEDUP")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split()[-1] == "6", out.stdout + out.stderr
