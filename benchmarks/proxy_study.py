@@ -194,6 +194,46 @@ def write(results: dict, command: str, minutes: float) -> None:
     print(render(results, meta))
 
 
+def summary(results: dict) -> list[str]:
+    """Per proxy over every (task, seed) search: the issue's goals side by side."""
+    runs = [(f"{task}, {run}", r) for run, tasks in results.items() for task, r in tasks.items()]
+    proxies = sorted({p for _, r in runs for p in r["proxies"]})
+    lines = [
+        "",
+        "## Summary over every search",
+        "",
+        f"{len(runs)} searches (task x seed, held-out included). Goals: pick within 1 PCK of the "
+        "oracle's pick in every search, Spearman over trials >= 0.8, better than the reference "
+        "defaults.",
+        "",
+        "| proxy | mean Spearman (trials) | min | mean Spearman (epochs) | mean gap to oracle's "
+        "pick | within 1 PCK | pick > defaults | mean PCK of trials at its epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for proxy in proxies:
+        entries = [r["proxies"][proxy] for _, r in runs if proxy in r["proxies"]]
+        rho = [e["spearman"] for e in entries if not math.isnan(e["spearman"])]
+        epoch_rho = [e["epoch_spearman"] for e in entries if not math.isnan(e["epoch_spearman"])]
+        gaps = [e["gap_to_oracle_pick"] for e in entries]
+        beats = [e["picked"] > e["defaults"] for e in entries if "defaults" in e]
+        lines.append(
+            f"| {proxy} | {_mean(rho):.2f} | {min(rho, default=math.nan):.2f} | "
+            f"{_mean(epoch_rho):.2f} | {_mean(gaps):.1f} | "
+            f"{sum(g <= 1.0 for g in gaps)}/{len(gaps)} | {sum(beats)}/{len(beats)} | "
+            f"{_mean([e['mean_chosen'] for e in entries]):.1f} |"
+        )
+    lines += [
+        "",
+        "Epoch selection (mean target PCK over a search's trials): "
+        + "; ".join(
+            f"{name}: last {r['last_epoch']:.1f}, oracle's epoch {r['oracle_epoch']:.1f}"
+            for name, r in runs
+        )
+        + ".",
+    ]
+    return lines
+
+
 def render(results: dict, meta: dict) -> str:
     lines = [
         "# Proxy study: selecting RegDA configurations and epochs without target labels",
@@ -209,6 +249,7 @@ def render(results: dict, meta: dict) -> str:
         "its pick; gap = the oracle's own pick (any trial, any epoch) minus its pick; defaults "
         "= the reference defaults at the proxy's epoch. consensus: at the search metric's epoch.",
     ]
+    lines += summary(results)
     for run, tasks in results.items():
         for task, r in tasks.items():
             lines += [

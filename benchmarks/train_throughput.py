@@ -39,6 +39,30 @@ PINNED = [
     "pretrain.iters_per_epoch=20",
     "pretrain.milestones=[1]",
 ]
+# The plain engine inside a Ray task (a Ray worker process, no Ray Train): separates the cost
+# of living in a Ray worker from Ray Train's own machinery.
+RAY_TASK = """
+import sys
+from pathlib import Path
+
+import ray
+
+from regda_dist import config as C
+from regda_dist.distributed.cluster import connect
+from regda_dist.engine.run import run_here
+
+experiment, run_dir, *sets = sys.argv[1:]
+cfg = C.load(experiment, sets)
+connect()
+
+
+@ray.remote(num_cpus=2)
+def engine(cfg, run_dir):
+    run_here(cfg, Path(run_dir))
+
+
+ray.get(engine.remote(cfg, run_dir))
+"""
 RAY_DEFAULTS = {"RAY_worker_niceness": "15", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}
 
 
@@ -46,20 +70,18 @@ def configs(baseline: Path | None) -> dict[str, dict]:
     """name -> {args (after `train EXP`), env, code (the tree to run), cluster (bool)}."""
     plain = ["--no-ray", "--set", "train.num_threads=2"]
     ray1 = ["--workers", "1", "--set", "scaling.cpus_per_worker=2"]
-    demo = [
-        "--set",
-        "regda.batch_size=16",
-        "--set",
-        "scaling.cpus_per_worker=1",
-        "--set",
-        "train.num_threads=2",
-    ]
+    # a demo trial (experiments/synth_search.yaml): batch 16, one of two concurrent trials, so
+    # one core and one torch thread; measured alone here, beside the plain loop on one thread
+    demo = ["--set", "regda.batch_size=16", "--set", "train.num_threads=1"]
     out = {
         "plain": {"args": plain},
         "ray_1_worker": {"args": ray1},
         "ray_1_worker_ray_defaults": {"args": ray1, "env": RAY_DEFAULTS},
-        "plain_batch16": {"args": [*plain, "--set", "regda.batch_size=16"]},
-        "ray_1_worker_demo_trial": {"args": ["--workers", "1", *demo]},
+        "ray_task_plain_engine": {"args": ["--set", "train.num_threads=2"], "script": RAY_TASK},
+        "plain_demo_trial": {"args": ["--no-ray", *demo]},
+        "ray_1_worker_demo_trial": {
+            "args": ["--workers", "1", "--set", "scaling.cpus_per_worker=0.9", *demo]
+        },
         "ray_2_workers_2_nodes": {
             "args": [
                 "--workers",
@@ -74,6 +96,12 @@ def configs(baseline: Path | None) -> dict[str, dict]:
             "cluster": True,
         },
     }
+    # the same with one torch thread per worker (each node has one CPU)
+    two = out["ray_2_workers_2_nodes"]
+    out["ray_2_workers_2_nodes_1_thread"] = {
+        "args": [*two["args"], "--set", "train.num_threads=1"],
+        "cluster": True,
+    }
     if baseline is not None:
         out["plain_baseline"] = {"args": plain, "code": baseline}
     return out
@@ -83,27 +111,23 @@ def run_once(name: str, spec: dict, work: Path, base_env: dict, cluster: dict | 
     folder = f"{name}-{len(list(work.glob(name + '-*')))}"
     code = spec.get("code", ROOT)
     experiment = code / "experiments" / "synth_hand.yaml"  # the revision's own file
-    cmd = [
-        sys.executable,
-        "-m",
-        "regda_dist.cli",
-        "train",
-        str(experiment),
-        "--name",
-        folder,
-        *spec["args"],
-    ]
+    if "script" in spec:  # python -c SCRIPT EXPERIMENT RUN_DIR KEY=VALUE...
+        cmd = [sys.executable, "-c", spec["script"], str(experiment), str(work / folder)]
+        cmd += [a for a in spec["args"] if a != "--set"]
+    else:
+        cmd = [sys.executable, "-m", "regda_dist.cli", "train", str(experiment), "--name", folder]
+        cmd += spec["args"]
     for item in (
         *PINNED,
         f"train.output_dir={work}",
         f"regda.epochs={args.epochs}",
         f"regda.iters_per_epoch={args.iters}",
     ):
-        cmd += ["--set", item]
+        cmd += [item] if "script" in spec else ["--set", item]
     env = {**base_env, **spec.get("env", {}), "PYTHONPATH": str(code)}
     if spec.get("cluster"):
         cmd += ["--address", cluster["address"]]
-        env = {**cluster["env"], **env}
+        env = {**env, **cluster["env"], "PYTHONPATH": str(code)}  # the cluster's own token
     start = time.time()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code)
     if done.returncode != 0:
@@ -122,6 +146,7 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--baseline", help="a git revision whose engine runs beside this one")
+    parser.add_argument("--only", nargs="+", help="these runs only (names as in the table)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput"))
     args = parser.parse_args()
     from regda_dist.distributed.local_cluster import auth_env, loopback_cluster
@@ -137,7 +162,7 @@ def main() -> int:
             capture_output=True,
         )
     env = {**os.environ, **auth_env(os.urandom(16).hex())}
-    specs = configs(baseline)
+    specs = {n: c for n, c in configs(baseline).items() if not args.only or n in args.only}
     measured: dict[str, list[dict]] = {name: [] for name in specs}
     try:
         with loopback_cluster(cpus_per_node=1) as cluster:
@@ -156,14 +181,19 @@ def write(measured: dict, args) -> None:
     import torch
 
     mean = {n: statistics.mean(r["images_per_s"] for r in rs) for n, rs in measured.items()}
-    ratio = {
-        "ray_overhead_pct": 100 * (1 - mean["ray_1_worker"] / mean["plain"]),
-        "ray_defaults_overhead_pct": 100 * (1 - mean["ray_1_worker_ray_defaults"] / mean["plain"]),
-        "batch16_vs_32": mean["plain_batch16"] / mean["plain"],
-        "demo_trial_vs_plain_batch16": mean["ray_1_worker_demo_trial"] / mean["plain_batch16"],
+    pairs = {  # ratio -> (run, reference run); "pct": the run's shortfall in percent
+        "ray_overhead_pct": ("ray_1_worker", "plain"),
+        "ray_defaults_overhead_pct": ("ray_1_worker_ray_defaults", "plain"),
+        "ray_task_overhead_pct": ("ray_task_plain_engine", "plain"),
+        "demo_trial_ray_overhead_pct": ("ray_1_worker_demo_trial", "plain_demo_trial"),
+        "plain_demo_trial_vs_plain": ("plain_demo_trial", "plain"),
+        "this_vs_baseline": ("plain", "plain_baseline"),
     }
-    if "plain_baseline" in mean:
-        ratio["this_vs_baseline"] = mean["plain"] / mean["plain_baseline"]
+    ratio = {}
+    for key, (run, reference) in pairs.items():
+        if run in mean and reference in mean:
+            r = mean[run] / mean[reference]
+            ratio[key] = 100 * (1 - r) if key.endswith("pct") else r
     meta = {
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(),

@@ -14,6 +14,7 @@ from regda_dist.distributed.search import (
     phase1_scaling,
     sampler,
 )
+from regda_dist.distributed.train import worker_threads
 from regda_dist.models.regda import warm_start_lambda
 from regda_dist.search.spec import SearchConfig, asha_rungs, grace_epochs
 
@@ -103,3 +104,16 @@ def test_phase1_alone_before_the_trials_takes_the_node_cpus_its_cache_key_unchan
     two = C.load(None, ["scaling.num_workers=2", "scaling.cpus_per_worker=1"])
     assert phase1_scaling(two, cpus=2.0) is two  # one CPU each already
     assert phase1_scaling(two, cpus=6.0).scaling.cpus_per_worker == 3.0
+
+
+def test_a_ray_worker_never_runs_more_torch_threads_than_its_cpu_share():
+    # synth_hand.yaml's num_threads 2 (for --no-ray) with --workers 2 x 1 CPU ran 2 x 2 threads
+    # on 2 cores: 45 images/s instead of 194 (benchmarks/results/train_throughput.md)
+    def threads(*sets):
+        return worker_threads(C.load(None, list(sets)))
+
+    assert threads("scaling.cpus_per_worker=1", "train.num_threads=2") == 1
+    assert threads("scaling.cpus_per_worker=2", "train.num_threads=2") == 2
+    assert threads("scaling.cpus_per_worker=4", "train.num_threads=2") == 2
+    assert threads("scaling.cpus_per_worker=0.9", "train.num_threads=0") == 1
+    assert threads("scaling.cpus_per_worker=3") == 3

@@ -107,15 +107,22 @@ def _quiet_reports() -> None:
         logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
+def worker_threads(cfg: C.Config) -> int:
+    """A Ray worker's torch threads: its CPU share (at least 1), or train.num_threads where that
+    is smaller. More threads than the CPUs Ray gave it oversubscribe the node: two 1-CPU workers
+    with 2 threads each trained 4x slower than with 1 (gloo's all-reduce waits on descheduled
+    threads; benchmarks/results/train_throughput.md)."""
+    share = max(1, round(cfg.scaling.cpus_per_worker))
+    return min(cfg.train.num_threads, share) if cfg.train.num_threads else share
+
+
 def train_loop_per_worker(config: dict) -> None:
     _quiet_reports()
     cfg = C.from_dict(config["cfg"])
     run_dir = Path(config["run_dir"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    # train.num_threads, else the worker's CPU share (Ray resources above 1 must be whole numbers,
-    # so a search gives each worker 1 CPU beside its driver's sliver and sets num_threads)
-    torch.set_num_threads(cfg.train.num_threads or max(1, int(cfg.scaling.cpus_per_worker)))
+    torch.set_num_threads(worker_threads(cfg))
     cfg.train.num_threads = 0  # set above, per worker
     cfg.train.progress = False  # Ray forwards each bar refresh as a log line: epoch lines instead
     workers = run_dir / "workers"
