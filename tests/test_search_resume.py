@@ -77,3 +77,28 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # none repeated
+
+
+def test_ctrl_c_during_phase_1_of_a_search_exits_130_with_the_resume_command(tmp_path):
+    # Ray Train's own SIGINT handler (registered by fit() in the main thread) made this exit 1,
+    # silently
+    exp = _experiment(tmp_path, scheduler="fifo", num_samples=2)
+    command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "c"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    phase1 = tmp_path / "runs" / "c" / ".phase1"
+    try:
+        deadline = time.time() + 300
+        while not list(phase1.glob("*/*/workers/*")):  # a phase-1 worker is training
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            owned = with_descendants([psutil.Process(proc.pid)])
+            proc.kill()
+            reap(owned)
+    err = err.decode()
+    assert proc.returncode == 130, out.decode()[-2000:] + err[-2000:]
+    assert f"continue with: regda-dist {' '.join(command[3:])} --resume" in err, err[-2000:]

@@ -231,6 +231,12 @@ def fit(
             callbacks=callbacks,
         ),
     )
+    # Ray Train (v2) registers its own SIGINT handler when fit() runs in the main thread (a
+    # plain `train`, phase 1 of a search): it aborts the run and exits 1 without a word, and
+    # stays registered after fit(). Ctrl-C stays the command's: KeyboardInterrupt, exit 130,
+    # and the --resume line (the run continues from its last checkpoint).
+    if hasattr(trainer, "_register_sigint_handler"):
+        trainer._register_sigint_handler = lambda controller: None
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
