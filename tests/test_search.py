@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 SEARCH = {
     "num_samples": 4,
+    "metric": "aug_consistency",  # not the default: the tests below know its column
     "max_concurrent": 1,
     "seed": 0,
     "scheduler": "asha",

@@ -23,7 +23,7 @@ def test_defaults_space_tasks_and_overrides(tmp_path):
     search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
     assert search.space == DEFAULT_SPACE and list(search.tasks) == ["synth_hand"]
     assert search.settings.num_samples == 3 and search.cfg.regda.epochs == 2
-    assert search.settings.objective == "best/proxy/aug_consistency"
+    assert search.settings.objective == "best/proxy/source_pck"
     assert search.settings.scheduler_name == "asha"
     # a train run of the same file ignores the search block
     assert C.load(tmp_path / "exp.yaml").regda.epochs == 30
