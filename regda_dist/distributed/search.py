@@ -31,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 from regda_dist import config as C
 from regda_dist.distributed import train
 from regda_dist.engine import run as R
+from regda_dist.engine.trainer import best_logs
 from regda_dist.proxies import create_proxy, relative
 from regda_dist.search.folder import load_trials
 from regda_dist.search.spec import (
@@ -173,11 +174,7 @@ def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -
     if done.is_file():
         result = json.loads(done.read_text())
         if report:
-            selected = result["selected"]
-            best = {
-                f"best/{selected['metric']}": selected["value"],
-                "best/epoch": selected["epoch"],
-            }
+            best = best_logs(result["selected"])
             tune.report({**best, **result["regda"], "epoch": cfg.regda.epochs})
         return result
     callbacks = [TuneReportCallback()] if report else None
@@ -328,7 +325,7 @@ def run_search(search: Search, search_dir: Path, fixed_size: bool = True) -> dic
 
 def summarise(search: Search, search_dir: Path, grids: dict) -> dict:
     """Per group: trials, completed (every epoch), stopped early, failed, and the best completed
-    trial by the objective: the same trials `export` and `report` can pick (trials.py)."""
+    trial by the objective: the same trials `export` and `report` can pick (search/folder.py)."""
     from regda_dist.search.export import ranking
 
     folders = load_trials(search_dir) if any(search_dir.glob("*/trials/*/params.json")) else {}

@@ -313,7 +313,7 @@ class Trainer:
             }
             state["selected"] = best
         if best is not None:
-            metrics.update({f"best/{key}": best["value"], "best/epoch": best["epoch"]})
+            metrics.update(best_logs(best))
 
     def proxy_metrics(self, model) -> dict[str, float]:
         """proxy/<name> (and diag/<name>/<diagnostic>) for every configured proxy: source val
@@ -384,6 +384,11 @@ class Trainer:
             ) from None
         torch.set_rng_state(saved.pop("rng"))
         return saved
+
+
+def best_logs(selected: dict) -> dict:
+    """best/<metric> and best/epoch of a selected epoch: what the logs, Tune and Optuna see."""
+    return {f"best/{selected['metric']}": selected["value"], "best/epoch": selected["epoch"]}
 
 
 def _floats(values: dict, device: torch.device) -> dict[str, float]:
