@@ -2,6 +2,10 @@
 tasks, over seeds, with wall time and peak memory; writes benchmarks/results/adaptation.{md,json}.
 
     python benchmarks/adaptation.py [--tasks synth_hand synth_body] [--seeds 0 1 2] [--jobs 2]
+        [--reuse benchmarks/results/adaptation.json]
+
+`--reuse FILE` takes the (method, task, seed) runs an earlier results file holds instead of
+running them again (same code only: the table says which runs were reused and from when).
 
 Each (task, seed, method) runs in a fresh process (its peak RSS is that method's peak memory),
 `--jobs` at a time with one torch thread each. Selection never uses target labels: phase 1 keeps
@@ -85,6 +89,21 @@ def _job(args: tuple) -> dict:
     return out
 
 
+def _earlier_runs(path: str) -> dict:
+    """(kind, task, seed) -> run of an earlier results file."""
+    try:
+        runs = json.loads(Path(path).read_text())["runs"]
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(
+            f"adaptation.py: --reuse {path}: not an adaptation results file ({err})"
+        ) from None
+    return {(r["kind"], r["task"], r["seed"]): r for r in runs}
+
+
+def earlier_date(path: str) -> str:
+    return json.loads(Path(path).read_text())["meta"]["date"]
+
+
 def _summary(results: list[dict], tasks, seeds) -> dict:
     table: dict = {}
     for task in tasks:
@@ -117,6 +136,14 @@ def render_markdown(table: dict, meta: dict) -> str:
         f"- command: `{meta['command']}`",
         f"- machine: {meta['machine']}",
         f"- date: {meta['date']}; seeds: {meta['seeds']}; total wall time {meta['wall_s']:.0f} s",
+        *(
+            [
+                f"- reused from {meta['reused']['from']} ({meta['reused']['date']}), not run "
+                f"again: {', '.join(meta['reused']['runs'])}"
+            ]
+            if meta.get("reused", {}).get("runs")
+            else []
+        ),
         "- PCK@0.05 on the TARGET test split (labels used for evaluation only), mean ± std over "
         "seeds. Time and peak RSS are per run (one process, one torch thread); AdaBN's time "
         "is included in source-only's (same process).",
@@ -184,8 +211,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default="runs/benchmark-adaptation")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "adaptation"))
+    parser.add_argument("--reuse", help="an earlier adaptation.json whose runs are kept")
     args = parser.parse_args()
     start = time.time()
+    earlier = _earlier_runs(args.reuse) if args.reuse else {}
     first = [
         (k, t, s, args.work)
         for k in args.methods
@@ -200,7 +229,9 @@ def main() -> int:
         for t in args.tasks
         for s in args.seeds
     ]
-    results = []
+    results = [earlier[j[:3]] for j in first + second if j[:3] in earlier]
+    first = [j for j in first if j[:3] not in earlier]
+    second = [j for j in second if j[:3] not in earlier]
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # RegDA needs the cached phase 1 of its (task, seed)
             for r in pool.imap_unordered(_job, stage):
@@ -217,6 +248,11 @@ def main() -> int:
         f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
         "seeds": args.seeds,
         "wall_s": time.time() - start,
+        "reused": {
+            "from": args.reuse,
+            "date": earlier_date(args.reuse) if args.reuse else None,
+            "runs": sorted(f"{k} {t} seed {s}" for k, t, s in earlier),
+        },
     }
     table = _summary(results, args.tasks, args.seeds)
     out = Path(args.out)
