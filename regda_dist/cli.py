@@ -63,7 +63,7 @@ def _tune(args) -> int:
         )
     if s.mode == "joint" and not create_proxy(s.metric).has_baseline:
         raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
-    notes = []
+    notes = [f"note: trials and epochs are selected by {s.select_metric}"]
     for task, cfg in search.tasks.items():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")

@@ -23,10 +23,38 @@ def test_defaults_space_tasks_and_overrides(tmp_path):
     search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
     assert search.space == DEFAULT_SPACE and list(search.tasks) == ["synth_hand"]
     assert search.settings.num_samples == 3 and search.cfg.regda.epochs == 2
-    assert search.settings.objective == "best/proxy/source_pck"
+    assert search.settings.objective == "best/proxy/pose_prior"  # auto: hands have bones
     assert search.settings.scheduler_name == "asha"
     # a train run of the same file ignores the search block
     assert C.load(tmp_path / "exp.yaml").regda.epochs == 30
+
+
+def test_auto_metric_is_pose_prior_with_bones_else_source_pck(tmp_path):
+    """pose_prior needs a skeleton (NaN without one): a keypoint set without bones is selected
+    by source_pck; an explicit metric is kept; search.yaml holds the resolved name."""
+    import numpy as np
+
+    from tests.keypoint_domains import write_coco
+
+    poses = {s: np.full((2, 3, 2), 8.0) + np.arange(3)[:, None] for s in ("train", "test")}
+    folders = {
+        side: write_coco(tmp_path / side, ["a", "b", "c"], [], poses, name="dots")
+        for side in ("source", "target")
+    }
+    data = {"task": "", "keypoints": "from_data"}
+    data.update({side: {"dataset": "coco", "root": str(f)} for side, f in folders.items()})
+    boneless = load_search(_write(tmp_path, {}, data=data))
+    assert boneless.settings.metric == "source_pck"
+    assert boneless.tasks["coco2coco"].train.select_metric == "proxy/source_pck"
+    both = load_search(_write(tmp_path, {"tasks": ["synth_hand", "synth_body"]}))
+    assert both.settings.metric == "pose_prior"
+    assert {t.train.select_metric for t in both.tasks.values()} == {"proxy/pose_prior"}
+    chosen = load_search(_write(tmp_path, {"metric": "dev"}))
+    assert chosen.settings.select_metric == "proxy/dev"
+    prepare_search_dir(tmp_path / "s", both, resume=False)
+    saved = yaml.safe_load((tmp_path / "s" / "search.yaml").read_text())
+    assert saved["search"]["metric"] == "pose_prior"
+    prepare_search_dir(tmp_path / "s", load_search(tmp_path / "s" / "search.yaml"), resume=True)
 
 
 def test_tasks_by_name_or_with_overrides(tmp_path):

@@ -6,7 +6,7 @@
         regda.sigma: {choice: [1.5, 2, 3]}
       tasks: [synth_hand, synth_body]      # data.task names, or {name: N, set: {path: value}}
       mode: per_task                       # or joint: one configuration for all tasks
-      metric: source_pck                   # the proxy trials and epochs are selected by
+      metric: auto                         # the proxy trials and epochs are selected by
       num_samples: 8
 
 Distributions: loguniform [lo, hi], uniform [lo, hi] (float fields), randint [lo, hi] (hi
@@ -30,6 +30,7 @@ from regda_dist import config as C
 from regda_dist.config import DEFAULT_SPACE
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
+AUTO = "auto"  # search.metric: chosen per keypoint set (auto_metric)
 
 
 @dataclass
@@ -37,11 +38,11 @@ class SearchConfig:
     space: dict = field(default_factory=dict)  # {} = DEFAULT_SPACE
     tasks: list = field(default_factory=list)  # [] = the experiment's data.task
     mode: str = field(default="per_task", metadata=C._range(choices=("per_task", "joint")))
-    # a registered proxy (regda_dist.proxies). source_pck: defined for every keypoint set, the
-    # best at ranking epochs and second at picking trials in benchmarks/results/proxy_study.md
-    # (pose_prior picked better but needs bones), short of the study's goals; aug_consistency,
-    # the earlier default, picked collapsed trials there
-    metric: str = "source_pck"
+    # a registered proxy (regda_dist.proxies), or auto: pose_prior where every task's keypoint
+    # set has bones, else source_pck (benchmarks/results/proxy_study.md, 3 seeds x 16 trials +
+    # a held-out domain: pose_prior's pick was as good as or better than source_pck's in every
+    # search; source_pck needs only source labels and ranks epochs better)
+    metric: str = AUTO
     # 'oracle' selects by target-test PCK (target LABELS): research on proxies only.
     selection: str = field(default="proxy", metadata=C._range(choices=("proxy", "oracle")))
     num_samples: int = field(default=8, metadata=C._range(1))
@@ -140,14 +141,25 @@ def resolve(cfg: C.Config, settings: SearchConfig, source: str, lines: dict) -> 
             C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
         if name in tasks:
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
-        merged.train.select_metric = settings.select_metric  # every trial selects its epoch
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
+    if settings.metric == AUTO:
+        settings.metric = auto_metric([t.data for t in tasks.values()])
+    for merged in tasks.values():
+        merged.train.select_metric = settings.select_metric  # every trial selects its epoch
         if settings.mode == "per_task" and merged.train.eval_every != 1:
             raise C.ConfigError(
                 f"{source}: train.eval_every must be 1 in a per_task search (every report "
                 "carries the proxy that Tune and ASHA compare)"
             )
     return Search(cfg, settings, tasks, space)
+
+
+def auto_metric(data_cfgs: list) -> str:
+    """search.metric auto: pose_prior when every task's keypoint set has bones (it needs a
+    skeleton), else source_pck (it needs only source labels)."""
+    from regda_dist.data.datasets import task_spec
+
+    return "pose_prior" if all(task_spec(d).skeleton for d in data_cfgs) else "source_pck"
 
 
 def _task_entry(entry: Any, where: str) -> tuple[str, dict]:
