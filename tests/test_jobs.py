@@ -203,3 +203,16 @@ def test_a_submission_without_the_right_token_is_refused(head, tmp_path):
         cli("submit", experiment, "--address", head["jobs_api"], env=wrong), "token was refused"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_checking_a_search_needs_no_data_here(tmp_path):
+    """The data of a from_data search may live only on the cluster: `submit`'s check does not
+    read it (search.metric auto is chosen by tune, where the keypoint set is)."""
+    coco = {"dataset": "coco", "root": "/only/on/the/cluster"}
+    experiment = write_experiment(
+        tmp_path,
+        data={"task": "", "keypoints": "from_data", "source": coco, "target": coco},
+        train={"output_dir": str(tmp_path / "runs")},
+    )
+    experiment.write_text(experiment.read_text() + "search:\n  num_samples: 2\n")
+    assert jobs.check(experiment, []) == "tune"

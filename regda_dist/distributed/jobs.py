@@ -182,7 +182,7 @@ def check(experiment: Path, overrides: list[str]) -> str:
     else:
         from regda_dist.search.spec import load_search
 
-        cfg = load_search(experiment, overrides).cfg
+        cfg = load_search(experiment, overrides, pick_metric=False).cfg  # tune picks there
     if not Path(cfg.train.output_dir).is_absolute():
         raise C.ConfigError(
             f"train.output_dir {cfg.train.output_dir!r} is relative: on a cluster the results "

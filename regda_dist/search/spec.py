@@ -91,8 +91,10 @@ class Search:
     space: dict
 
 
-def load_search(path: str | Path, overrides: list[str] = ()) -> Search:
-    """Read an experiment YAML with a `search:` block; `--set search.x=...` overrides it."""
+def load_search(path: str | Path, overrides: list[str] = (), pick_metric: bool = True) -> Search:
+    """Read an experiment YAML with a `search:` block; `--set search.x=...` overrides it.
+    pick_metric=False leaves search.metric auto unresolved (it reads the keypoint set, which
+    for from_data is in the data: `submit` checks an experiment whose data is on the cluster)."""
     values, lines = C.read_yaml(path)
     raw_search = values.pop("search", None)
     if raw_search is None:
@@ -107,10 +109,12 @@ def load_search(path: str | Path, overrides: list[str] = ()) -> Search:
         key, value = C.parse_override(text)
         if key.startswith("search."):
             C.apply(settings, C.nest(key.removeprefix("search."), value), f"--set {key}", {})
-    return resolve(cfg, settings, str(path), lines)
+    return resolve(cfg, settings, str(path), lines, pick_metric)
 
 
-def resolve(cfg: C.Config, settings: SearchConfig, source: str, lines: dict) -> Search:
+def resolve(
+    cfg: C.Config, settings: SearchConfig, source: str, lines: dict, pick_metric: bool = True
+) -> Search:
     space = settings.space or copy.deepcopy(DEFAULT_SPACE)
     for key, spec in space.items():
         where = (
@@ -142,7 +146,7 @@ def resolve(cfg: C.Config, settings: SearchConfig, source: str, lines: dict) -> 
         if name in tasks:
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
-    if settings.metric == AUTO:
+    if settings.metric == AUTO and pick_metric:
         settings.metric = auto_metric([t.data for t in tasks.values()])
     for merged in tasks.values():
         merged.train.select_metric = settings.select_metric  # every trial selects its epoch
