@@ -63,7 +63,8 @@ def _tune(args) -> int:
         )
     if s.mode == "joint" and not create_proxy(s.metric).has_baseline:
         raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
-    notes = [f"note: trials and epochs are selected by {s.select_metric}"]
+    oracle = " (ORACLE: target labels)" if s.selection == "oracle" else ""
+    notes = [f"note: trials and epochs are selected by {s.select_metric}{oracle}"]
     for task, cfg in search.tasks.items():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")

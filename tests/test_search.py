@@ -54,6 +54,7 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     exp = _experiment(tmp_path)
     assert main(["tune", str(exp), "--name", "s"]) == 0
     console = capfd.readouterr().out
+    assert "note: trials and epochs are selected by proxy/aug_consistency\n" in console
     search_dir = tmp_path / "runs" / "s"
     trials = sorted((search_dir / "synth_hand" / "trials").iterdir())
     assert len(trials) == 4

@@ -49,6 +49,10 @@ def test_auto_metric_is_pose_prior_with_bones_else_source_pck(tmp_path):
     both = load_search(_write(tmp_path, {"tasks": ["synth_hand", "synth_body"]}))
     assert both.settings.metric == "pose_prior"
     assert {t.train.select_metric for t in both.tasks.values()} == {"proxy/pose_prior"}
+    without = load_search(
+        _write(tmp_path, {}, train={"proxies": ["source_pck", "dev"]})  # pose_prior not computed
+    )
+    assert without.settings.metric == "source_pck"
     chosen = load_search(_write(tmp_path, {"metric": "dev"}))
     assert chosen.settings.select_metric == "proxy/dev"
     prepare_search_dir(tmp_path / "s", both, resume=False)

@@ -147,7 +147,7 @@ def resolve(
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
     if settings.metric == AUTO and pick_metric:
-        settings.metric = auto_metric([t.data for t in tasks.values()])
+        settings.metric = auto_metric(list(tasks.values()))
     for merged in tasks.values():
         merged.train.select_metric = settings.select_metric  # every trial selects its epoch
         if settings.mode == "per_task" and merged.train.eval_every != 1:
@@ -158,12 +158,13 @@ def resolve(
     return Search(cfg, settings, tasks, space)
 
 
-def auto_metric(data_cfgs: list) -> str:
+def auto_metric(tasks: list[C.Config]) -> str:
     """search.metric auto: pose_prior when every task's keypoint set has bones (it needs a
-    skeleton), else source_pck (it needs only source labels)."""
+    skeleton) and computes it, else source_pck (it needs only source labels)."""
     from regda_dist.data.datasets import task_spec
 
-    return "pose_prior" if all(task_spec(d).skeleton for d in data_cfgs) else "source_pck"
+    bones = all(task_spec(t.data).skeleton and "pose_prior" in t.train.proxies for t in tasks)
+    return "pose_prior" if bones else "source_pck"
 
 
 def _task_entry(entry: Any, where: str) -> tuple[str, dict]:
