@@ -9,16 +9,27 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import psutil
 import pytest
 
-from regda_dist.distributed.local_cluster import reap, with_descendants
+from regda_dist.distributed.local_cluster import reap, wait_for, with_descendants
 from tests.test_search import _experiment, _study
 
 pytestmark = pytest.mark.integration
+
+
+def _while_running(proc, ready, interval_s: float, why=lambda: "") -> None:
+    """Wait (up to 300 s) until ready(); fail, saying why(), if proc exits first."""
+
+    def check() -> bool:
+        if ready():
+            return True
+        assert proc.poll() is None, why()
+        return False
+
+    wait_for(check, 300, interval_s)
 
 
 def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
@@ -29,12 +40,12 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     log = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 300
-        while not list(trials_dir.glob("*/synth_hand/result.json")):
-            assert proc.poll() is None and time.time() < deadline, (
-                tmp_path / "first.log"
-            ).read_text()
-            time.sleep(0.5)
+        _while_running(
+            proc,
+            lambda: list(trials_dir.glob("*/synth_hand/result.json")),
+            0.5,
+            lambda: (tmp_path / "first.log").read_text(),
+        )
         owned = with_descendants([psutil.Process(proc.pid)])  # before the kill: Ray's processes
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -51,10 +62,9 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     second = subprocess.Popen([*command, "--resume"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.time() + 300
-        while len(list(trials_dir.glob("*/synth_hand/result.json"))) < 2:
-            assert second.poll() is None and time.time() < deadline
-            time.sleep(0.5)
+        _while_running(
+            second, lambda: len(list(trials_dir.glob("*/synth_hand/result.json"))) >= 2, 0.5
+        )
         second.send_signal(signal.SIGINT)
         out, err = second.communicate(timeout=300)
     finally:
@@ -88,10 +98,7 @@ def test_ctrl_c_during_phase_1_of_a_search_exits_130_with_the_resume_command(tmp
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     phase1 = tmp_path / "runs" / "c" / ".phase1"
     try:
-        deadline = time.time() + 300
-        while not list(phase1.glob("*/*/workers/*")):  # a phase-1 worker is training
-            assert proc.poll() is None and time.time() < deadline
-            time.sleep(0.2)
+        _while_running(proc, lambda: list(phase1.glob("*/*/workers/*")), 0.2)  # phase 1 trains
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
