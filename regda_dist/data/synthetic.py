@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from regda_dist.data.keypoints import BODY16, HAND21, KeypointSpec
+from regda_dist.data.views import blur
 
 
 @dataclass(frozen=True)
@@ -150,19 +151,6 @@ def _smooth_noise(n: int, channels: int, size: int, cells: int, g: torch.Generat
     )
 
 
-def _blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-image Gaussian blur with std sigma (n,) in px (5x5 separable kernel)."""
-    x = torch.arange(-2, 3, dtype=images.dtype)
-    k = torch.exp(-(x**2)[None] / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
-    k = k / k.sum(-1, keepdim=True)  # (n, 5)
-    n, c, h, w = images.shape
-    out = images.reshape(1, n * c, h, w)
-    kx = k.repeat_interleave(c, 0)[:, None, None, :]
-    out = F.conv2d(F.pad(out, (2, 2, 0, 0), mode="replicate"), kx, groups=n * c)
-    out = F.conv2d(F.pad(out, (0, 0, 2, 2), mode="replicate"), kx.transpose(2, 3), groups=n * c)
-    return out.reshape(n, c, h, w)
-
-
 @dataclass(frozen=True)
 class Figure:
     """How a keypoint skeleton is drawn: capsules between keypoints, with radii in pose units."""
@@ -246,7 +234,7 @@ def render(kp, unit, figure: Figure, size: int, style: Style, g: torch.Generator
         )
         canvas = canvas * gain
     if style.blur:
-        canvas = _blur(canvas, 0.1 + style.blur * torch.rand(n, generator=g))
+        canvas = blur(canvas, 0.1 + style.blur * torch.rand(n, generator=g))
     if style.noise:
         canvas = canvas + style.noise * torch.randn(canvas.shape, generator=g)
     return canvas.clamp(0, 1)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from regda_dist.config import AugmentConfig
+from regda_dist.data import views
 
 
 def is_active(cfg: AugmentConfig) -> bool:
@@ -69,12 +70,8 @@ class Augment:
         j = self.cfg.color_jitter
         if not j:
             return x
-        x = x * uniform(1 - j, 1 + j)
-        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
-        x = (x - grey.mean()) * uniform(1 - j, 1 + j) + grey.mean()
-        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
-        x = (x - grey) * uniform(1 - j, 1 + j) + grey
-        return x.clamp(0, 1)
+        factors = torch.tensor([[uniform(1 - j, 1 + j) for _ in range(3)]])
+        return views.colour(x[None], factors)[0]
 
     def blur(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor:
         """Gaussian blur with radius (std) U(0, blur) px."""

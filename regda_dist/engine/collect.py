@@ -14,13 +14,11 @@ not).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Subset
 
-from regda_dist.data import heatmap
+from regda_dist.data import heatmap, views
 from regda_dist.data.keypoints import KeypointSpec
 from regda_dist.engine.evaluate import Evaluation
 from regda_dist.losses import joints_kl
@@ -33,20 +31,6 @@ from regda_dist.proxies.base import SplitOutputs
 # lands that far off in every view.
 VIEWS = ((-15.0, 0.9, 0.2, -0.15), (15.0, 1.1, -0.15, 0.2), (0.0, 0.8, -0.2, -0.25))
 MARGIN = 0.9  # of the view's half-width: keypoints near its border do not count
-
-
-def _view_map(angle_deg: float, zoom: float) -> torch.Tensor:
-    """(2, 2) linear part of the map from a view's normalised coordinates to the original's."""
-    a = math.radians(angle_deg)
-    return zoom * torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-
-
-def _to_normalised(coords: torch.Tensor, image_size: int, stride: float) -> torch.Tensor:
-    return (2 * coords.float() * stride + 1) / image_size - 1  # align_corners=False convention
-
-
-def _to_heatmap(normalised: torch.Tensor, image_size: int, stride: float) -> torch.Tensor:
-    return ((normalised + 1) * image_size - 1) / 2 / stride
 
 
 def _heads(model, x):
@@ -115,17 +99,16 @@ def _views(model, x, ev: Evaluation, coords: torch.Tensor):
     """((V, B, K, 2) keypoints predicted on the views of x, in the original heatmap frame;
     (V, B, K) whether the original prediction `coords` (B, K, 2) lies inside each view)."""
     out, inside = [], []
-    image_size = ev.image_size
-    pixels = x.float()  # grid_sample pads with 0: black, the training augmentation's padding
+    size = ev.image_size
+    pixels = x.float()  # zero padding: black, the training augmentation's padding
     for angle, zoom, *shift in VIEWS:
-        m, t = _view_map(angle, zoom).to(x.device), torch.tensor(shift, device=x.device)
-        theta = torch.cat((m, t[:, None]), dim=1).expand(len(x), 2, 3)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        theta = torch.cat((views.view_map(angle, zoom), torch.tensor(shift)[:, None]), dim=1)
+        theta = theta.to(x.device).expand(len(x), 2, 3)
         with ev.runtime.autocast():
-            y = model.head(model.features(F.grid_sample(pixels, grid, align_corners=False)))
-        stride = image_size / y.shape[-1]
-        coords_view = _to_normalised(heatmap.decode(y.float())[0], image_size, stride)
-        out.append(_to_heatmap(coords_view @ m.T + t, image_size, stride))  # -> original frame
-        seen = (_to_normalised(coords, image_size, stride) - t) @ torch.linalg.inv(m).T
-        inside.append((seen.abs() < MARGIN).all(dim=-1))
+            y = model.head(model.features(views.warp_images(pixels, theta)))
+        stride = size / y.shape[-1]
+        seen = heatmap.decode(y.float())[0] * stride  # image px of the view
+        out.append(views.points_from_view(seen, theta, size) / stride)  # -> original heatmap
+        at = views.to_normalised(views.points_to_view(coords * stride, theta, size), size)
+        inside.append((at.abs() < MARGIN).all(dim=-1))
     return torch.stack(out), torch.stack(inside)
