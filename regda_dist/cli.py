@@ -173,7 +173,20 @@ def format_result(result: dict, name: str) -> str:
         lines.append(
             f"{label:<12}" + "".join(f"{v:10.1f}" for v in vals) + f"{m['source/pck']:10.1f}"
         )
+    if "candidates" in result:
+        lines.append(candidates_line(result))
     return "\n".join(lines)
+
+
+def candidates_line(result: dict) -> str:
+    """The run's candidates side by side by its selection metric, and the one it would export."""
+    c = result["candidates"]
+    names = {"source_only": "source-only", "adabn": "AdaBN", "adapted": "RegDA"}
+    if "selected" in result:
+        names["adapted"] = f"RegDA (epoch {result['selected']['epoch']})"
+    oracle = " (ORACLE: target labels)" if c["metric"].startswith("oracle/") else ""
+    values = ", ".join(f"{names[k]} {v:.4g}" for k, v in c["values"].items())
+    return f"{c['metric']}{oracle}: {values} -> would export {names[c['best']]}"
 
 
 def _submit(args) -> int:

@@ -130,6 +130,9 @@ class PretrainConfig:
     backbone_lr: float = field(default=0.01, metadata=_range(0.0))
     milestones: list[int] = field(default_factory=lambda: [45, 60])  # epochs
     milestone_gamma: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    # layers of the head phase 1 trains: 0 = model.num_head_layers (the head phase 2 uses);
+    # 1 = a single 1x1 convolution (the reference's phase 1)
+    head_layers: int = field(default=0, metadata=_range(0, 8))
 
 
 @dataclass
@@ -148,6 +151,52 @@ class RegDAConfig:
     # Gaussian sigma (heatmap px) of the phase-2 source labels and pseudo labels; 0 = data.sigma.
     # Separate from data.sigma (a phase-1 field) so a search over it shares one phase 1.
     sigma: float = field(default=0.0, metadata=_range(0.0, 16))
+
+
+@dataclass
+class AdaptConfig:
+    """Phase 2 beyond the schedule (regda:): how it starts and how BatchNorm is handled."""
+
+    # regda (RegDA's steps A, B, C), mean_teacher (an EMA teacher's pseudo heatmaps on weak
+    # views taught to the student on strong views, plus the source loss: mean_teacher:), or
+    # regda+mean_teacher (RegDA's steps with the consistency loss added to step A)
+    method: str = field(
+        default="regda", metadata=_range(choices=("regda", "mean_teacher", "regda+mean_teacher"))
+    )
+    # which running statistics each domain is evaluated and exported with (engine/batchnorm.py):
+    # mixed (the reference: what training left, source and target passes mixed), target
+    # (re-estimated on each domain's train images before every evaluation), domain (tracked
+    # per domain during training), frozen (BatchNorm uses running statistics in every pass)
+    batchnorm: str = field(
+        default="mixed", metadata=_range(choices=("mixed", "target", "domain", "frozen"))
+    )
+    # the main head of phase 2: fresh (the reference) or phase 1's trained head (same layers)
+    head_init: str = field(default="fresh", metadata=_range(choices=("fresh", "phase1")))
+
+
+@dataclass
+class MeanTeacherConfig:
+    """The mean teacher of adapt.method mean_teacher and regda+mean_teacher (after Kim et al.,
+    ECCV 2022): the teacher is an exponential moving average of the student; it predicts on
+    `views` weak views of each target image, its heatmaps are mapped back and averaged; the
+    most confident `keep` fraction of the batch's keypoints become pseudo labels, which the
+    student must reproduce on a strong view of the same image (geometry, colour, blur, and a
+    patch pasted over a confident keypoint). The teacher is what is evaluated and exported."""
+
+    ema_decay: float = field(default=0.999, metadata=_range(0.0, 0.99999))
+    views: int = field(default=2, metadata=_range(1, 8))
+    keep: float = field(default=0.5, metadata=_range(0.01, 1.0))
+    weight: float = field(default=1.0, metadata=_range(0.0))  # of the consistency loss
+    rampup_iters: int = field(default=1000, metadata=_range(0))  # sigmoid ramp-up of weight
+    weak_rotation: float = field(default=15.0, metadata=_range(0.0, 180.0))  # degrees
+    weak_zoom: float = field(default=0.1, metadata=_range(0.0, 0.9))  # 1 +- this
+    strong_rotation: float = field(default=30.0, metadata=_range(0.0, 180.0))
+    strong_zoom: float = field(default=0.25, metadata=_range(0.0, 0.9))
+    shift: float = field(default=0.05, metadata=_range(0.0, 0.5))  # of the image, both views
+    color_jitter: float = field(default=0.25, metadata=_range(0.0, 1.0))  # strong view
+    blur: float = field(default=1.0, metadata=_range(0.0, 10.0))  # px, strong view
+    occlusion: float = field(default=0.5, metadata=_range(0.0, 1.0))  # probability per image
+    occlusion_size: float = field(default=0.15, metadata=_range(0.01, 1.0))  # of the image
 
 
 @dataclass
@@ -216,6 +265,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     regda: RegDAConfig = field(default_factory=RegDAConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    mean_teacher: MeanTeacherConfig = field(default_factory=MeanTeacherConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -236,8 +287,9 @@ class Config:
         for key in ("keypoints", "keypoint_set", "source", "target", "augment"):
             if picked["data"][key] == defaults[key]:
                 del picked["data"][key]
-        if picked["pretrain"]["optimizer"] == "sgd":  # added later: older caches stay valid
-            del picked["pretrain"]["optimizer"]
+        for key, default in (("optimizer", "sgd"), ("head_layers", 0)):  # added later: older
+            if picked["pretrain"][key] == default:  # caches stay valid
+                del picked["pretrain"][key]
         picked["optim"] = {k: d["optim"][k] for k in ("momentum", "weight_decay", "nesterov")}
         picked["train"] = {k: d["train"][k] for k in ("seed", "pck_threshold")}
         # phase 1 keeps its best val-PCK epoch; bf16 trains another model (set values only)
@@ -334,6 +386,13 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
                 f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
                 f"{phase} ({phase}.batch_size x scaling.num_workers = {need})"
             )
+    heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
+    if cfg.adapt.head_init == "phase1" and heads != cfg.model.num_head_layers:
+        raise ConfigError(
+            f"{source}: adapt.head_init 'phase1' needs the head phase 1 trains "
+            f"(pretrain.head_layers {heads}) to have model.num_head_layers "
+            f"({cfg.model.num_head_layers}) layers"
+        )
     ms = cfg.pretrain.milestones
     if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
         raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")

@@ -46,6 +46,24 @@ def test_train_runs_both_phases_and_prints_the_comparison(tmp_path, capsys):
     assert again["source_only"] == result["source_only"]
 
 
+def test_train_prints_the_candidates_side_by_side_and_which_it_would_export(tmp_path, capsys):
+    exp = _experiment(tmp_path, train__select_metric="proxy/source_pck")
+    assert cli.main(["train", "--no-ray", str(exp)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "runs" / "tiny" / "result.json").read_text())
+    c = result["candidates"]
+    assert c["metric"] == "proxy/source_pck"
+    assert c["values"]["source_only"] == result["source_only"]["proxy/source_pck"]
+    assert c["values"]["adabn"] == result["adabn"]["proxy/source_pck"]
+    assert c["values"]["adapted"] == result["selected"]["value"]
+    line = next(line for line in out.splitlines() if line.startswith("proxy/source_pck: "))
+    epoch = result["selected"]["epoch"]
+    for text in ("source-only ", "AdaBN ", f"RegDA (epoch {epoch}) ", "-> would export "):
+        assert text in line, line
+    names = {"source_only": "source-only", "adabn": "AdaBN", "adapted": f"RegDA (epoch {epoch})"}
+    assert line.endswith(f"would export {names[c['best']]}")
+
+
 def test_finished_run_is_never_overwritten(tmp_path, capsys):
     exp = _experiment(tmp_path)
     assert cli.main(["train", "--no-ray", str(exp)]) == 0

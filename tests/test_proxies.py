@@ -229,7 +229,8 @@ def test_trainer_hands_proxies_target_val_as_images_only(tiny_cfg, monkeypatch):
 
     monkeypatch.setattr(trainer_module, "collect", spy)
     t = trainer_module.Trainer(tiny_cfg, build_task(tiny_cfg.data))
-    values = t.proxy_metrics(t.build_model())
+    model = t.build_model()
+    values = t.proxy_metrics({"source": model, "target": model})
     assert {k for k in values if not k.startswith("diag/")} == {
         f"proxy/{n}" for n in tiny_cfg.train.proxies
     }

@@ -187,3 +187,20 @@ def test_adapt_keeps_the_epoch_its_select_metric_prefers(tiny_cfg, tmp_path):
     assert (last["best/proxy/source_pck"], last["best/epoch"]) == (values[best], best + 1)
     weights = torch.load(tmp_path / "run" / "selected.pt", weights_only=True)
     assert set(weights) == set(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+
+
+def test_the_best_candidate_by_the_metric_wins_ties_go_to_the_more_adapted_and_nan_never_wins():
+    from regda_dist.engine.run import candidates
+
+    def result(so, ab, last, selected=None):
+        out = {"source_only": {"m": so}, "adabn": {"m": ab}, "regda": {"m": last}}
+        if selected is not None:
+            out["selected"] = {"metrics": {"m": selected}}
+        return out
+
+    assert candidates(result(3.0, 2.0, 1.0), "m")["best"] == "source_only"
+    assert candidates(result(1.0, 2.0, 2.0), "m")["best"] == "adapted"
+    assert candidates(result(2.0, 2.0, 1.0), "m")["best"] == "adabn"
+    assert candidates(result(1.0, 2.0, 9.0, selected=0.5), "m")["best"] == "adabn"  # the epoch kept
+    assert candidates(result(1.0, float("nan"), float("nan")), "m")["best"] == "source_only"
+    assert candidates(result(1.0, 2.0, 3.0), "other")["best"] == "adapted"  # nothing to compare

@@ -22,8 +22,8 @@ from regda_dist.engine.runtime import Runtime
 from regda_dist.metrics import PCK, pck_radius
 
 # Bump when what evaluation computes changes (a proxy, a view, the PCK rule): cached baselines
-# (engine/experiment.py) of an older version are then recomputed, not reused.
-EVAL_VERSION = 3
+# (engine/run.py) of an older version are then recomputed, not reused.
+EVAL_VERSION = 4
 
 
 class Evaluation:

@@ -21,6 +21,7 @@ from regda_dist.engine.evaluate import EVAL_VERSION
 from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
 from regda_dist.engine.trainer import Trainer, seed_everything
+from regda_dist.proxies import auto_proxy
 
 ADAPT_CHECKPOINT = "adapt.ckpt"  # phase 2's epoch checkpoint in the run folder
 PREDICTIONS = "target_val_coords.pt"  # target val argmax of source-only, last, selected epoch
@@ -89,7 +90,7 @@ def pretrained_source(trainer: Trainer) -> tuple[torch.nn.Module, dict]:
     """Phase 1, or its cached result (phase1_folder)."""
     folder = phase1_folder(trainer.cfg)
     weights, info_file = folder / "model.pt", folder / "info.json"
-    model = trainer.build_model()
+    model = trainer.build_phase1_model()
     folder.mkdir(parents=True, exist_ok=True)
     # One computation per key at a time (concurrent trials of a search share it): rank 0 holds
     # the lock; the other ranks wait for its decision. Rank 0 decides for every worker: ranks
@@ -130,7 +131,7 @@ def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, to
     """Source-only and AdaBN metrics of the phase-1 model, and the source-only model's target
     val predictions: they depend on phase 1 alone, so they are computed once and cached beside
     it. AdaBN re-estimates BatchNorm on the target train images without augmentation, in a
-    seeded random order."""
+    seeded random order, for the target; the source is evaluated with phase 1's statistics."""
     file = baselines_file(trainer.cfg)
     coords_file = file.with_suffix(".coords.pt")
     if trainer.runtime.comm.agree(file.is_file() and coords_file.is_file()):
@@ -140,7 +141,7 @@ def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, to
     out = {"source_only": trainer.eval_metrics(source_model)}
     coords = trainer.target_coords
     adapted = trainer.eval.adabn(source_model, trainer.task.target_train, trainer.cfg.train.seed)
-    out["adabn"] = trainer.eval_metrics(adapted)
+    out["adabn"] = trainer.evaluate({"source": source_model, "target": adapted})
     if trainer.runtime.is_main:  # the coordinates first: the JSON's presence means both exist
         checkpoint.save({"coords": coords}, coords_file)
         _write_json(file, out)
@@ -211,11 +212,11 @@ def execute(
     seed_everything(cfg.train.seed)
     start = time.time()
     model = trainer.adapt(source_model.state_dict(), run_dir / ADAPT_CHECKPOINT)
-    final = trainer.last_eval or trainer.eval_metrics(model)  # the last epoch evaluated it
-    result["regda"] = {**final, "seconds": time.time() - start}
+    result["regda"] = {**trainer.last_eval, "seconds": time.time() - start}
     selected = trainer.selected
     if selected is not None:  # train.select_metric: the epoch it chose, weights in selected.pt
         result["selected"] = {k: selected[k] for k in ("epoch", "metric", "value", "metrics")}
+    result["candidates"] = candidates(result, selection_metric(cfg, task))
     if tb is not None:
         _tensorboard_images(tb, task, (source_model, model), cfg.regda.epochs)
     if trainer.runtime.is_main:  # result.json last: its presence means the run is complete
@@ -227,6 +228,29 @@ def execute(
         checkpoint.save(coords, run_dir / PREDICTIONS)
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+CANDIDATES = ("source_only", "adabn", "adapted")  # in the order ties are broken (the later)
+
+
+def selection_metric(cfg: C.Config, task: TaskData) -> str:
+    """What a run compares its candidates by: train.select_metric, else the proxy 'auto'
+    stands for on this keypoint set (pose_prior with bones, else source_pck)."""
+    has_bones = bool(task.spec.skeleton)
+    return cfg.train.select_metric or f"proxy/{auto_proxy(has_bones, cfg.train.proxies)}"
+
+
+def candidates(result: dict, metric: str) -> dict:
+    """The run's answer by `metric` among source-only, AdaBN and the adapted model (its selected
+    epoch where it selected one, else its last): {"metric", "values", "best"}. NaN never wins;
+    a tie goes to the later of CANDIDATES (with no evidence either way, the one that used more
+    of the target data)."""
+    adapted = result["selected"]["metrics"] if "selected" in result else result["regda"]
+    metrics = {"source_only": result["source_only"], "adabn": result["adabn"], "adapted": adapted}
+    values = {name: float(metrics[name].get(metric, float("nan"))) for name in CANDIDATES}
+    finite = [name for name in CANDIDATES if values[name] == values[name]]
+    best = max(reversed(finite), key=values.__getitem__) if finite else "adapted"
+    return {"metric": metric, "values": values, "best": best}
 
 
 def _tensorboard_images(tb, task, models, step: int) -> None:

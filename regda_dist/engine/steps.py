@@ -1,4 +1,10 @@
-"""One RegDA iteration (steps A, B, C) and one supervised iteration, with their optimisers.
+"""One adaptation iteration per method (adapt.method: a registered step class), and one
+supervised iteration, with their optimisers.
+
+A step class is built by `create_step(name, model, cfg, runtime, domain)` and gives the trainer:
+`optimizers` and `schedules` (checkpointed), `target_data(split)` (what its target loader
+yields), `__call__(x_s, target_s, weight_s, batch_t) -> logs`, `evaluated` (the model that is
+evaluated and exported) and `state_dict()` / `load_state_dict(state)` for what else it keeps.
 
 `sync` all-reduces the gradients of exactly the parameters an optimiser is about to update; it
 is a no-op in one process and an all-reduce under Ray Train. No step depends on DDP's bookkeeping
@@ -16,11 +22,19 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
+from regda_dist.engine.mean_teacher import MeanTeacher, TeacherViews
 from regda_dist.losses import JointsKLLoss, RegressionDisparity
 from regda_dist.models.regda import RegDAModel
+from regda_dist.registry import Registry
 
 Sync = Callable[[Sequence[nn.Parameter]], None]
 Autocast = Callable[[], AbstractContextManager]
+Domain = Callable[[str], AbstractContextManager]  # the context of a pass on "source"/"target"
+
+
+def no_domain(name: str) -> AbstractContextManager:
+    del name
+    return nullcontext()
 
 
 def no_sync(params: Sequence[nn.Parameter]) -> None:
@@ -86,33 +100,65 @@ class RegDAStep:
         sigma: float,
         sync: Sync = no_sync,
         autocast: Autocast = nullcontext,
+        domain: Domain = no_domain,
     ):
-        self.model, self.sync, self.autocast = model, sync, autocast
+        self.model, self.sync, self.autocast, self.domain = model, sync, autocast, domain
         self.opt_f, self.opt_h, self.opt_h_adv = optimizers
         self.margin, self.trade_off = margin, trade_off
         self.kl, self.disparity = JointsKLLoss(), RegressionDisparity(sigma)
 
-    def step_a(self, x_s, target_s, weight_s) -> dict[str, torch.Tensor]:
-        """All parameters, on labelled source: supervised KL + margin * trade_off * RD_min."""
-        for opt in (self.opt_f, self.opt_h, self.opt_h_adv):
+    @classmethod
+    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+        """The step of `cfg` (regda:, optim:) for `model`, with its optimisers and schedules."""
+        optimizers, schedules = adaptation_optimizers(model, cfg.optim)
+        r, rt = cfg.regda, runtime
+        step = cls(model, optimizers, r.margin, r.trade_off, cfg.adapt_sigma, rt.comm.sync,
+                   rt.autocast, domain)  # fmt: skip
+        step.schedules = schedules
+        return step
+
+    @property
+    def optimizers(self) -> tuple:
+        return self.opt_f, self.opt_h, self.opt_h_adv
+
+    @property
+    def evaluated(self) -> RegDAModel:
+        """The model evaluated and exported: the trained one."""
+        return self.model
+
+    def target_data(self, split):
+        """What the target loader yields: the images."""
+        return split
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+    def step_a(self, x_s, target_s, weight_s, extra=None) -> dict[str, torch.Tensor]:
+        """All parameters, on labelled source: supervised KL + margin * trade_off * RD_min
+        (+ `extra()`: a further (loss, logs) of the same update, e.g. a consistency loss)."""
+        for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        with self.autocast():
+        with self.autocast(), self.domain("source"):
             y_s, y_s_adv = self.model(x_s)
         y_s, y_s_adv = y_s.float(), y_s_adv.float()
         loss_s = self.kl(y_s, target_s, weight_s)
         loss_a = loss_s + self.margin * self.trade_off * self.disparity(
             y_s, y_s_adv, weight_s, "min"
         )
-        loss_a.backward()
-        for opt in (self.opt_f, self.opt_h, self.opt_h_adv):
+        loss_extra, logs = extra() if extra is not None else (0.0, {})
+        (loss_a + loss_extra).backward()
+        for opt in self.optimizers:
             _step(opt, self.sync)
-        return {"train/loss_s": loss_s.detach(), "train/loss_a": loss_a.detach()}
+        return {"train/loss_s": loss_s.detach(), "train/loss_a": loss_a.detach(), **logs}
 
     def step_b(self, x_t, weight_t) -> torch.Tensor:
         """head_adv only, on target: move f' towards the ground-false distribution (RD_max).
         psi gets no update in this step, so its forward runs without autograd."""
         self.opt_h_adv.zero_grad(set_to_none=True)
-        with self.autocast():
+        with self.autocast(), self.domain("target"):
             with torch.no_grad():
                 feature_t = self.model.features(x_t)
                 y_t = self.model.head(feature_t)
@@ -126,15 +172,15 @@ class RegDAStep:
         """psi only, on target: make f' agree with f's pseudo labels (RD_min). The gradient
         reaches psi only through head_adv and the warm-start gradient layer."""
         self.opt_f.zero_grad(set_to_none=True)
-        with self.autocast():
+        with self.autocast(), self.domain("target"):
             y_t, y_t_adv = self.model(x_t)
         loss_c = self.trade_off * self.disparity(y_t.float(), y_t_adv.float(), weight_t, "min")
         loss_c.backward()
         _step(self.opt_f, self.sync)
         return loss_c.detach()
 
-    def __call__(self, x_s, target_s, weight_s, x_t) -> dict:
-        logs = self.step_a(x_s, target_s, weight_s)
+    def __call__(self, x_s, target_s, weight_s, x_t, extra=None) -> dict:
+        logs = self.step_a(x_s, target_s, weight_s, extra)
         # Target weights never come from target labels: every keypoint counts (w_t = 1).
         weight_t = torch.ones(x_t.shape[0], target_s.shape[1], device=x_t.device)
         logs["train/loss_b"] = self.step_b(x_t, weight_t)
@@ -142,3 +188,89 @@ class RegDAStep:
         logs["train/lambda"] = self.model.grl.coeff
         self.model.grl.step()
         return logs
+
+
+class _WithTeacher:
+    """What a step with a mean teacher (`self.teacher`) gives the trainer."""
+
+    teacher: MeanTeacher
+
+    def _add_teacher(self, model: RegDAModel, cfg, runtime) -> None:
+        mt = cfg.mean_teacher
+        self.teacher = MeanTeacher(model, mt, cfg.adapt_sigma, cfg.data.image_size, runtime)
+
+    @property
+    def evaluated(self) -> RegDAModel:
+        """The teacher is evaluated and exported."""
+        return self.teacher.teacher
+
+    def target_data(self, split):
+        """Target images with the parameters of their views (per-sample seeds)."""
+        return TeacherViews(split, self.teacher.cfg)
+
+    def state_dict(self) -> dict:
+        return self.teacher.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state)
+
+
+class MeanTeacherStep(_WithTeacher):
+    """adapt.method mean_teacher: the student (psi + main head; optim's SGD and schedule) on
+    labelled source plus the teacher's consistency loss on target (engine/mean_teacher.py);
+    then the teacher's EMA update."""
+
+    def __init__(self, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+        optimizers, schedules = adaptation_optimizers(model, cfg.optim)
+        self.model, self.domain, self.runtime = model, domain, runtime
+        self.optimizers, self.schedules = optimizers[:2], schedules[:2]
+        self.kl = JointsKLLoss()
+        self._add_teacher(model, cfg, runtime)
+
+    @classmethod
+    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+        return cls(model, cfg, runtime, domain)
+
+    def __call__(self, x_s, target_s, weight_s, batch_t) -> dict:
+        x_t, params = batch_t
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        with self.runtime.autocast(), self.domain("source"):
+            y_s = self.model.head(self.model.features(x_s))
+        loss_s = self.kl(y_s.float(), target_s, weight_s)
+        loss_c, logs = self.teacher.consistency(x_t, params, self.domain)
+        (loss_s + loss_c).backward()
+        for opt in self.optimizers:
+            _step(opt, self.runtime.comm.sync)
+        self.teacher.update()
+        return {"train/loss_s": loss_s.detach(), **logs}
+
+
+class RegDAMeanTeacherStep(_WithTeacher, RegDAStep):
+    """adapt.method regda+mean_teacher: RegDA's steps A, B, C with the teacher's consistency
+    loss added to step A (the update of every part); the teacher follows the RegDA model."""
+
+    @classmethod
+    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+        step = super().from_config(model, cfg, runtime, domain)
+        step._add_teacher(model, cfg, runtime)
+        return step
+
+    def __call__(self, x_s, target_s, weight_s, batch_t, extra=None) -> dict:
+        x_t, params = batch_t
+        logs = super().__call__(
+            x_s, target_s, weight_s, x_t, lambda: self.teacher.consistency(x_t, params, self.domain)
+        )
+        self.teacher.update()
+        return logs
+
+
+STEPS: Registry[type] = Registry("adapt.method")
+STEPS.register("regda", RegDAStep)
+STEPS.register("mean_teacher", MeanTeacherStep)
+STEPS.register("regda+mean_teacher", RegDAMeanTeacherStep)
+
+
+def create_step(method: str, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+    """The step class of adapt.method `method`, built for `model` from `cfg`."""
+    return STEPS.get(method).from_config(model, cfg, runtime, domain)

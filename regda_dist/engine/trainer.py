@@ -24,11 +24,12 @@ from regda_dist.data import heatmap
 from regda_dist.data.datasets import ImagesOnly, TaskData
 from regda_dist.data.loader import GlobalBatchSampler, auto_workers, make_loader
 from regda_dist.engine import checkpoint
+from regda_dist.engine.batchnorm import PhaseTwoNorm, freeze
 from regda_dist.engine.collect import collect
 from regda_dist.engine.console import Heartbeat
 from regda_dist.engine.evaluate import Evaluation
 from regda_dist.engine.runtime import Runtime, resolve_device, resolve_precision
-from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, sgd, supervised_step
+from regda_dist.engine.steps import create_step, sgd, supervised_step
 from regda_dist.models.backbones import list_backbones
 from regda_dist.models.regda import RegDAModel, build_model
 from regda_dist.proxies import create_proxy, list_proxies
@@ -72,6 +73,8 @@ class Trainer:
         self.last_eval: dict | None = None  # eval_metrics of the final adaptation epoch
         self.selected: dict | None = None  # the epoch chosen by train.select_metric (adapt)
         self.target_coords: torch.Tensor | None = None  # (N, K, 2) of the last evaluation
+        self.norm: PhaseTwoNorm | None = None  # adapt.batchnorm of phase 2 (set by adapt)
+        self.evaluated: RegDAModel | None = None  # the target's model of the last evaluation
         t, rt = cfg.train, self.runtime
         self.loader_workers = t.loader_workers if t.loader_workers >= 0 else auto_workers(rt.device)
         sizes = (cfg.data.image_size, cfg.data.heatmap_size)
@@ -89,7 +92,10 @@ class Trainer:
             fn(**kwargs)
 
     # ------------------------------------------------------------------------------------
-    def build_model(self, num_keypoints: int | None = None) -> RegDAModel:
+    def build_model(
+        self, num_keypoints: int | None = None, head_layers: int | None = None
+    ) -> RegDAModel:
+        """The model of phase 2 (heads of model.num_head_layers), or with `head_layers`."""
         c, m, d = self.cfg.regda, self.cfg.model, self.cfg.data
         warm = {
             "lo": c.warm_lo,
@@ -103,7 +109,8 @@ class Trainer:
                 f"model.backbone: unknown backbone {m.backbone!r}; registered: {known}"
             )
         try:
-            model = build_model(m, num_keypoints or self.task.spec.num_keypoints, warm)
+            k = num_keypoints or self.task.spec.num_keypoints
+            model = build_model(m, k, warm, head_layers or m.num_head_layers)
         except ValueError as err:  # weights file that does not fit the backbone
             raise ConfigError(f"model.pretrained: {err}") from None
         produced = d.image_size // model.backbone.stride * 2**m.num_deconv
@@ -120,6 +127,10 @@ class Trainer:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         memory = torch.channels_last if rt.cuda else torch.contiguous_format
         return model.to(rt.device, memory_format=memory)
+
+    def build_phase1_model(self) -> RegDAModel:
+        """The model phase 1 trains (its head: pretrain.head_layers)."""
+        return self.build_model(head_layers=self.cfg.pretrain.head_layers or None)
 
     def train_mode(self, model: RegDAModel) -> RegDAModel:
         """model.train(), with BatchNorm held in eval mode when model.batchnorm is 'frozen'."""
@@ -193,7 +204,7 @@ class Trainer:
             self.task, f"{labelled}_train" if labelled == "source" else "target_train_labelled"
         )
         val_set = getattr(self.task, f"{labelled}_val")
-        model = self.build_model()
+        model = self.build_phase1_model()
         feature_lr = [
             {"params": list(model.backbone.parameters()), "lr": p.backbone_lr},
             {"params": [*model.upsampling.parameters(), *model.head.parameters()], "lr": p.lr},
@@ -239,33 +250,45 @@ class Trainer:
         return model.eval(), {"best_epoch": state["best_epoch"], "best_val_pck": state["best_pck"]}
 
     def adapt(self, pretrained: dict, ckpt_path: Path) -> RegDAModel:
-        """Phase 2: RegDA from the pretrained backbone + upsampling; both heads start fresh."""
-        r, rt, sigma = self.cfg.regda, self.runtime, self.cfg.adapt_sigma
+        """Phase 2 by adapt.method from the pretrained backbone + upsampling (and main head with
+        adapt.head_init phase1; else both heads start fresh). Returns the method's evaluated
+        model (RegDA's own, a mean teacher's teacher) as adapt.batchnorm evaluates the target
+        at the last evaluation: what a run exports."""
+        r, a, rt, sigma = self.cfg.regda, self.cfg.adapt, self.runtime, self.cfg.adapt_sigma
         model = self.build_model()
-        psi = {k: v for k, v in pretrained.items() if k.startswith(("backbone.", "upsampling."))}
-        model.load_state_dict(psi, strict=False)
-        optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
-        regda = RegDAStep(
-            model, optimizers, r.margin, r.trade_off, sigma, rt.comm.sync, rt.autocast
+        keep = ("backbone.", "upsampling.", *(("head.",) if a.head_init == "phase1" else ()))
+        model.load_state_dict(
+            {k: v for k, v in pretrained.items() if k.startswith(keep)}, strict=False
         )
+        self.norm = norm = PhaseTwoNorm(a.batchnorm, self._reestimate)
+        method = create_step(a.method, model, self.cfg, rt, norm.domain)
+        norm.attach(method.evaluated)
+        optimizers, schedules = method.optimizers, method.schedules
         state = {"epoch": 0, "selected": None}
         if ckpt_path.is_file():
             state = self._restore(ckpt_path, model, optimizers, schedules)
-        rt.comm.broadcast(model)
-        self.train_mode(model)
+            norm.load_state_dict(state)
+            method.load_state_dict(state)
+        for m in {id(x): x for x in (model, method.evaluated)}.values():
+            rt.comm.broadcast(m)
+            self.train_mode(m)
+            if a.batchnorm == "frozen":
+                freeze(m)
         source = self._loader(self.task.source_train, r.batch_size, r.iters_per_epoch, 2)
-        target = self._loader(self.task.target_train, r.batch_size, r.iters_per_epoch, 3)
+        target_data = method.target_data(self.task.target_train)
+        target = self._loader(target_data, r.batch_size, r.iters_per_epoch, 3)
 
-        def step(batch_s, x_t):
+        def step(batch_s, batch_t):
             x_s, kp_s, vis_s = batch_s
             target_s, weight_s = self._labels(kp_s, vis_s, sigma)
-            logs = regda(rt.to_device(x_s), target_s, weight_s, rt.to_device(x_t))
+            logs = method(rt.to_device(x_s), target_s, weight_s, _to_device(rt, batch_t))
             for s in schedules:
                 s.step()
             return logs
 
         def save(s):
-            self._checkpoint(ckpt_path, s, model, optimizers, schedules)
+            extra = {**norm.state_dict(), **method.state_dict()}
+            self._checkpoint(ckpt_path, {**s, **extra}, model, optimizers, schedules)
 
         for epoch in range(state["epoch"], r.epochs):
             started, done = time.perf_counter(), r.iters_per_epoch - state.get("iteration", 0)
@@ -285,23 +308,35 @@ class Trainer:
                 }
             )
             if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
-                evaluated = self.eval_metrics(model)
+                evaluated = self.eval_metrics(method.evaluated)
                 metrics.update(evaluated)
                 self.last_eval = evaluated if epoch + 1 == r.epochs else None
-                self._select(state, model, epoch + 1, evaluated, metrics)
+                self._select(state, epoch + 1, evaluated, metrics)
             save(state)
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         self.selected = state.get("selected")
-        return model.eval()
+        if self.last_eval is None:  # resumed after the last epoch: evaluate it again
+            self.last_eval = self.eval_metrics(method.evaluated)
+        return self.evaluated
 
-    def _select(self, state: dict, model, epoch: int, evaluated: dict, metrics: dict) -> None:
+    def _reestimate(self, model, domain: str):
+        """A copy of `model` with BatchNorm statistics re-estimated on `domain`'s un-augmented
+        train images (AdaBN on the current weights)."""
+        images = (
+            ImagesOnly(self.task.source_train) if domain == "source" else self.task.target_train
+        )
+        return self.eval.adabn(model, images, self.cfg.train.seed)
+
+    def _select(self, state: dict, epoch: int, evaluated: dict, metrics: dict) -> None:
         """Keep the epoch with the best train.select_metric (higher is better; NaN never wins)
-        and log best/<metric> (best so far) and best/epoch."""
+        and log best/<metric> (best so far) and best/epoch. The weights kept are the evaluated
+        target model's (its BatchNorm statistics as adapt.batchnorm evaluates the target)."""
         key = self.cfg.train.select_metric
         if not key:
             return
         best, value = state.get("selected"), evaluated.get(key, float("nan"))
         if value == value and (best is None or value > best["value"]):
+            model = self.evaluated
             weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = {
                 "epoch": epoch,
@@ -315,10 +350,11 @@ class Trainer:
         if best is not None:
             metrics.update(best_logs(best))
 
-    def proxy_metrics(self, model) -> dict[str, float]:
+    def proxy_metrics(self, models: dict) -> dict[str, float]:
         """proxy/<name> (and diag/<name>/<diagnostic>) for every configured proxy: source val
-        (labelled) and target val seen through ImagesOnly, so no proxy can read a target label.
-        The target predictions are kept (target_coords: the consensus of a search reads them)."""
+        (labelled) and target val seen through ImagesOnly, so no proxy can read a target label;
+        `models` maps each domain to the model its split is evaluated with. The target
+        predictions are kept (target_coords: the consensus of a search reads them)."""
         proxies = [create_proxy(name) for name in self.cfg.train.proxies]
         splits = {s for p in proxies for s in p.splits} | {"target_val"}
         datasets = {
@@ -328,8 +364,13 @@ class Trainer:
         sigma, spec = self.cfg.data.sigma, self.task.spec
         outputs = {
             name: collect(
-                model, data, self.eval, labelled=name.startswith("source"), sigma=sigma, spec=spec
-            )
+                models[name.split("_")[0]],
+                data,
+                self.eval,
+                labelled=name.startswith("source"),
+                sigma=sigma,
+                spec=spec,
+            )  # fmt: skip
             for name, data in datasets.items()
             if name in splits
         }
@@ -341,16 +382,29 @@ class Trainer:
         return out
 
     def eval_metrics(self, model) -> dict[str, float]:
-        """source/pck* on the source test split; oracle/target_pck* on the labelled target test
-        split (for evaluation only: nothing selects on it); proxy/* (no target labels). Every
-        worker first gets rank 0's parameters and BN statistics (one broadcast)."""
+        """Every worker first gets rank 0's parameters and BatchNorm statistics (broadcast);
+        then each domain is evaluated with the model adapt.batchnorm gives it in phase 2 (the
+        model itself outside phase 2). The target's is kept as `evaluated`."""
         self.runtime.comm.broadcast(model)
-        out = self.proxy_metrics(model)
-        for prefix, split in (
-            ("source/pck", self.task.source_test),
-            ("oracle/target_pck", self.task.target_test),
+        if self.norm is None:
+            models = {"source": model, "target": model}
+        else:
+            self.norm.broadcast(self.runtime.comm)
+            models = self.norm.models(model)
+        self.evaluated = models["target"]
+        return self.evaluate(models)
+
+    def evaluate(self, models: dict) -> dict[str, float]:
+        """source/pck* on the source test split and the source proxies with models["source"];
+        oracle/target_pck* on the labelled target test split (for evaluation only: nothing
+        selects on it) and the target proxies with models["target"]. Callers make the models
+        the same on every worker."""
+        out = self.proxy_metrics(models)
+        for prefix, domain, split in (
+            ("source/pck", "source", self.task.source_test),
+            ("oracle/target_pck", "target", self.task.target_test),
         ):
-            for group, value in self.eval.pck(model, split, self.task.spec).items():
+            for group, value in self.eval.pck(models[domain], split, self.task.spec).items():
                 out[prefix if group == "all" else f"{prefix}/{group}"] = value
         return out
 
@@ -384,6 +438,15 @@ class Trainer:
             ) from None
         torch.set_rng_state(saved.pop("rng"))
         return saved
+
+
+def _to_device(runtime: Runtime, batch):
+    """A loader's batch (a tensor, or tuples / dicts of them) onto the device."""
+    if isinstance(batch, torch.Tensor):
+        return runtime.to_device(batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(runtime, v) for k, v in batch.items()}
+    return type(batch)(_to_device(runtime, v) for v in batch)
 
 
 def best_logs(selected: dict) -> dict:

@@ -151,13 +151,16 @@ class RegDAModel(nn.Module):
         return y, self.head_adv(self.grl(feature))
 
 
-def build_model(model_cfg, num_keypoints: int, warm_start: dict | None = None) -> RegDAModel:
+def build_model(
+    model_cfg, num_keypoints: int, warm_start: dict | None = None, head_layers: int | None = None
+) -> RegDAModel:
+    """The model of `model_cfg`; `head_layers` overrides model_cfg.num_head_layers."""
     backbone = create_backbone(model_cfg.backbone, model_cfg.pretrained)
     return RegDAModel(
         backbone,
         num_keypoints,
         model_cfg.upsample_channels,
         model_cfg.num_deconv,
-        model_cfg.num_head_layers,
+        head_layers or model_cfg.num_head_layers,
         warm_start,
     )

@@ -11,10 +11,19 @@ from regda_dist.proxies import (  # noqa: F401 - imported for registration
 from regda_dist.proxies.base import (
     Proxy,
     SplitOutputs,
+    auto_proxy,
     create_proxy,
     list_proxies,
     register_proxy,
     relative,
 )
 
-__all__ = ["Proxy", "SplitOutputs", "create_proxy", "list_proxies", "register_proxy", "relative"]
+__all__ = [
+    "Proxy",
+    "SplitOutputs",
+    "auto_proxy",
+    "create_proxy",
+    "list_proxies",
+    "register_proxy",
+    "relative",
+]

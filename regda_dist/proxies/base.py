@@ -75,6 +75,13 @@ def list_proxies() -> list[str]:
     return PROXIES.list()
 
 
+def auto_proxy(has_bones: bool, computed) -> str:
+    """The proxy 'auto' stands for (search.metric, and a plain run's comparison of candidates):
+    pose_prior where the keypoint set has bones and it is computed (train.proxies), else
+    source_pck, which needs only source labels (benchmarks/results/proxy_study.md)."""
+    return "pose_prior" if has_bones and "pose_prior" in computed else "source_pck"
+
+
 def relative(proxy: Proxy, value: float, source_only: float) -> float:
     """The value relative to the source-only model's: (v - v0) / max(|v0|, unit). Comparable
     across tasks whose proxies have different scales (joint searches)."""

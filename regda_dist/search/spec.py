@@ -162,9 +162,10 @@ def auto_metric(tasks: list[C.Config]) -> str:
     """search.metric auto: pose_prior when every task's keypoint set has bones (it needs a
     skeleton) and computes it, else source_pck (it needs only source labels)."""
     from regda_dist.data.datasets import task_spec
+    from regda_dist.proxies import auto_proxy
 
-    bones = all(task_spec(t.data).skeleton and "pose_prior" in t.train.proxies for t in tasks)
-    return "pose_prior" if bones else "source_pck"
+    names = {auto_proxy(bool(task_spec(t.data).skeleton), t.train.proxies) for t in tasks}
+    return names.pop() if len(names) == 1 else "source_pck"
 
 
 def _task_entry(entry: Any, where: str) -> tuple[str, dict]:

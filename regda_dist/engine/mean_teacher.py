@@ -1,0 +1,150 @@
+"""The mean teacher (adapt.method mean_teacher; with RegDA: regda+mean_teacher), written from the
+method's description (Tarvainen & Valpola 2017; for pose, Kim et al., ECCV 2022):
+
+- the teacher is an exponential moving average of the student's parameters (its BatchNorm
+  statistics are its own: it sees only target images);
+- it predicts on K weak views of each target image; its heatmaps (spatial softmax) are mapped
+  back to the image's frame and averaged; each keypoint's peak is its confidence;
+- the keypoints whose confidence is in the top `keep` fraction of the global batch become pseudo
+  labels (a Gaussian at the peak), mapped into a strong view of the same image (geometry,
+  colour, blur, and a patch of the image pasted over a confident keypoint), which the student
+  must reproduce (KL, as every heatmap loss here), weighted with a sigmoid ramp-up.
+
+Every random number comes from the target sample's own seed (data/loader.py), drawn in the
+loader (TeacherViews) and applied on the device in one batch: identical for any worker count,
+resumable. The teacher is what is evaluated and exported.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from regda_dist.data import heatmap, views
+from regda_dist.losses import joints_kl
+
+_STREAM = 0x2545F4914F6CDD1D  # the views' random stream of a sample: apart from data.augment's
+
+
+class TeacherViews(Dataset):
+    """The target train split as a mean teacher reads it: item (i, seed) is the image and the
+    parameters of its views, drawn from a generator seeded by the sample's seed: weak (K, 2, 3)
+    and strong (2, 3) maps, colour factors (3,), blur sigma, and four numbers for the
+    occlusion (apply if < probability, which confident keypoint, source offset x, y)."""
+
+    def __init__(self, dataset: Dataset, cfg):
+        self.dataset, self.cfg = dataset, cfg
+        self.weak = views.Geometry(cfg.weak_rotation, (1 - cfg.weak_zoom, 1 + cfg.weak_zoom),
+                                   cfg.shift)  # fmt: skip
+        self.strong = views.Geometry(
+            cfg.strong_rotation, (1 - cfg.strong_zoom, 1 + cfg.strong_zoom), cfg.shift
+        )
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        i, seed = key
+        g = torch.Generator().manual_seed((seed ^ _STREAM) & (2**63 - 1))
+        c = self.cfg
+        params = {
+            "weak": torch.stack([self.weak.sample(g) for _ in range(c.views)]),
+            "strong": self.strong.sample(g),
+            "colour": 1 + c.color_jitter * (2 * torch.rand(3, generator=g) - 1),
+            "blur": c.blur * torch.rand((), generator=g),
+            "occlude": torch.rand(4, generator=g),
+        }
+        return self.dataset[(i, seed)], params
+
+
+def rampup(i: int, length: int) -> float:
+    """exp(-5 (1 - i / length)^2), rising from 0.007 to 1 over `length` iterations."""
+    if length <= 0:
+        return 1.0
+    phase = 1.0 - min(i, length) / length
+    return math.exp(-5.0 * phase * phase)
+
+
+class MeanTeacher:
+    """The teacher of a student model: EMA updates, pseudo labels and the consistency loss."""
+
+    def __init__(self, student: nn.Module, cfg, sigma: float, image_size: int, runtime):
+        self.student, self.cfg, self.sigma, self.size = student, cfg, sigma, image_size
+        self.runtime = runtime
+        self.teacher = copy.deepcopy(student).train()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.iteration = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """teacher <- decay teacher + (1 - decay) student, parameters only."""
+        params = [p for p in self.teacher.parameters() if p.dtype.is_floating_point]
+        torch._foreach_lerp_(
+            params, [p.detach() for p in self.student.parameters()], 1 - self.cfg.ema_decay
+        )
+        self.iteration += 1
+
+    @torch.no_grad()
+    def pseudo_labels(self, x: torch.Tensor, weak: torch.Tensor, domain):
+        """(B, K, 2) keypoints in image px of the teacher's view-averaged heatmaps, and (B, K)
+        their confidence (the averaged map's peak)."""
+        total = None
+        pixels = x.float()
+        for k in range(weak.shape[1]):
+            with self.runtime.autocast(), domain("target"):
+                y = self.teacher.head(self.teacher.features(views.warp_images(pixels, weak[:, k])))
+            p = torch.softmax(y.float().flatten(2), dim=-1).view_as(y)
+            back = views.heatmaps_from_view(p, weak[:, k], self.size)
+            total = back if total is None else total + back
+        coords, peaks = heatmap.decode(total / weak.shape[1])
+        return coords.float() * (self.size / total.shape[-1]), peaks
+
+    def confident(self, peaks: torch.Tensor) -> torch.Tensor:
+        """(B, K) the keypoints whose confidence is in the top `keep` of the global batch."""
+        comm = self.runtime.comm
+        everyone = comm.gather(peaks.flatten(), [peaks.numel()] * comm.world_size)
+        threshold = torch.quantile(everyone.float(), 1 - self.cfg.keep)
+        return peaks >= threshold
+
+    def strong_view(self, x, params, coords, mask) -> torch.Tensor:
+        """The strong view (pixels 0-255) of images x: geometry, colour, blur, and with
+        probability `occlusion` a patch over one confident keypoint."""
+        c, theta = self.cfg, params["strong"]
+        view = views.warp_images(x.float() / 255, theta)
+        view = views.blur(views.colour(view, params["colour"]), params["blur"])
+        occ = params["occlude"]
+        count = mask.sum(dim=1)  # (B,)
+        pick = (occ[:, 1] * count).floor().clamp(max=count - 1).long()  # the pick-th confident
+        order = torch.cumsum(mask.long(), dim=1) - 1  # rank among the confident keypoints
+        chosen = (mask & (order == pick[:, None])).float()  # (B, K) one-hot (or all zero)
+        centre = (chosen[..., None] * views.points_to_view(coords, theta, self.size)).sum(1)
+        apply = (occ[:, 0] < c.occlusion) & (count > 0)
+        centre = torch.where(apply[:, None], centre, torch.full_like(centre, float("nan")))
+        view = views.occlude(view, centre, c.occlusion_size, occ[:, 2:] - 0.5)
+        return view * 255
+
+    def consistency(self, x_t, params, domain) -> tuple[torch.Tensor, dict]:
+        """The weighted consistency loss of the student on the strong views, and its logs."""
+        coords, peaks = self.pseudo_labels(x_t, params["weak"], domain)
+        mask = self.confident(peaks)
+        x_view = self.strong_view(x_t, params, coords, mask)
+        with self.runtime.autocast(), domain("target"):
+            y = self.student.head(self.student.features(x_view))
+        there = views.points_to_view(coords, params["strong"], self.size)
+        target, weight = heatmap.encode(there, mask, self.size, y.shape[-1], self.sigma)
+        scale = self.cfg.weight * rampup(self.iteration, self.cfg.rampup_iters)
+        loss = joints_kl(y.float(), target, weight)
+        logs = {"train/loss_consistency": loss.detach(), "train/kept": weight.mean()}
+        return scale * loss, {**logs, "train/consistency_weight": torch.tensor(scale)}
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict(), "teacher_iteration": self.iteration}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state.pop("teacher"))
+        self.iteration = state.pop("teacher_iteration")
