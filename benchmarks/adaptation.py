@@ -1,15 +1,19 @@
-"""Target PCK of source-only, AdaBN, RegDA, RegDA with trade_off 0, and oracle on the synthetic
-tasks, over seeds, with wall time and peak memory; writes benchmarks/results/adaptation.{md,json}.
+"""Target PCK of source-only, AdaBN, each adaptation method at its defaults, and the oracle, on
+the synthetic tasks and the held-out COCO domains (benchmarks/domains.py), over seeds, with wall
+time and peak memory; writes benchmarks/results/adaptation.{md,json}.
 
-    python benchmarks/adaptation.py [--tasks synth_hand synth_body] [--seeds 0 1 2] [--jobs 2]
-        [--reuse benchmarks/results/adaptation.json]
+    python benchmarks/adaptation.py [--tasks synth_hand synth_body quadruped lizard]
+        [--seeds 0 1 2] [--methods regda mean_teacher regda+mean_teacher] [--jobs 2]
+        [--reuse benchmarks/results/adaptation.json] [--set KEY=VALUE ...]
 
-`--reuse FILE` takes the (method, task, seed) runs an earlier results file holds instead of
+`--reuse FILE` takes the (kind, task, seed) runs an earlier results file holds instead of
 running them again (same code only: the table says which runs were reused and from when).
 
-Each (task, seed, method) runs in a fresh process (its peak RSS is that method's peak memory),
-`--jobs` at a time with one torch thread each. Selection never uses target labels: phase 1 keeps
-the best SOURCE-val epoch and RegDA reports its last epoch; the oracle (trained on target labels)
+Each (task, seed, kind) runs in a fresh process (its peak RSS is that run's peak memory), `--jobs`
+at a time with one torch thread each. Each method is read three ways: at its last epoch; at the
+epoch its selection proxy chose (the proxy `auto` stands for: pose_prior with bones, else
+source_pck; no target label); and as the platform's answer, the best of source-only, AdaBN and
+that epoch by the same proxy (engine/run.py candidates). The oracle trains on target labels and
 keeps its best target-val epoch, as an oracle does.
 """
 
@@ -26,101 +30,105 @@ import sys
 import time
 from pathlib import Path
 
-METHODS = ("source_only", "adabn", "regda", "regda_t0", "oracle")
-LABELS = {
-    "source_only": "source-only",
-    "adabn": "AdaBN (source-only + target BN stats)",
-    "regda": "RegDA (defaults)",
-    "regda_t0": "RegDA, trade_off = 0",
-    "oracle": "oracle",
-}
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS = ("regda", "mean_teacher", "regda+mean_teacher")
+NAMES = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA + MT"}
+ALL = "oracle/target_pck"
 
 
 def _job(args: tuple) -> dict:
-    """Runs in a child process. kind: 'pretrain' (-> source_only, adabn), 'oracle', 'regda*'."""
+    """One (kind, task, seed) in a child process: kind 'pretrain' (source-only and AdaBN),
+    'oracle', or an adaptation method."""
     import torch
 
-    from regda_dist import config as C
+    from benchmarks import domains
     from regda_dist.data.datasets import build_task
-    from regda_dist.engine.run import baselines, pretrained_source
+    from regda_dist.engine.run import baselines, candidates, pretrained_source, selection_metric
     from regda_dist.engine.trainer import Trainer, seed_everything
 
-    kind, task_name, seed, work = args
+    kind, task_name, seed, work, extra = args
     torch.set_num_threads(1)
-    overrides = [
-        f"train.seed={seed}",
-        f"train.output_dir={work}",
-        "train.progress=false",
-        "train.num_threads=1",
-    ]
-    if kind == "regda_t0":
-        overrides.append("regda.trade_off=0")
-    cfg = C.load(Path(__file__).parents[1] / "experiments" / f"{task_name}.yaml", overrides)
+    base = [f"train.seed={seed}", f"train.output_dir={work}", "train.progress=false",
+            "train.num_threads=1", *extra]  # fmt: skip
+    if kind in METHODS:
+        base.append(f"adapt.method={kind}")
+    cfg = domains.config(task_name, work, base)
     seed_everything(seed)
     task = build_task(cfg.data)
+    cfg.train.select_metric = selection_metric(cfg, task)
     trainer = Trainer(cfg, task)
     curve = []
     trainer.add_callback(
         "on_eval",
         lambda phase, epoch, metrics: (
-            curve.append((epoch, metrics.get("oracle/target_pck"))) if phase == "adapt" else None
+            curve.append((epoch, metrics[ALL])) if phase == "adapt" else 0
         ),
     )
     start = time.time()
-    out: dict = {"task": task_name, "seed": seed}
+    out: dict = {"task": task_name, "seed": seed, "kind": kind}
     if kind == "oracle":
-        model, _ = trainer.pretrain(
-            Path(work) / f"oracle-{task_name}-{seed}.ckpt", labelled="target"
-        )
+        model, _ = trainer.pretrain(Path(work) / f"oracle-{task_name}-{seed}.ckpt", "target")
         out["oracle"] = trainer.eval_metrics(model)
     else:
         source, _ = pretrained_source(trainer)  # cache under train.output_dir = work
-        if kind == "pretrain":  # AdaBN: target train images without augmentation, shuffled
-            out.update(baselines(trainer, source)[0])
+        measured = baselines(trainer, source)[0]
+        if kind == "pretrain":
+            out.update(measured)
         else:
             seed_everything(seed)
-            model = trainer.adapt(
-                source.state_dict(), Path(work) / f"{kind}-{task_name}-{seed}.ckpt"
-            )
-            out[kind] = trainer.eval_metrics(model)
-            out["curve"] = curve
-    out["kind"], out["seconds"] = kind, time.time() - start
+            trainer.adapt(source.state_dict(), Path(work) / f"{kind}-{task_name}-{seed}.ckpt")
+            result = {**measured, "regda": trainer.last_eval}
+            chosen = trainer.selected
+            result["selected"] = {k: chosen[k] for k in ("epoch", "metric", "value", "metrics")}
+            picked = candidates(result, cfg.train.select_metric)
+            answer = {"source_only": measured["source_only"], "adabn": measured["adabn"],
+                      "adapted": chosen["metrics"]}[picked["best"]]  # fmt: skip
+            out.update(last=trainer.last_eval, selected=result["selected"], curve=curve,
+                       candidates=picked, answer=answer)  # fmt: skip
+    out["seconds"] = time.time() - start
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def _earlier_runs(path: str) -> dict:
-    """(kind, task, seed) -> run of an earlier results file."""
+def earlier_runs(path: str, keys=("kind", "task", "seed")) -> dict:
+    """(kind, task, seed) (or other `keys`) -> run of an earlier results file."""
     try:
         runs = json.loads(Path(path).read_text())["runs"]
+        return {tuple(r[k] for k in keys): r for r in runs}
     except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(
-            f"adaptation.py: --reuse {path}: not an adaptation results file ({err})"
-        ) from None
-    return {(r["kind"], r["task"], r["seed"]): r for r in runs}
+        raise SystemExit(f"--reuse {path}: not a results file of this benchmark ({err})") from None
 
 
 def earlier_date(path: str) -> str:
     return json.loads(Path(path).read_text())["meta"]["date"]
 
 
-def _summary(results: list[dict], tasks, seeds) -> dict:
-    table: dict = {}
-    for task in tasks:
-        table[task] = {}
-        for method in METHODS:
-            runs = [r for r in results if r["task"] == task and method in r]
-            if not runs:
-                continue
-            keys = [k for k in runs[0][method] if k.startswith("oracle/target_pck")]
-            entry = {k: [r[method][k] for r in runs] for k in keys}
-            entry["source/pck"] = [r[method]["source/pck"] for r in runs]
-            entry["seconds"] = [r["seconds"] for r in runs]
-            entry["peak_rss_mib"] = [r["peak_rss_mib"] for r in runs]
-            if method == "regda":
-                entry["curve"] = [r["curve"] for r in runs]
-            table[task][method] = entry
-    return table
+def rows(runs: list[dict], task: str) -> list[tuple[str, list[dict], list[dict]]]:
+    """(label, metrics per seed, runs) of every row of a task's table."""
+    mine = [r for r in runs if r["task"] == task]
+    by_kind = {k: [r for r in mine if r["kind"] == k] for k in ("pretrain", "oracle", *METHODS)}
+    out = []
+    for key, label in (("source_only", "source-only"), ("adabn", "AdaBN")):
+        out.append((label, [r[key] for r in by_kind["pretrain"]], by_kind["pretrain"]))
+    for method in METHODS:
+        done = by_kind[method]
+        if done:
+            name = NAMES[method]
+            out.append((f"{name}, last epoch", [r["last"] for r in done], done))
+            out.append(
+                (
+                    f"{name}, epoch chosen by the proxy",
+                    [r["selected"]["metrics"] for r in done],
+                    done,
+                )
+            )
+            out.append((f"{name}: the platform's answer", [r["answer"] for r in done], done))
+    out.append(
+        ("oracle (target labels)", [r["oracle"] for r in by_kind["oracle"]], by_kind["oracle"])
+    )
+    return [row for row in out if row[1]]
 
 
 def _ms(values: list[float]) -> str:
@@ -129,9 +137,13 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def render_markdown(table: dict, meta: dict) -> str:
+def _mean(metrics: list[dict], key: str = ALL) -> float:
+    return statistics.mean(m[key] for m in metrics)
+
+
+def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
     lines = [
-        "# Adaptation on the synthetic transfer tasks",
+        "# Adaptation: source-only, AdaBN, each method at its defaults, oracle",
         "",
         f"- command: `{meta['command']}`",
         f"- machine: {meta['machine']}",
@@ -143,102 +155,97 @@ def render_markdown(table: dict, meta: dict) -> str:
             ]
             if meta.get("reused", {}).get("runs")
             else []
-        ),
+        ),  # fmt: skip
         "- PCK@0.05 on the TARGET test split (labels used for evaluation only), mean ± std over "
-        "seeds. Time and peak RSS are per run (one process, one torch thread); AdaBN's time "
-        "is included in source-only's (same process).",
+        "seeds. 'epoch chosen by the proxy': the epoch the label-free selection proxy kept; "
+        "'the platform's answer': the best of source-only, AdaBN and that epoch by the same "
+        "proxy (what `regda-dist train` says it would export). Time and peak RSS per run (one "
+        "process, one torch thread; AdaBN's time is in source-only's).",
         "",
     ]
-    for task, methods in table.items():
-        groups = [k for k in methods["source_only"] if k.startswith("oracle/target_pck/")]
+    for task in tasks:
+        table = rows(runs, task)
+        if not table:
+            continue
+        groups = sorted(k for k in table[0][1][0] if k.startswith(ALL + "/"))
         cols = [g.split("/")[-1] for g in groups] + ["all"]
-        lines += [
-            f"## {task}",
-            "",
-            "| method | " + " | ".join(cols) + " | source test | time (s) | peak RSS (MiB) |",
-            "|---" * (len(cols) + 4) + "|",
-        ]
-        for method, e in methods.items():
-            vals = [e[g] for g in groups] + [e["oracle/target_pck"]]
+        lines += [f"## {task}", "",
+                  "| method | " + " | ".join(cols) + " | source test | time (s) | peak RSS (MiB) |",
+                  "|---" * (len(cols) + 4) + "|"]  # fmt: skip
+        for label, metrics, done in table:
+            vals = [[m[g] for m in metrics] for g in [*groups, ALL]]
             lines.append(
-                f"| {LABELS[method]} | "
-                + " | ".join(_ms(v) for v in vals)
-                + f" | {_ms(e['source/pck'])} | {_ms(e['seconds'])} | {_ms(e['peak_rss_mib'])} |"
-            )
-        best_base = max(
-            statistics.mean(methods[m]["oracle/target_pck"]) for m in ("source_only", "adabn")
-        )
-        regda = (
-            statistics.mean(methods["regda"]["oracle/target_pck"])
-            if "regda" in methods
-            else float("nan")
-        )
-        oracle = (
-            statistics.mean(methods["oracle"]["oracle/target_pck"])
-            if "oracle" in methods
-            else float("nan")
-        )
-        so = statistics.mean(methods["source_only"]["oracle/target_pck"])
-        lines += [
-            "",
-            f"- RegDA − max(source-only, AdaBN): **{regda - best_base:+.1f}** PCK (goal ≥ +5)",
-            f"- oracle − source-only: **{oracle - so:+.1f}** PCK (goal ≥ 20)",
-        ]
-        if "regda_t0" in methods:
-            t0 = statistics.mean(methods["regda_t0"]["oracle/target_pck"])
-            lines.append(
-                f"- RegDA − RegDA(trade_off 0), the adversarial part: **{regda - t0:+.1f}** PCK"
-            )
-        if "regda" in methods:
-            curves = methods["regda"]["curve"]
-            epochs = [ep for ep, _ in curves[0]]
-            mean = [statistics.mean(c[i][1] for c in curves) for i in range(len(epochs))]
-            lines.append(
-                "- RegDA target PCK along phase 2 (mean over seeds, by epoch): "
-                + ", ".join(f"{ep}: {v:.1f}" for ep, v in zip(epochs, mean, strict=True))
-            )
-        lines.append("")
+                f"| {label} | " + " | ".join(_ms(v) for v in vals)
+                + f" | {_ms([m['source/pck'] for m in metrics])}"
+                + f" | {_ms([r['seconds'] for r in done])}"
+                + f" | {_ms([r['peak_rss_mib'] for r in done])} |"
+            )  # fmt: skip
+        lines += ["", *_summary(table, runs, task), ""]
     return "\n".join(lines)
+
+
+def _summary(table, runs: list[dict], task: str) -> list[str]:
+    by = {label: metrics for label, metrics, _ in table}
+    base = max(_mean(by["source-only"]), _mean(by["AdaBN"]))
+    out = []
+    for method in METHODS:
+        name = NAMES[method]
+        if f"{name}, last epoch" not in by:
+            continue
+        last, chosen = (
+            _mean(by[f"{name}, last epoch"]),
+            _mean(by[f"{name}, epoch chosen by the proxy"]),
+        )
+        answer = _mean(by[f"{name}: the platform's answer"])
+        done = [r for r in runs if r["task"] == task and r["kind"] == method]
+        picks = [r["candidates"]["best"] for r in done]
+        curve = [
+            statistics.mean(r["curve"][i][1] for r in done) for i in range(len(done[0]["curve"]))
+        ]
+        out.append(
+            f"- {name}: last epoch {last - base:+.1f}, proxy's epoch {chosen - base:+.1f}, the "
+            f"platform's answer {answer - base:+.1f} PCK over max(source-only, AdaBN) (goal: "
+            f">= +3 / +5); the answer per seed: {', '.join(picks)}; target PCK by epoch "
+            f"(mean): {', '.join(f'{v:.1f}' for v in curve)}"
+        )  # fmt: skip
+    if "oracle (target labels)" in by:
+        gap = _mean(by["oracle (target labels)"]) - _mean(by["source-only"])
+        out.append(f"- oracle − source-only: {gap:+.1f} PCK")
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", nargs="+", default=["synth_hand", "synth_body"])
+    parser.add_argument(
+        "--tasks", nargs="+", default=["synth_hand", "synth_body", "quadruped", "lizard"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["pretrain", "oracle", "regda", "regda_t0"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--no-oracle", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default="runs/benchmark-adaptation")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "adaptation"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adaptation"))
     parser.add_argument("--reuse", help="an earlier adaptation.json whose runs are kept")
+    parser.add_argument("--set", action="append", default=[], help="override for every run")
     args = parser.parse_args()
     start = time.time()
-    earlier = _earlier_runs(args.reuse) if args.reuse else {}
-    first = [
-        (k, t, s, args.work)
-        for k in args.methods
-        if k in ("pretrain", "oracle")
-        for t in args.tasks
-        for s in args.seeds
-    ]
+    earlier = earlier_runs(args.reuse) if args.reuse else {}
+    kinds = ["pretrain", *([] if args.no_oracle else ["oracle"])]
+    first = [(k, t, s, args.work, args.set) for k in kinds for t in args.tasks for s in args.seeds]
     second = [
-        (k, t, s, args.work)
-        for k in args.methods
-        if k.startswith("regda")
-        for t in args.tasks
-        for s in args.seeds
+        (m, t, s, args.work, args.set) for m in args.methods for t in args.tasks for s in args.seeds
     ]
-    results = [earlier[j[:3]] for j in first + second if j[:3] in earlier]
-    first = [j for j in first if j[:3] not in earlier]
-    second = [j for j in second if j[:3] not in earlier]
+    runs = [earlier[j[:3]] for j in first + second if j[:3] in earlier]
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        for stage in (first, second):  # RegDA needs the cached phase 1 of its (task, seed)
-            for r in pool.imap_unordered(_job, stage):
+        for stage in (first, second):  # a method needs the cached phase 1 of its (task, seed)
+            for r in pool.imap_unordered(_job, [j for j in stage if j[:3] not in earlier]):
                 print(
-                    f"{r['kind']:>9} {r['task']} seed {r['seed']}: {r['seconds']:.0f} s", flush=True
+                    f"{r['kind']:>18} {r['task']} seed {r['seed']}: {r['seconds']:.0f} s",
+                    flush=True,
                 )
-                results.append(r)
+                runs.append(r)
     import torch
 
     meta = {
@@ -254,13 +261,10 @@ def main() -> int:
             "runs": sorted(f"{k} {t} seed {s}" for k, t, s in earlier),
         },
     }
-    table = _summary(results, args.tasks, args.seeds)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "table": table, "runs": results}, indent=1)
-    )
-    out.with_suffix(".md").write_text(render_markdown(table, meta))
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    out.with_suffix(".md").write_text(render_markdown(runs, meta, args.tasks))
     print(out.with_suffix(".md").read_text())
     return 0
 

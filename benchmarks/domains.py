@@ -1,0 +1,37 @@
+"""The transfer tasks the benchmarks run: the embedded synthetic tasks and two held-out domain
+pairs written as COCO folders (benchmarks/heldout_domain.py: a 13-keypoint quadruped with a shape
+and pose shift; benchmarks/texture_domain.py: a 10-keypoint lizard with a colour and texture
+shift), each read back with `data.keypoints: from_data` on the recipe of
+experiments/synth_hand.yaml, as a user with their own folders would.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import heldout_domain, texture_domain  # noqa: E402
+from regda_dist import config as C  # noqa: E402
+
+HELDOUT = {"quadruped": heldout_domain, "lizard": texture_domain}
+TASKS = ("synth_hand", "synth_body", *HELDOUT)
+
+
+def config(task: str, work: str | Path, overrides: list[str] = ()) -> C.Config:
+    """The run config of `task` (a synthetic task's experiment, or a held-out pair's COCO
+    folders under `work`, written once) with `overrides`."""
+    if task not in HELDOUT:
+        return C.load(ROOT / "experiments" / f"{task}.yaml", overrides)
+    folders = HELDOUT[task].write(Path(work) / f"{task}-data")
+    data = [
+        "data.task=''",
+        "data.keypoints=from_data",
+        "data.source.dataset=coco",
+        f"data.source.root={folders['source']}",
+        "data.target.dataset=coco",
+        f"data.target.root={folders['target']}",
+    ]
+    return C.load(ROOT / "experiments" / "synth_hand.yaml", [*data, *overrides])
