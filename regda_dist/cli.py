@@ -141,16 +141,39 @@ def _report(args) -> int:
     return 0
 
 
+def _categories_arg(text: str) -> list:
+    """--categories: one category or a YAML list of them, by name or id."""
+    import yaml
+
+    from regda_dist import config as C
+
+    try:
+        categories = yaml.safe_load(text) if text else []
+    except yaml.YAMLError:
+        raise C.ConfigError(f"--categories {text!r} is not valid YAML") from None
+    categories = categories if isinstance(categories, list) else [categories]
+    problem = C.categories_problem(categories)
+    if problem:
+        raise C.ConfigError(f"--categories {problem}")
+    return categories
+
+
 def _data_check(args) -> int:
     from regda_dist import config as C
     from regda_dist.data.check import check
     from regda_dist.data.datasets import chosen_keypoints
     from regda_dist.data.samples import DatasetError
 
-    keypoints = args.keypoints
+    keypoints, min_match = args.keypoints, args.min_keypoint_match
     if keypoints.endswith((".yaml", ".yml")):  # an experiment: its data.keypoints (custom too)
-        keypoints = chosen_keypoints(C.load(keypoints).data)
-    report = check(args.dataset, args.path, keypoints, args.decode)
+        data = C.load(keypoints).data
+        keypoints = chosen_keypoints(data)
+        min_match = data.min_keypoint_match if min_match is None else min_match
+    min_match = C.DataConfig().min_keypoint_match if min_match is None else min_match
+    if not 0 <= min_match <= 1:
+        raise C.ConfigError(f"--min-keypoint-match must be in [0, 1], got {min_match}")
+    categories = _categories_arg(args.categories)
+    report = check(args.dataset, args.path, keypoints, args.decode, categories, min_match)
     print(report.text)
     if report.problems:
         raise DatasetError(f"{args.path}: {len(report.problems)} problem(s), listed above")
@@ -322,8 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--keypoints",
         default="",
         help="the keypoint set to read it in (needed for coco): a registered set (hand21, "
-        "body16), from_data (the COCO category of PATH/train.json), or an experiment YAML "
+        "body16), from_data (the COCO categories of PATH/train.json), or an experiment YAML "
         "whose data.keypoints to use (custom: its data.keypoint_set)",
+    )
+    check.add_argument(
+        "--categories",
+        default="",
+        help="coco: the categories to read, by name or id, as YAML: 'dog' or '[dog, 3]' "
+        "(default: all with keypoints; they must share one keypoint set)",
+    )
+    check.add_argument(
+        "--min-keypoint-match",
+        type=float,
+        help="with a registered set: the share of its keypoints the files' names must label "
+        "(default: the experiment's data.min_keypoint_match, else 0.5; 0: any)",
     )
     check.add_argument(
         "--decode", type=int, default=20, help="images decoded per split (-1: all; default 20)"

@@ -37,6 +37,9 @@ class DomainConfig:
     dataset: str = ""  # rhd, h3d, freihand, surreal, surreal_faithful, lsp, human36m, coco
     root: str = ""
     augment: bool = True  # apply data.augment to this domain's train split (when configured)
+    # coco: the categories this domain reads, by name (text) or id (integer), e.g. one species
+    # of a file that has several sharing one keypoint set; [] = every category with keypoints
+    categories: list = field(default_factory=list)
 
 
 @dataclass
@@ -78,10 +81,13 @@ class DataConfig:
     num_test: int = field(default=500, metadata=_range(1))
     seed: int = field(default=0, metadata=_range(0))  # data generation seed (not training seed)
     # Real datasets (task ""): the keypoint set. "" = the datasets' own (rhd: hand21); a
-    # registered set (hand21, body16); from_data = the COCO category of the source's train.json;
-    # custom = the set defined in data.keypoint_set. COCO files map onto it by keypoint name.
+    # registered set (hand21, body16); from_data = the COCO categories of the source's train.json;
+    # custom = the set defined in data.keypoint_set. COCO files map onto it by name (or alias).
     keypoints: str = ""
     keypoint_set: KeypointSetConfig = field(default_factory=KeypointSetConfig)
+    # With a registered set (hand21, body16): the share of its keypoints a COCO file's names
+    # must label (by name or alias), else data check, train and tune stop; 0 = any match.
+    min_keypoint_match: float = field(default=0.5, metadata=_range(0.0, 1.0))
     source: DomainConfig = field(default_factory=DomainConfig)
     target: DomainConfig = field(default_factory=DomainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -287,6 +293,10 @@ class Config:
         for key in ("keypoints", "keypoint_set", "source", "target", "augment"):
             if picked["data"][key] == defaults[key]:
                 del picked["data"][key]
+        for side in ("source", "target"):  # categories: added later, counted only when set
+            if side in picked["data"] and not picked["data"][side]["categories"]:
+                del picked["data"][side]["categories"]
+        del picked["data"]["min_keypoint_match"]  # it gates what is read, not phase 1
         for key, default in (("optimizer", "sgd"), ("head_layers", 0)):  # added later: older
             if picked["pretrain"][key] == default:  # caches stay valid
                 del picked["pretrain"][key]
@@ -377,6 +387,7 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
         )
     _validate_data(d, source)
     _validate_keypoints(d, source, lines or {})
+    _validate_categories(d, source, lines or {})
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
     for phase in ("pretrain", "regda"):
@@ -455,6 +466,30 @@ def _validate_keypoints(d: DataConfig, source: str, lines: dict[str, int]) -> No
             key = f"data.keypoint_set.{err.key}"
             where = at(key, "data.keypoint_set", "data.keypoints")
             raise ConfigError(f"{where}: {key}: {err}") from None
+
+
+def categories_problem(value: Any) -> str:
+    """'' when `value` lists COCO categories by name (text) or id (integer), each once; else
+    what is wrong with it."""
+    if not isinstance(value, list) or not all(
+        (isinstance(v, str) and v) or (isinstance(v, int) and not isinstance(v, bool))
+        for v in value
+    ):
+        return f"must list category names (text) or ids (integers), got {value!r}"
+    twice = next((v for i, v in enumerate(value) if v in value[:i]), None)
+    return f"lists {twice!r} twice" if twice is not None else ""
+
+
+def _validate_categories(d: DataConfig, source: str, lines: dict[str, int]) -> None:
+    """data.<side>.categories: names or ids, each once, of a domain read from disk."""
+    for side in ("source", "target"):
+        key, domain = f"data.{side}.categories", getattr(d, side)
+        where = f"{source}:{lines[key]}" if key in lines else source
+        problem = categories_problem(domain.categories)
+        if problem:
+            raise ConfigError(f"{where}: {key} {problem}")
+        if domain.categories and not domain.dataset:
+            raise ConfigError(f"{where}: {key} is set but data.{side}.dataset is not")
 
 
 def build(values: dict, lines: dict[str, int], source: str, overrides: list[str] = ()) -> Config:

@@ -2,7 +2,10 @@
 
 `write_arm_pair` renders a 7-keypoint robot arm (its own names, bones and groups) as a source
 domain (flat grey background, white links) and a target domain (random colours, noise, blur,
-other poses); `write_points` writes any list of names (e.g. 68 numbered face landmarks).
+other poses); `write_points` writes any list of names (e.g. 68 numbered face landmarks);
+`write_categories` writes one folder whose categories share the arm's keypoints, each rendered in
+its own style, the way published files hold several species (0-based skeleton, nested keypoints
+optional).
 Keypoints are drawn as coloured dots whose colour says which keypoint they are, so a small
 network can learn them in a few iterations.
 """
@@ -63,6 +66,18 @@ def _render(kp: np.ndarray, bones, target: bool, rng: np.random.Generator) -> Im
     return image.filter(ImageFilter.GaussianBlur(0.5))
 
 
+def _annotation(i: int, kp: np.ndarray, category_id: int, nested: bool) -> tuple[dict, dict]:
+    """(image, annotation) of image i: keypoints visible (v=2) where inside the image, written
+    flat [x, y, v, ...] or nested [[x, y, v], ...]."""
+    inside = ((kp >= 0) & (kp < SIZE)).all(axis=1)
+    triples = [[float(x), float(y), 2] if ok else [0, 0, 0]
+               for (x, y), ok in zip(kp, inside, strict=True)]  # fmt: skip
+    image = {"id": i, "file_name": f"{i:04d}.png", "width": SIZE, "height": SIZE}
+    return image, {"id": i, "image_id": i, "category_id": category_id, "iscrowd": 0,
+                   "keypoints": triples if nested else [v for t in triples for v in t],
+                   "num_keypoints": int(inside.sum())}  # fmt: skip
+
+
 def write_coco(
     folder: Path, names: list, bones, poses: dict, *, name: str, target: bool = False, seed: int = 0
 ) -> Path:
@@ -74,16 +89,44 @@ def write_coco(
     for split, kps in poses.items():
         images, annotations = [], []
         for i, kp in enumerate(kps):
-            name = f"{split}_{i:03d}.png"
+            image, annotation = _annotation(i, kp, 1, nested=False)
+            image["file_name"] = f"{split}_{i:03d}.png"
             (folder / "images").mkdir(parents=True, exist_ok=True)
-            _render(kp, bones, target, rng).save(folder / "images" / name)
-            inside = ((kp >= 0) & (kp < SIZE)).all(axis=1)
-            triples = [v for (x, y), ok in zip(kp, inside, strict=True)
-                       for v in ((float(x), float(y), 2) if ok else (0, 0, 0))]  # fmt: skip
-            images.append({"id": i, "file_name": name, "width": SIZE, "height": SIZE})
-            annotations.append({"id": i, "image_id": i, "category_id": 1, "keypoints": triples,
-                                "num_keypoints": int(inside.sum()), "iscrowd": 0})  # fmt: skip
+            _render(kp, bones, target, rng).save(folder / "images" / image["file_name"])
+            images.append(image)
+            annotations.append(annotation)
         data = {"images": images, "annotations": annotations, "categories": [category]}
+        (folder / f"{split}.json").write_text(json.dumps(data))
+    return folder
+
+
+# (id, name, target style, joint spread in degrees) of write_categories' two arm "species"
+ARM_SPECIES = ((1, "factory_arm", False, 30.0), (2, "field_arm", True, 45.0))
+
+
+def write_categories(
+    folder: Path, n: int = 24, n_eval: int = 8, *, zero_based: bool = True, nested: bool = False
+) -> Path:
+    """One COCO folder (train, val, test) whose categories (ARM_SPECIES) share the arm's 7
+    keypoints, each with n (n_eval) annotations rendered in its own style, plus annotations of a
+    category without keypoints ("cable", one per split); skeleton 0-based by default."""
+    rng = np.random.default_rng(7)
+    base = 0 if zero_based else 1
+    categories = [{"id": cid, "name": name, "supercategory": "arm", "keypoints": ARM_NAMES,
+                   "skeleton": [[a + base, b + base] for a, b in ARM_BONES]}
+                  for cid, name, _, _ in ARM_SPECIES] + [{"id": 9, "name": "cable"}]  # fmt: skip
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for split, m in (("train", n), ("val", n_eval), ("test", n_eval)):
+        images, annotations = [], []
+        for cid, _, target, spread in ARM_SPECIES:
+            for kp in arm_poses(m, rng, spread):
+                image, annotation = _annotation(len(images), kp, cid, nested)
+                image["file_name"] = f"{split}_{image['file_name']}"
+                _render(kp, ARM_BONES, target, rng).save(folder / "images" / image["file_name"])
+                images.append(image)
+                annotations.append(annotation)
+        annotations.append({"id": 999, "image_id": 0, "category_id": 9, "bbox": [1, 1, 4, 4]})
+        data = {"images": images, "annotations": annotations, "categories": categories}
         (folder / f"{split}.json").write_text(json.dumps(data))
     return folder
 

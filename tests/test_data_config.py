@@ -154,3 +154,20 @@ def test_a_keypoint_set_round_trips_and_changes_the_phase1_key(tmp_path):
                       "data.keypoint_set.groups={ends: [a]}"]).pretrain_key(),
     }  # fmt: skip
     assert len(keys) == 4
+
+
+def test_new_data_fields_keep_the_phase1_key_of_configs_that_do_not_set_them():
+    base = ["data.task=''", "data.source.dataset=coco", "data.source.root=/s",
+            "data.target.dataset=coco", "data.target.root=/t"]  # fmt: skip
+    body16 = C.load(None, [*base, "data.keypoints=body16"])
+    assert body16.pretrain_key() == "0b57fd7206ab575a"  # as before categories existed
+    own = C.load(None, [*base, "data.keypoints=from_data"])
+    assert own.pretrain_key() == "a65d2cd9db5abac0"
+    # the threshold only gates what is read: phase 1 is the same model
+    gate = C.load(None, [*base, "data.keypoints=body16", "data.min_keypoint_match=0"])
+    assert gate.pretrain_key() == body16.pretrain_key()
+    chosen = C.load(None, [*base, "data.keypoints=from_data", "data.source.categories=[dog]"])
+    assert chosen.pretrain_key() != own.pretrain_key()
+    for bad, message in (("1.5", "must be <= 1.0"), ("-0.1", "must be >= 0.0")):
+        with pytest.raises(C.ConfigError, match=f"data.min_keypoint_match {message}"):
+            C.load(None, [*base, "data.keypoints=body16", f"data.min_keypoint_match={bad}"])

@@ -170,3 +170,19 @@ def test_describe_shows_names_groups_bones_and_flip_pairs():
                  "bones: base-shoulder", "flip pairs: left_finger/right_finger"):  # fmt: skip
         assert part in text, part
     assert max(len(line) for line in "\n".join(BODY16.describe()).splitlines()) <= 96
+
+
+def test_alias_tables_name_the_sets_own_points_and_collide_with_nothing():
+    # every registered set's aliases are other names of its own keypoints
+    for spec in (HAND21, BODY16):
+        assert set(spec.aliases) <= set(spec.names)
+    assert HAND21.aliases["thumb_mcp"] == ("thumb1",) and HAND21.aliases["wrist"] == ("hand_root",)
+    assert HAND21.aliases["little_tip"] == ("pinky_finger4",)
+    assert BODY16.aliases["upper_neck"] == ("neck",)
+    with pytest.raises(KeypointError, match="alias of 'c', which is not a keypoint of the set"):
+        KeypointSpec("x", ("a", "b"), {"all": (0, 1)}, aliases={"c": ("z",)})
+    with pytest.raises(KeypointError, match="'B' names keypoint 'b' already"):
+        KeypointSpec("x", ("a", "b"), {"all": (0, 1)}, aliases={"a": ("B",)})
+    with pytest.raises(KeypointError, match="'Z' is an alias of both 'a' and 'b'"):
+        KeypointSpec("x", ("a", "b"), {"all": (0, 1)}, aliases={"a": ("z",), "b": ("Z",)})
+    assert "aliases: wrist=hand_root, thumb_mcp=thumb1" in "\n".join(HAND21.describe())

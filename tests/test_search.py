@@ -1,6 +1,7 @@
 """The search on real Ray: a 4-trial Optuna + ASHA search of Ray Train trials (its console
 output, Optuna study, epoch selection, TensorBoard files, export runnable by `train`, report);
-a joint search over a hand and a user's own keypoint set (COCO files, a set defined in YAML)."""
+a joint search over a hand and a user's own keypoint set (COCO files, a set defined in YAML);
+the whole pipeline on a published-style COCO file: two categories, 0-based skeleton."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from regda_dist import config as C
 from regda_dist.cli import main
 from regda_dist.data.datasets import task_spec
 from tests.conftest import write_experiment
-from tests.keypoint_domains import ARM_SET, write_arm_pair
+from tests.keypoint_domains import ARM_BONES, ARM_SET, write_arm_pair, write_categories
 from tests.test_tensorboard import hparams_of, read_events
 
 pytestmark = pytest.mark.integration
@@ -154,3 +155,34 @@ def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
     spec = task_spec(C.load(exported).data)
     assert spec.num_keypoints == 7 and set(spec.groups) == {"joints", "claws", "all"}
     assert main(["train", str(exported), "--no-ray", "--name", "again"]) == 0
+
+
+def test_pipeline_across_two_categories_of_one_file_with_a_zero_based_skeleton(
+    local_ray, tmp_path, capfd
+):
+    # published files hold several categories sharing one keypoint set (species) and some write
+    # their skeleton 0-based: train on one category, adapt to the other (issue 20)
+    arms = write_categories(tmp_path / "arms")
+    assert main(["data", "check", "--dataset", "coco", "--keypoints", "from_data", str(arms)]) == 0
+    out = capfd.readouterr().out
+    assert "used: factory_arm, field_arm" in out and "skeleton is read as 0-based" in out
+    data = {"task": "", "keypoints": "from_data",
+            "source": {"dataset": "coco", "root": str(arms), "categories": ["factory_arm"]},
+            "target": {"dataset": "coco", "root": str(arms), "categories": [2]}}  # fmt: skip
+    path = write_experiment(tmp_path, data=data, scaling={"cpus_per_worker": 1},
+                            train={"num_threads": 1}, regda={"epochs": 2})  # fmt: skip
+    assert main(["train", "--no-ray", str(path), "--name", "plain"]) == 0
+    out = capfd.readouterr().out
+    assert "used: factory_arm;" in out and "used: field_arm;" in out  # said at the start
+    assert json.loads((tmp_path / "runs" / "plain" / "result.json").read_text())["regda"]
+    values = yaml.safe_load(path.read_text())
+    values["search"] = {"num_samples": 1, "seed": 0, "scheduler": "fifo"}
+    path.write_text(yaml.safe_dump(values))
+    assert main(["tune", str(path), "--name", "s"]) == 0
+    assert "selected by proxy/pose_prior" in capfd.readouterr().out  # the 0-based bones count
+    search_dir = tmp_path / "runs" / "s"
+    assert main(["export", str(search_dir)]) == 0
+    exported = C.load(search_dir / "best" / "coco2coco" / "config.yaml")
+    assert exported.data.source.categories == ["factory_arm"]
+    assert exported.data.target.categories == [2]
+    assert task_spec(exported.data).skeleton == tuple(map(tuple, ARM_BONES))

@@ -9,11 +9,23 @@ from pathlib import Path
 import numpy as np
 
 from regda_dist.data.io import open_image
-from regda_dist.data.keypoints import KeypointSpec
-from regda_dist.data.registry import create_dataset, layout
+from regda_dist.data.keypoints import FROM_DATA, KeypointSpec
+from regda_dist.data.registry import (
+    Categories,
+    create_dataset,
+    dataset_spec,
+    layout,
+    own_set_notes,
+    weak_match,
+)
 from regda_dist.data.samples import SPLITS, DatasetError, Domain
 
 MAX_LISTED = 20
+# how to go on when a file's names label too little of a registered set
+WEAK_MATCH_FIX = (
+    "read it in its own set (--keypoints from_data), define the set in an experiment "
+    "(--keypoints EXPERIMENT.yaml), or pass --min-keypoint-match 0 to proceed"
+)
 
 
 @dataclass
@@ -59,12 +71,24 @@ def _visibility(domain: Domain) -> list[str]:
 
 
 def check(
-    name: str, root: str | Path, keypoints: str | KeypointSpec = "", decode: int = 20
+    name: str,
+    root: str | Path,
+    keypoints: str | KeypointSpec = "",
+    decode: int = 20,
+    categories: Categories = (),
+    min_match: float = 0.5,
 ) -> Report:
-    """A report on the folder, read in the keypoint set `keypoints` chooses (see
-    registry.dataset_spec), which it shows; structural errors (missing annotation files,
-    malformed JSON, wrong keypoint counts) raise DatasetError naming the file."""
-    domain = create_dataset(name, root, keypoints)
+    """A report on the folder (its `categories`, all by default), read in the keypoint set
+    `keypoints` chooses (see registry.dataset_spec), which it shows; structural errors (missing
+    annotation files, malformed JSON, wrong keypoint counts) and files whose names label less
+    than `min_match` of a registered set's keypoints raise DatasetError naming the file."""
+    if isinstance(keypoints, str) and keypoints not in ("", FROM_DATA):  # a registered set
+        spec = dataset_spec(name, keypoints, root, categories)
+        weak = weak_match(name, root, spec, min_match, categories)
+        if weak:
+            raise DatasetError(f"{root}: {weak}; {WEAK_MATCH_FIX}")
+    domain = create_dataset(name, root, keypoints, categories)
+    own = own_set_notes(name, root, categories) if keypoints == FROM_DATA else []
     report = Report()
     report.lines += [
         f"dataset {name} at {root}: {domain.spec.name} ({domain.spec.num_keypoints} keypoints)",
@@ -81,6 +105,6 @@ def check(
             report.problems.append(f"{root}: the {split} split is empty")
         report.problems += check_images(paths, decode)
     report.lines += _visibility(domain)
-    report.lines += [f"note: {n}" for n in domain.notes]
+    report.lines += [f"note: {n}" for n in own + domain.notes]
     report.problems = list(dict.fromkeys(report.problems))  # splits may share images (LSP)
     return report

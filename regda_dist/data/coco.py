@@ -2,21 +2,23 @@
 
 A folder holds train.json and test.json (val.json optional: else val is carved from train, see
 samples.carve_val), each a COCO keypoint file: `images` [{id, file_name, ...}], `annotations`
-[{image_id, category_id, keypoints [x, y, v] * N, bbox (optional), iscrowd (optional)}] and
-`categories` [{id, name, keypoints [names], skeleton}]. `file_name` is relative to the folder
-(or to its images/ subfolder). The keypoint set is the category's own (data.keypoints:
-from_data: its names, its 1-based skeleton as 0-based bones, group "all") or a chosen one: then
-the file's names map onto the set's by name (keypoints.canonical: case-insensitive, "left_" as
-"l_", so COCO's person keypoints fill Body16's limbs); set keypoints without a match get weight
-0 and file keypoints without one are dropped, both said in the domain's notes. Weight = 1 where
-v > 0. Crop: the annotation's bbox made square and 1.25x larger, or the whole image
-(aspect-preserving resize + pad) without a bbox. Crowd annotations are skipped.
+[{image_id, category_id, keypoints [x, y, v] * N (or nested [[x, y, v], ...]), bbox (optional),
+iscrowd (optional)}] and `categories` [{id, name, keypoints [names], skeleton}]. `file_name` is
+relative to the folder (or to its images/ subfolder). A domain reads the categories it names
+(data.<side>.categories; all by default), which share one keypoint set (coco_categories). The
+keypoint set is theirs (data.keypoints: from_data: their names, their skeleton as 0-based bones,
+group "all") or a chosen one: then the file's names map onto the set's by name
+(keypoints.canonical: case-insensitive, "left_" as "l_", so COCO's person keypoints fill
+Body16's limbs) or by one of the set's aliases (OpenMMLab's hand names onto hand21); set
+keypoints without a match get weight 0 and file keypoints without one are dropped, both said in
+the domain's notes. Weight = 1 where v > 0. Crop: the annotation's bbox made square and 1.25x
+larger, or the whole image (aspect-preserving resize + pad) without a bbox. Crowd annotations
+are skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 
@@ -24,16 +26,25 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from regda_dist.data.io import field_array, read_json, require_file
+from regda_dist.data.coco_categories import (
+    FileCategories,
+    bones,
+    file_categories,
+    select,
+    set_name,
+    summary,
+    usage_note,
+)
+from regda_dist.data.io import field_array, read_json
 from regda_dist.data.keypoints import (
-    FROM_DATA,
     KeypointError,
     KeypointSpec,
     canonical,
     define,
     flip_pairs_by_name,
+    shorten,
 )
-from regda_dist.data.registry import register_dataset
+from regda_dist.data.registry import Categories, FileMatch, group_notes, register_dataset
 from regda_dist.data.samples import DatasetError, Domain, Sample, carve_val
 
 BOX_SCALE = 1.25
@@ -41,13 +52,17 @@ SPLIT_FILES = ("train", "val", "test")
 
 
 def name_map(names: list[str], spec: KeypointSpec, where: str) -> list[int | None]:
-    """For each keypoint of `spec`, its index in the file's `names` (None: not labelled)."""
+    """For each keypoint of `spec`, its index in the file's `names` (None: not labelled), by
+    its name or else by one of its aliases."""
     index = {}
     for i, name in enumerate(names):
         if canonical(str(name)) in index:
             raise DatasetError(f"{where}: keypoint name {name!r} appears twice")
         index[canonical(str(name))] = i
-    mapping = [index.get(canonical(n)) for n in spec.names]
+    mapping = [
+        next((index[form] for form in spec.forms(k) if form in index), None)
+        for k in range(spec.num_keypoints)
+    ]
     if all(m is None for m in mapping):
         raise DatasetError(
             f"{where}: no keypoint name matches {spec.name} ({', '.join(spec.names[:4])}, ...)"
@@ -56,10 +71,16 @@ def name_map(names: list[str], spec: KeypointSpec, where: str) -> list[int | Non
 
 
 def match_note(names: list[str], spec: KeypointSpec, mapping: list[int | None]) -> str:
-    """'' when the file's keypoints are exactly the set's, else what is dropped and unlabelled."""
+    """'' when the file's keypoints are exactly the set's, else what is dropped, unlabelled and
+    matched under another name (an alias)."""
     used = set(mapping)
     dropped = [str(n) for j, n in enumerate(names) if j not in used]
     unmatched = [spec.names[k] for k, j in enumerate(mapping) if j is None]
+    aliased = [
+        f"{names[j]} as {spec.names[k]}"
+        for k, j in enumerate(mapping)
+        if j is not None and canonical(str(names[j])) != canonical(spec.names[k])
+    ]
     parts = []
     if dropped:
         parts.append(
@@ -71,79 +92,49 @@ def match_note(names: list[str], spec: KeypointSpec, mapping: list[int | None]) 
             f"{len(unmatched)} of the {spec.num_keypoints} keypoints of {spec.name} have no "
             f"match and weight 0: {', '.join(unmatched)}"
         )
+    if aliased:
+        parts.append(
+            f"{len(aliased)} of its keypoints match {spec.name} under other names: "
+            f"{shorten(aliased)}"
+        )
     return "; ".join(parts)
 
 
-def _grouped(notes: list[tuple[str, str]]) -> list[str]:
-    """(file name, note) -> one line per distinct note, naming its files."""
-    files: dict[str, list[str]] = {}
-    for name, note in notes:
-        if note:
-            files.setdefault(note, []).append(name)
-    return [f"{', '.join(names)}: {note}" for note, names in files.items()]
+def _match(info: FileCategories, spec: KeypointSpec, categories: Categories):
+    """(the categories read, the file's keypoint names -> spec mapping, its FileMatch)."""
+    chosen = select(info, categories)
+    names = list(chosen[0]["keypoints"])
+    mapping = name_map(names, spec, f"{info.file}: categories")
+    notes = (usage_note(info, chosen), match_note(names, spec, mapping))
+    labelled = sum(m is not None for m in mapping)
+    return chosen, mapping, FileMatch(info.file.name, labelled, tuple(n for n in notes if n))
 
 
-def _category(data, file: Path) -> dict:
-    """The file's one category with keypoints."""
-    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
-        raise DatasetError(f"{file}: needs 'images', 'annotations' and 'categories'")
-    cats = [c for c in data.get("categories", []) if isinstance(c, dict) and c.get("keypoints")]
-    if len(cats) != 1:
-        raise DatasetError(f"{file}: needs exactly one category with 'keypoints', has {len(cats)}")
-    if not isinstance(cats[0]["keypoints"], list):
-        raise DatasetError(f"{file}: the category's 'keypoints' must be a list of names")
-    return cats[0]
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_category(file: str, version: tuple[int, int]) -> dict:
-    del version  # part of the cache key: a changed file is read again
-    return _category(read_json(Path(file), "COCO keypoint annotations"), Path(file))
-
-
-def category(file: Path) -> dict:
-    """The keypoint category of a COCO file (each version of a file is read once)."""
-    stat = require_file(file, "COCO keypoint annotations").stat()
-    return _cached_category(str(file), (stat.st_mtime_ns, stat.st_size))
-
-
-def _bones(skeleton, file: Path) -> list[list[int]]:
-    """COCO's 1-based skeleton as 0-based pairs."""
-    ok = isinstance(skeleton, list) and all(
-        isinstance(p, list) and len(p) == 2 and all(type(i) is int and i >= 1 for i in p)
-        for p in skeleton
-    )
-    if not ok:
-        raise DatasetError(
-            f"{file}: the category's 'skeleton' must be [a, b] pairs of 1-based keypoint numbers"
-        )
-    return [[a - 1, b - 1] for a, b in skeleton]
-
-
-def category_spec(root: Path) -> KeypointSpec:
-    """The set a COCO folder declares (data.keypoints: from_data): its train.json category's
-    names and skeleton, group "all", left/right flip pairs where names say left and right."""
+def category_spec(root: Path, categories: Categories = ()) -> tuple[KeypointSpec, list[str]]:
+    """The set a COCO folder declares (data.keypoints: from_data): the names and skeleton of
+    its train.json categories, group "all", left/right flip pairs where names say left and
+    right; and notes on how the skeleton was read."""
     file = root / "train.json"
-    cat = category(file)
+    chosen = select(file_categories(file), categories)
+    cat = chosen[0]
     names = [str(n) if type(n) is int else n for n in cat["keypoints"]]
-    try:
-        spec = define(
-            str(cat.get("name") or FROM_DATA), names, None, _bones(cat.get("skeleton") or [], file)
+    kept, notes = bones(cat, file)
+    if any(c.get("skeleton") != cat.get("skeleton") for c in chosen):
+        notes.append(
+            f"the categories' skeletons differ; the bones are those of {cat.get('name')!r}"
         )
+    try:
+        spec = define(set_name(chosen), names, None, kept)
     except KeypointError as err:
         raise DatasetError(f"{file}: category {cat.get('name')!r}: {err.key}: {err}") from None
-    return dataclasses.replace(spec, flip_pairs=flip_pairs_by_name(spec.names))
+    spec = dataclasses.replace(spec, flip_pairs=flip_pairs_by_name(spec.names))
+    return spec, [f"{file.name}: {note}" for note in notes]
 
 
-def match_notes(root: Path, spec: KeypointSpec) -> list[str]:
-    """How the folder's files match `spec` where they match only partly (else nothing)."""
-    notes = []
-    for split in SPLIT_FILES:
-        file = root / f"{split}.json"
-        if file.is_file():
-            names = list(category(file)["keypoints"])
-            notes.append((file.name, match_note(names, spec, name_map(names, spec, str(file)))))
-    return _grouped(notes)
+def matches(root: Path, spec: KeypointSpec, categories: Categories = ()) -> list[FileMatch]:
+    """How each of the folder's files matches `spec` (cached per file version)."""
+    files = [root / f"{split}.json" for split in SPLIT_FILES]
+    return [_match(file_categories(f), spec, categories)[2] for f in files if f.is_file()]
 
 
 def _box(ann: dict, where: str) -> tuple[int, int, int] | None:
@@ -154,14 +145,34 @@ def _box(ann: dict, where: str) -> tuple[int, int, int] | None:
     return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
 
 
-def read_file(file: Path, spec: KeypointSpec) -> tuple[list[Sample], str]:
-    """Samples of one COCO keypoint JSON, in annotation order, and its match_note."""
+def _keypoints(ann: dict, k: int, where: str) -> np.ndarray:
+    """An annotation's keypoints (k, 3), written flat [x, y, v] * k or nested [[x, y, v], ...]."""
+    values = ann.get("keypoints", [])
+    if not isinstance(values, list):
+        raise DatasetError(f"{where}: 'keypoints' must be a list, got {type(values).__name__}")
+    if values and all(isinstance(v, list) for v in values):
+        if len(values) != k:
+            raise DatasetError(
+                f"{where}: 'keypoints' has {len(values)} triples, expected {k} "
+                "([x, y, v] per keypoint of the category)"
+            )
+        return field_array(values, (k, 3), where, "keypoints")
+    if len(values) != 3 * k:
+        raise DatasetError(
+            f"{where}: 'keypoints' has {len(values)} values, expected "
+            f"3 x {k} (x, y, v per keypoint of the category)"
+        )
+    return field_array(values, (3 * k,), where, "keypoints").reshape(-1, 3)
+
+
+def read_file(
+    file: Path, spec: KeypointSpec, categories: Categories = ()
+) -> tuple[list[Sample], FileMatch]:
+    """Samples of one COCO keypoint JSON (of the chosen categories), in annotation order, and
+    how the file matches `spec`."""
     data = read_json(file, "COCO keypoint annotations")
-    cat = _category(data, file)
-    if not isinstance(data["images"], list) or not isinstance(data["annotations"], list):
-        raise DatasetError(f"{file}: 'images' and 'annotations' must be lists")
-    cat_id, names = cat.get("id"), list(cat["keypoints"])
-    mapping = name_map(names, spec, f"{file}: categories")
+    chosen, mapping, found = _match(summary(data, file), spec, categories)
+    used, k = {c.get("id") for c in chosen}, len(chosen[0]["keypoints"])
     images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
     folder = file.parent
     first = next(iter(images.values()), {}).get("file_name", "")
@@ -169,27 +180,22 @@ def read_file(file: Path, spec: KeypointSpec) -> tuple[list[Sample], str]:
     samples = []
     for i, ann in enumerate(data["annotations"]):
         where = f"{file}: annotation {ann.get('id', i) if isinstance(ann, dict) else i}"
-        if not isinstance(ann, dict) or ann.get("iscrowd") or ann.get("category_id") != cat_id:
+        if not isinstance(ann, dict) or ann.get("iscrowd") or ann.get("category_id") not in used:
             continue
         image = images.get(ann.get("image_id"))
         if image is None or "file_name" not in image:
             raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} not in 'images'")
-        if len(ann.get("keypoints", [])) != 3 * len(names):
-            raise DatasetError(
-                f"{where}: 'keypoints' has {len(ann.get('keypoints', []))} values, expected "
-                f"3 x {len(names)} (x, y, v per keypoint of the category)"
-            )
-        raw = field_array(ann["keypoints"], (3 * len(names),), where, "keypoints").reshape(-1, 3)
+        raw = _keypoints(ann, k, where)
         kp = np.zeros((spec.num_keypoints, 2))
         weight = np.zeros(spec.num_keypoints, np.float32)
-        for k, j in enumerate(mapping):
-            if j is not None:
-                kp[k], weight[k] = raw[j, :2], float(raw[j, 2] > 0)
+        for j, m in enumerate(mapping):
+            if m is not None:
+                kp[j], weight[j] = raw[m, :2], float(raw[m, 2] > 0)
         side = max(ann["bbox"][2:4]) if _box(ann, where) else None  # checked by _box
         samples.append(
             Sample(base / image["file_name"], kp, weight, _box(ann, where), bbox_side=side)
         )
-    return samples, match_note(names, spec, mapping)
+    return samples, found
 
 
 @register_dataset(
@@ -197,13 +203,14 @@ def read_file(file: Path, spec: KeypointSpec) -> tuple[list[Sample], str]:
     None,
     "train.json, test.json (val.json optional) + images",
     from_data=category_spec,
-    matches=match_notes,
+    matches=matches,
+    categories=True,
 )
-def read(root: Path, spec: KeypointSpec) -> Domain:
+def read(root: Path, spec: KeypointSpec, categories: Categories = ()) -> Domain:
     files = [s for s in SPLIT_FILES if s != "val" or (root / "val.json").is_file()]
-    loaded = {split: read_file(root / f"{split}.json", spec) for split in files}
+    loaded = {split: read_file(root / f"{split}.json", spec, categories) for split in files}
     splits = {split: samples for split, (samples, _) in loaded.items()}
-    notes = _grouped([(f"{split}.json", note) for split, (_, note) in loaded.items()])
+    notes = group_notes([(m.file, note) for _, m in loaded.values() for note in m.notes])
     if "val" not in splits:
         splits["train"], splits["val"] = carve_val(splits["train"])
         notes.append("no val.json: val carved from train (seeded 10%, <= 1000)")

@@ -12,14 +12,26 @@ from torch.utils.data import Dataset
 from regda_dist.config import ConfigError
 from regda_dist.data import synthetic
 from regda_dist.data.images import ImageSamples
-from regda_dist.data.keypoints import CUSTOM, KeypointSpec, define, name_difference
-from regda_dist.data.registry import create_dataset, dataset_spec, fixed_spec, match_notes
+from regda_dist.data.keypoints import CUSTOM, FROM_DATA, KeypointSpec, define, name_difference
+from regda_dist.data.registry import (
+    create_dataset,
+    dataset_spec,
+    fixed_spec,
+    match_notes,
+    own_set_notes,
+    weak_match,
+)
 from regda_dist.data.samples import DatasetError
 from regda_dist.data.transforms import Augment, is_active
 
 __all__ = ["Augmented", "ImagesOnly", "KeypointDataset", "TaskData", "build_task", "task_spec"]
 
 DOMAINS = ("source", "target")
+# how to go on when a file's names label too little of a registered set (data.min_keypoint_match)
+WEAK_MATCH_FIX = (
+    "read it in its own set (data.keypoints: from_data), define the set in YAML (data.keypoints: "
+    "custom), or set data.min_keypoint_match: 0 to proceed"
+)
 
 
 class KeypointDataset(Dataset):
@@ -105,9 +117,10 @@ def chosen_keypoints(data_cfg) -> str | KeypointSpec:
 
 
 def task_spec(data_cfg, check_roots: bool = False) -> KeypointSpec:
-    """The task's keypoint set, from the config (from_data: and the category of the source's
+    """The task's keypoint set, from the config (from_data: and the categories of the source's
     COCO train.json); with check_roots, real datasets' folders must exist on this machine.
-    Source and target must have the same keypoint names."""
+    Source and target must have the same keypoint names; a registered set must be labelled
+    enough by each domain's files (data.min_keypoint_match), where they are on this machine."""
     if data_cfg.task:
         return synthetic.TASKS[data_cfg.task].spec
     src, tgt = data_cfg.source, data_cfg.target
@@ -117,8 +130,8 @@ def task_spec(data_cfg, check_roots: bool = False) -> KeypointSpec:
             raise DatasetError(f"{root}: missing folder (data.{side}.root)")
     chosen = chosen_keypoints(data_cfg)
     try:
-        source = dataset_spec(src.dataset, chosen, src.root)
-        target = dataset_spec(tgt.dataset, chosen, tgt.root)
+        source = dataset_spec(src.dataset, chosen, src.root, src.categories)
+        target = dataset_spec(tgt.dataset, chosen, tgt.root, tgt.categories)
     except DatasetError as err:
         raise ConfigError(f"data: {err}") from None
     differ = name_difference(source, target, ("source", "target"))
@@ -127,20 +140,37 @@ def task_spec(data_cfg, check_roots: bool = False) -> KeypointSpec:
             f"data: source {src.dataset!r} has {source.name} keypoints but target "
             f"{tgt.dataset!r} has {target.name}: {differ}"
         )
-    # a reader of any set (coco) maps its files onto a fixed reader's set, not the reverse
-    return target if fixed_spec(tgt.dataset) and not fixed_spec(src.dataset) else source
+    spec = target if _spec_side(data_cfg) == "target" else source
+    if isinstance(chosen, str) and chosen not in ("", FROM_DATA):  # a registered set
+        for side in DOMAINS:
+            d = getattr(data_cfg, side)
+            weak = weak_match(d.dataset, d.root, spec, data_cfg.min_keypoint_match, d.categories)
+            if weak:
+                raise ConfigError(f"data.{side} ({d.root}): {weak}; {WEAK_MATCH_FIX}")
+    return spec
+
+
+def _spec_side(data_cfg) -> str:
+    """The domain whose set is the task's: a reader of any set (coco) maps its files onto a
+    fixed reader's set, not the reverse."""
+    fixed = fixed_spec(data_cfg.target.dataset) and not fixed_spec(data_cfg.source.dataset)
+    return "target" if fixed else "source"
 
 
 def keypoint_notes(data_cfg, spec: KeypointSpec) -> list[str]:
-    """Where a domain's files match the task's set only partly: which keypoints are dropped
-    and which get no label. Said at the start of every run, never silently."""
+    """Where a domain's files match the task's set only partly (which keypoints are dropped,
+    which get no label, which match under another name), which categories they use, and how
+    the set a domain's data declares was read (from_data). Said at the start of every run."""
     if data_cfg.task:
         return []
-    return [
-        f"data.{side} ({d.root}): {note}"
-        for side, d in (("source", data_cfg.source), ("target", data_cfg.target))
-        for note in match_notes(d.dataset, d.root, spec)
-    ]
+    notes = []
+    for side in DOMAINS:
+        d = getattr(data_cfg, side)
+        said = match_notes(d.dataset, d.root, spec, d.categories)
+        if data_cfg.keypoints == FROM_DATA and side == _spec_side(data_cfg):
+            said += own_set_notes(d.dataset, d.root, d.categories)
+        notes += [f"data.{side} ({d.root}): {note}" for note in said]
+    return notes
 
 
 def build_task(data_cfg) -> TaskData:
@@ -191,7 +221,7 @@ def _real_task(data_cfg, augment: Augment | None) -> TaskData:
     """Both domains read by their registered readers; images load lazily, per item."""
     spec = task_spec(data_cfg)
     domains = {
-        side: create_dataset(d.dataset, d.root, spec)
+        side: create_dataset(d.dataset, d.root, spec, d.categories)
         for side, d in (("source", data_cfg.source), ("target", data_cfg.target))
     }
 

@@ -2,13 +2,15 @@
 
 Sets are registered by name like backbones (`hand21`, `body16` built in). A user's own set comes
 from its COCO category (`data.keypoints: from_data`) or from the experiment YAML
-(`data.keypoints: custom` + `data.keypoint_set`); every set checks itself when built.
+(`data.keypoints: custom` + `data.keypoint_set`); every set checks itself when built. A
+registered set also knows the other names its keypoints go by in published files (aliases), so
+a file named in another convention maps onto it (coco.name_map).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from regda_dist.registry import Registry
@@ -45,16 +47,23 @@ class KeypointSpec:
     groups: dict[str, tuple[int, ...]]  # evaluation groups; "all" is required
     skeleton: tuple[tuple[int, int], ...] = ()  # bones (parent, child)
     flip_pairs: tuple[tuple[int, int], ...] = ()  # (left, right) swapped by a horizontal flip
+    # other names of a keypoint in published files: {name: (alias, ...)}, matched canonically
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         _check(self)
+        _check_aliases(self)
 
     @property
     def num_keypoints(self) -> int:
         return len(self.names)
 
+    def forms(self, k: int) -> tuple[str, ...]:
+        """The canonical names keypoint k is matched by: its own, then its aliases."""
+        return (canonical(self.names[k]), *map(canonical, self.aliases.get(self.names[k], ())))
+
     def describe(self) -> list[str]:
-        """Lines that show the set: names with indices, groups, bones, flip pairs."""
+        """Lines that show the set: names with indices, groups, bones, flip pairs, aliases."""
         n = self.names
         groups = [
             _wrap(
@@ -62,12 +71,14 @@ class KeypointSpec:
             )
             for g, ix in self.groups.items()
         ]
+        aliases = [f"{k}={'/'.join(a)}" for k, a in self.aliases.items()]
         return [
             f"keypoint set {self.name}: {len(n)} keypoints",
             *_wrap("names", [f"{i}:{name}" for i, name in enumerate(n)]),
             *(line for group in groups for line in group),
             *_wrap("bones", [f"{n[a]}-{n[b]}" for a, b in self.skeleton] or ["none"]),
             *_wrap("flip pairs", [f"{n[a]}/{n[b]}" for a, b in self.flip_pairs] or ["none"]),
+            *(_wrap("aliases", aliases) if aliases else []),  # registered sets: other names
         ]
 
 
@@ -113,6 +124,24 @@ def _check(spec: KeypointSpec) -> None:
     flipped = [i for pair in spec.flip_pairs for i in pair]
     if len(set(flipped)) != len(flipped):
         raise KeypointError("flip_pairs", "a keypoint is in more than one flip pair")
+
+
+def _check_aliases(spec: KeypointSpec) -> None:
+    """Aliases name keypoints of the set, each alias once, never another keypoint's name."""
+    names = {canonical(n): n for n in spec.names}
+    seen: dict[str, str] = {}  # canonical alias -> the keypoint it names
+    for name, aliases in spec.aliases.items():
+        if name not in spec.names:
+            raise KeypointError("aliases", f"alias of {name!r}, which is not a keypoint of the set")
+        for alias in aliases:
+            c = canonical(alias)
+            if c in names:
+                raise KeypointError("aliases", f"{alias!r} names keypoint {names[c]!r} already")
+            if c in seen:
+                raise KeypointError(
+                    "aliases", f"{alias!r} is an alias of both {seen[c]!r} and {name!r}"
+                )
+            seen[c] = name
 
 
 def _indices(index: Iterable[Any], k: int, key: str) -> None:
@@ -189,11 +218,14 @@ def name_difference(a: KeypointSpec, b: KeypointSpec, labels: tuple[str, str]) -
     """'' when both sets have the same names (in any order and spelling), else which differ."""
     ca, cb = {canonical(n): n for n in a.names}, {canonical(n): n for n in b.names}
     only = ([n for c, n in ca.items() if c not in cb], [n for c, n in cb.items() if c not in ca])
-    parts = [f"only in {label}: {_short(names)}" for label, names in zip(labels, only, strict=True)]
+    parts = [
+        f"only in {label}: {shorten(names)}" for label, names in zip(labels, only, strict=True)
+    ]
     return "; ".join(p for p, names in zip(parts, only, strict=True) if names)
 
 
-def _short(names: list[str], shown: int = 8) -> str:
+def shorten(names: list[str], shown: int = 8) -> str:
+    """The first `shown` of a list, comma-separated, and how many there are in all."""
     more = f", ... ({len(names)} in all)" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
@@ -220,6 +252,22 @@ def list_keypoint_sets() -> list[str]:
 _FINGERS = ("thumb", "index", "middle", "ring", "little")
 _JOINTS = ("mcp", "pip", "dip", "tip")
 
+# Other names of hand21's points. OpenMMLab (mmpose's dataset_info of OneHand10K, FreiHAND,
+# CMU Panoptic hand, RHD, COCO-WholeBody hand, InterHand) names the same 21-point hand model:
+# wrist, then each finger's four points from the palm out, thumb1..4, forefinger1..4,
+# middle_finger1..4, ring_finger1..4, pinky_finger1..4 (the thumb's first point is the one
+# hand21 calls thumb_mcp, as RHD does); COCO-WholeBody's hand_root is the wrist. Not aliased:
+# MediaPipe's names, whose THUMB_MCP is the thumb's second point (hand21's thumb_pip).
+_OPENMMLAB_FINGERS = ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
+HAND21_ALIASES = {
+    "wrist": ("hand_root",),
+    **{
+        f"{finger}_{joint}": (f"{theirs}{i}",)
+        for finger, theirs in zip(_FINGERS, _OPENMMLAB_FINGERS, strict=True)
+        for i, joint in enumerate(_JOINTS, 1)
+    },
+}
+
 HAND21 = register_keypoints(
     KeypointSpec(
         name="hand21",
@@ -241,6 +289,7 @@ HAND21 = register_keypoints(
                 (3 + 4 * f, 4 + 4 * f),
             )
         ),
+        aliases=HAND21_ALIASES,
     )
 )
 
@@ -249,6 +298,26 @@ _BODY16_NAMES = (
     "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow",
     "l_wrist",
 )  # fmt: skip
+
+# Other names of body16's (MPII's) points; COCO's left_x / right_x need none (canonical: l_x).
+# LSP, AI Challenger and CrowdPose call MPII's upper neck "neck" (mmpose's body8 configs map MPII
+# upper_neck, AIC neck and CrowdPose neck onto one point, Halpe's neck; mmhuman3d names MPII's
+# and LSP's "neck"; OpenPose's Neck, the shoulders' midpoint, lies lower: its files say "Neck
+# as upper_neck" in their notes); the top of the head is "top_head" in CrowdPose (mmpose) and
+# AI Challenger converters, "headtop" in LSP's and mmhuman3d's. Human3.6M: its root joint ("Hip"
+# in the dataset, "root" in mmpose) is the pelvis, its "Foot" joints are the ankles (as our
+# human36m reader maps them), and it writes sides as a prefix letter (RHip, LShoulder). Not
+# aliased, as conventions differ on where they lie: "head" (the top of the head in Human3.6M
+# and CrowdPose, its centre in Penn Action), Human3.6M's neck_base / "Neck/Nose".
+BODY16_ALIASES = {
+    "upper_neck": ("neck",),
+    "head_top": ("top_head", "headtop"),
+    "pelvis": ("hip", "root"),
+    "r_ankle": ("r_foot", "rfoot", "rankle"),
+    "l_ankle": ("l_foot", "lfoot", "lankle"),
+    **{f"{side}_{joint}": (f"{side}{joint}",) for side in "rl"
+       for joint in ("hip", "knee", "shoulder", "elbow", "wrist")},
+}  # fmt: skip
 
 BODY16 = register_keypoints(
     KeypointSpec(
@@ -281,5 +350,6 @@ BODY16 = register_keypoints(
             (14, 15),
         ),  # fmt: skip
         flip_pairs=flip_pairs_by_name(_BODY16_NAMES),
+        aliases=BODY16_ALIASES,
     )
 )
