@@ -95,10 +95,10 @@ def _job(args: tuple) -> dict:
     torch.set_num_threads(1)
     phase1 = variant if kind == "phase1" else VARIANTS[variant][0] if kind == "regda" else ""
     sets = [*PHASE1[phase1][0]] if phase1 else []
-    if kind == "regda":
-        sets += VARIANTS[variant][1]
-        if "adapt.batchnorm=frozen" not in sets:
-            sets.append("adapt.batchnorm=domain")
+    if kind == "regda":  # every factor pinned to the reference's, then the variant's change
+        pinned = {"adapt.method": "regda", "adapt.head_init": "fresh", "adapt.batchnorm": "domain"}
+        changed = dict(item.split("=", 1) for item in VARIANTS[variant][1])
+        sets += [f"{k}={v}" for k, v in {**pinned, **changed}.items()]
     cfg = _cfg(task, seed, work, [*sets, *extra])
     seed_everything(seed)
     trainer = Trainer(cfg, build_task(cfg.data))
