@@ -181,20 +181,22 @@ def _data_check(args) -> int:
 
 
 def format_result(result: dict, name: str) -> str:
-    """Target PCK per group of source-only, AdaBN and RegDA (oracle/ = target labels, eval only)."""
+    """Target PCK per group of source-only, AdaBN and the adapted model (oracle/ = target
+    labels, eval only), and the candidates line."""
     rows = [
         ("source-only", result["source_only"]),
         ("AdaBN", result["adabn"]),
-        ("RegDA", result["regda"]),
+        (result.get("method", "RegDA"), result["regda"]),
     ]
     prefix = "oracle/target_pck"
     groups = [k.split("/")[-1] for k in result["regda"] if k.startswith(prefix + "/")] + ["all"]
     head = f"{name}: target PCK@0.05 (test split; labels used for evaluation only)"
-    lines = [head, f"{'method':<12}" + "".join(f"{g:>10}" for g in groups) + f"{'source':>10}"]
+    width = max(12, *(len(label) + 1 for label, _ in rows))
+    lines = [head, f"{'method':<{width}}" + "".join(f"{g:>10}" for g in groups) + f"{'source':>10}"]
     for label, m in rows:
         vals = [m[prefix if g == "all" else f"{prefix}/{g}"] for g in groups]
         lines.append(
-            f"{label:<12}" + "".join(f"{v:10.1f}" for v in vals) + f"{m['source/pck']:10.1f}"
+            f"{label:<{width}}" + "".join(f"{v:10.1f}" for v in vals) + f"{m['source/pck']:10.1f}"
         )
     if "candidates" in result:
         lines.append(candidates_line(result))
@@ -204,9 +206,10 @@ def format_result(result: dict, name: str) -> str:
 def candidates_line(result: dict) -> str:
     """The run's candidates side by side by its selection metric, and the one it would export."""
     c = result["candidates"]
-    names = {"source_only": "source-only", "adabn": "AdaBN", "adapted": "RegDA"}
+    method = result.get("method", "RegDA")
+    names = {"source_only": "source-only", "adabn": "AdaBN", "adapted": method}
     if "selected" in result:
-        names["adapted"] = f"RegDA (epoch {result['selected']['epoch']})"
+        names["adapted"] = f"{method}, epoch {result['selected']['epoch']}"
     oracle = " (ORACLE: target labels)" if c["metric"].startswith("oracle/") else ""
     values = ", ".join(f"{names[k]} {v:.4g}" for k, v in c["values"].items())
     return f"{c['metric']}{oracle}: {values} -> would export {names[c['best']]}"
@@ -306,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: start an embedded local Ray)",
     )
     train = sub.add_parser(
-        "train", parents=[run], help="phase 1 (cached) then RegDA; prints target PCK per group"
+        "train", parents=[run], help="phase 1 (cached) then adaptation; prints target PCK per group"
     )
     train.add_argument("--workers", type=int, help="Ray Train workers (scaling.num_workers)")
     train.add_argument(

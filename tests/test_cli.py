@@ -58,9 +58,9 @@ def test_train_prints_the_candidates_side_by_side_and_which_it_would_export(tmp_
     assert c["values"]["adapted"] == result["selected"]["value"]
     line = next(line for line in out.splitlines() if line.startswith("proxy/source_pck: "))
     epoch = result["selected"]["epoch"]
-    for text in ("source-only ", "AdaBN ", f"RegDA (epoch {epoch}) ", "-> would export "):
+    for text in ("source-only ", "AdaBN ", f"RegDA, epoch {epoch} ", "-> would export "):
         assert text in line, line
-    names = {"source_only": "source-only", "adabn": "AdaBN", "adapted": f"RegDA (epoch {epoch})"}
+    names = {"source_only": "source-only", "adabn": "AdaBN", "adapted": f"RegDA, epoch {epoch}"}
     assert line.endswith(f"would export {names[c['best']]}")
 
 

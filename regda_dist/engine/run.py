@@ -212,7 +212,8 @@ def execute(
     seed_everything(cfg.train.seed)
     start = time.time()
     model = trainer.adapt(source_model.state_dict(), run_dir / ADAPT_CHECKPOINT)
-    result["regda"] = {**trainer.last_eval, "seconds": time.time() - start}
+    result["regda"] = {**trainer.last_eval, "seconds": time.time() - start}  # the last epoch's
+    result["method"] = method_label(cfg)
     selected = trainer.selected
     if selected is not None:  # train.select_metric: the epoch it chose, weights in selected.pt
         result["selected"] = {k: selected[k] for k in ("epoch", "metric", "value", "metrics")}
@@ -228,6 +229,14 @@ def execute(
         checkpoint.save(coords, run_dir / PREDICTIONS)
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def method_label(cfg: C.Config) -> str:
+    """The adapted model as users read it: its method, and which model a teacher method
+    evaluates and exports."""
+    names = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA+MT"}
+    name = names[cfg.adapt.method]
+    return f"{name} (teacher)" if "mean_teacher" in cfg.adapt.method else name
 
 
 CANDIDATES = ("source_only", "adabn", "adapted")  # in the order ties are broken (the later)
@@ -258,6 +267,6 @@ def _tensorboard_images(tb, task, models, step: int) -> None:
     target = ImagesOnly(task.target_val)
     images = torch.stack([target[i] for i in range(min(NUM_IMAGES, len(target)))])
     rows = [draw_predictions(m, images, task.spec) for m in models]
-    tb.keypoints("keypoints/target_val (top: source-only, bottom: RegDA)", rows, step)
+    tb.keypoints("keypoints/target_val (top: source-only, bottom: adapted)", rows, step)
     tb.end_session()
     tb.close()
