@@ -232,27 +232,33 @@ def main() -> int:
         for v in args.variants
     ]
     runs = [earlier[j[:4]] for j in first + second if j[:4] in earlier]
+    out = Path(args.out)
+    meta = {"command": "python " + " ".join(sys.argv), "seeds": args.seeds, "machine": _machine()}
+
+    def write() -> None:  # after every run: an interrupted benchmark keeps what it finished
+        meta.update(date=datetime.date.today().isoformat(), wall_s=time.time() - start)
+        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+        out.with_suffix(".md").write_text(render(runs, meta, args.tasks))
+
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # RegDA reads the cached phase 1 of its variant
             for r in pool.imap_unordered(_job, [j for j in stage if j[:4] not in earlier]):
                 print(f"{r['kind']} {r['task']} seed {r['seed']} {r['variant']}: "
                       f"{r['seconds']:.0f} s", flush=True)  # fmt: skip
                 runs.append(r)
-    import torch
-
-    meta = {
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.node()}: {platform.machine()}, {mp.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, Python {platform.python_version()}",
-        "seeds": args.seeds,
-        "wall_s": time.time() - start,
-    }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-    out.with_suffix(".md").write_text(render(runs, meta, args.tasks))
+                write()
+    write()
     print(out.with_suffix(".md").read_text())
     return 0
+
+
+def _machine() -> str:
+    import torch
+
+    return (
+        f"{platform.node()}: {platform.machine()}, {mp.cpu_count()} CPUs, torch "
+        f"{torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ def config(task: str, work: str | Path, overrides: list[str] = ()) -> C.Config:
     folders under `work`, written once) with `overrides`."""
     if task not in HELDOUT:
         return C.load(ROOT / "experiments" / f"{task}.yaml", overrides)
-    folders = HELDOUT[task].write(Path(work) / f"{task}-data")
+    version = HELDOUT[task].VERSION  # data written by an older rendering is not reused
+    folders = HELDOUT[task].write(
+        Path(work) / (f"{task}-data" + (f"-v{version}" if version > 1 else ""))
+    )
     data = [
         "data.task=''",
         "data.keypoints=from_data",

@@ -71,6 +71,7 @@ FIGURE = Figure(
     + ((2, 7, 0.1, 1), (7, 8, 0.07, 1), (3, 11, 0.12, 1), (11, 12, 0.08, 1)),
     fill=0.8,
 )
+VERSION = 1  # of the data written: bump when the rendering changes
 SOURCE_POSE = PoseStats(rotation=10, flex=(-25, 25), spread=20)  # flex: leg swing; spread: tail
 TARGET_POSE = PoseStats(rotation=20, flex=(-40, 40), spread=60)
 
