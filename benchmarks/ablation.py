@@ -82,6 +82,14 @@ def _cfg(task: str, seed: int, work: str, sets: list[str]):
     return domains.config(task, work, [*base, *sets])
 
 
+def _key(cfg) -> str:
+    """A checkpoint name's key: every field of the run (data folders included), so a changed
+    config or data never resumes another's checkpoint."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _job(args: tuple) -> dict:
     """One (kind, task, seed, variant) in a fresh process: kind 'phase1' (source-only and
     AdaBN of a phase-1 variant), 'oracle', or 'regda' (a variant)."""
@@ -105,7 +113,9 @@ def _job(args: tuple) -> dict:
     out = {"kind": kind, "task": task, "seed": seed, "variant": variant}
     start = time.time()
     if kind == "oracle":
-        model, _ = trainer.pretrain(Path(work) / f"oracle-{task}-{seed}.ckpt", labelled="target")
+        model, _ = trainer.pretrain(
+            Path(work) / f"oracle-{cfg.pretrain_key()}.ckpt", labelled="target"
+        )
         out["target"] = trainer.eval_metrics(model)["oracle/target_pck"]
     else:
         source, _ = pretrained_source(trainer)
@@ -115,7 +125,7 @@ def _job(args: tuple) -> dict:
             for m in ("source_only", "adabn")
         )
         if kind == "regda":
-            out["curve"] = _adapt(trainer, source, Path(work) / f"{task}-{seed}-{variant}.ckpt")
+            out["curve"] = _adapt(trainer, source, Path(work) / f"{variant}-{_key(cfg)}.ckpt")
     out["seconds"] = time.time() - start
     return out
 

@@ -38,6 +38,14 @@ NAMES = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher":
 ALL = "oracle/target_pck"
 
 
+def _key(cfg) -> str:
+    """A checkpoint name's key: every field of the run (data folders included), so a changed
+    config or data never resumes another's checkpoint."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _job(args: tuple) -> dict:
     """One (kind, task, seed) in a child process: kind 'pretrain' (source-only and AdaBN),
     'oracle', or an adaptation method."""
@@ -69,7 +77,7 @@ def _job(args: tuple) -> dict:
     start = time.time()
     out: dict = {"task": task_name, "seed": seed, "kind": kind}
     if kind == "oracle":
-        model, _ = trainer.pretrain(Path(work) / f"oracle-{task_name}-{seed}.ckpt", "target")
+        model, _ = trainer.pretrain(Path(work) / f"oracle-{cfg.pretrain_key()}.ckpt", "target")
         out["oracle"] = trainer.eval_metrics(model)
     else:
         source, _ = pretrained_source(trainer)  # cache under train.output_dir = work
@@ -78,7 +86,7 @@ def _job(args: tuple) -> dict:
             out.update(measured)
         else:
             seed_everything(seed)
-            trainer.adapt(source.state_dict(), Path(work) / f"{kind}-{task_name}-{seed}.ckpt")
+            trainer.adapt(source.state_dict(), Path(work) / f"{kind}-{_key(cfg)}.ckpt")
             result = {**measured, "regda": trainer.last_eval}
             chosen = trainer.selected
             result["selected"] = {k: chosen[k] for k in ("epoch", "metric", "value", "metrics")}
