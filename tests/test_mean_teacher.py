@@ -110,3 +110,60 @@ def test_view_parameters_come_from_the_sample_seed_alone():
 def test_the_consistency_weight_ramps_up():
     assert rampup(0, 100) == pytest.approx(0.0067, abs=1e-4)
     assert rampup(100, 100) == rampup(500, 100) == rampup(3, 0) == 1.0
+
+
+def _adapt_rank(rank: int, world: int, cfg_dict: dict, phase1: str, port: int, out: str):
+    """One rank of a mean-teacher adaptation with real gloo collectives; rank 0 saves what it
+    exports (the teacher)."""
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.collectives import Collectives
+    from regda_dist.engine.trainer import Trainer
+
+    comm = {}
+    if world > 1:
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+        )
+        comm = {"comm": Collectives(torch.device("cpu"))}
+    cfg = C.from_dict(cfg_dict)
+    trainer = Trainer(cfg, build_task(cfg.data), Runtime(rank=rank, world_size=world, **comm))
+    torch.manual_seed(0)
+    exported = trainer.adapt(torch.load(phase1, weights_only=True), Path(f"{out}.{rank}.ckpt"))
+    if rank == 0:
+        torch.save(exported.state_dict(), out)
+    if world > 1:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "regda+mean_teacher"])
+def test_one_and_two_workers_adapt_to_the_same_teacher(tiny_cfg, tmp_path, method):
+    """2 workers x 4 target images == 1 worker x 8: the views come from each sample's seed, the
+    confidence threshold from the global batch. BatchNorm frozen: batch statistics would depend
+    on the per-worker batch."""
+    import torch.multiprocessing as mp
+
+    from regda_dist.data.datasets import build_task
+    from regda_dist.distributed.local_cluster import free_port
+    from regda_dist.engine.trainer import Trainer
+
+    tiny_cfg.adapt.method, tiny_cfg.adapt.head_init = method, "phase1"
+    tiny_cfg.adapt.batchnorm = "frozen"  # phase 2 only: phase 1 gives it real statistics
+    tiny_cfg.mean_teacher.rampup_iters, tiny_cfg.mean_teacher.ema_decay = 0, 0.5
+    tiny_cfg.pretrain.iters_per_epoch = 15  # running statistics and a head worth following
+    torch.manual_seed(0)
+    source, _ = Trainer(tiny_cfg, build_task(tiny_cfg.data)).pretrain(tmp_path / "p1.ckpt")
+    torch.save(source.state_dict(), tmp_path / "p1.pt")
+    single, double = tiny_cfg.to_dict(), tiny_cfg.to_dict()
+    single["regda"]["batch_size"], double["regda"]["batch_size"] = 8, 4  # per worker
+    _adapt_rank(0, 1, single, str(tmp_path / "p1.pt"), 0, str(tmp_path / "one.pt"))
+    args = (double, str(tmp_path / "p1.pt"), free_port(), str(tmp_path / "two.pt"))
+    mp.spawn(_adapt_rank, args=(2, *args), nprocs=2)
+    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
+    moved = (one["head.3.weight"] - source.state_dict()["head.3.weight"]).abs().max()
+    assert moved > 1e-3  # the teacher followed the student (its last layer moves fastest)
+    for name, value in one.items():
+        assert torch.allclose(value.float(), two[name].float(), rtol=1e-3, atol=1e-5), name
