@@ -14,7 +14,6 @@ from regda_dist.proxies.base import (
     create_proxy,
     list_proxies,
     register_proxy,
-    relative,
 )
 
-__all__ = ["Proxy", "SplitOutputs", "create_proxy", "list_proxies", "register_proxy", "relative"]
+__all__ = ["Proxy", "SplitOutputs", "create_proxy", "list_proxies", "register_proxy"]

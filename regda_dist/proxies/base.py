@@ -41,10 +41,12 @@ class Proxy:
     name: str = ""
     splits: tuple[str, ...] = ()
     # smallest meaningful change (e.g. 1 PCK point, 1 px): the floor of the scale that makes
-    # values comparable across tasks (joint searches), see `relative`
+    # values comparable across tasks (joint searches: search/joint.py)
     unit: float = 1.0
     # the source-only model's value is a meaningful baseline (its adversarial head is untrained)
     has_baseline: bool = True
+    # it judges skeletons: NaN on a keypoint set without bones, so it cannot select there
+    needs_skeleton: bool = False
 
     def __init__(self):
         self.diagnostics: dict[str, float] = {}
@@ -73,12 +75,6 @@ def create_proxy(name: str) -> Proxy:
 
 def list_proxies() -> list[str]:
     return PROXIES.list()
-
-
-def relative(proxy: Proxy, value: float, source_only: float) -> float:
-    """The value relative to the source-only model's: (v - v0) / max(|v0|, unit). Comparable
-    across tasks whose proxies have different scales (joint searches)."""
-    return (value - source_only) / max(abs(source_only), proxy.unit)
 
 
 def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:
