@@ -6,8 +6,8 @@ Folder of a search (train.output_dir/<name>):
     optuna.db                  the Optuna study of every group (SQLite unless search.storage)
     <group>/tune/              Tune's experiment state (Tuner.restore reads it)
     <group>/trials/<trial_id>/ params.json (+ joint.json) and a run folder per task:
-                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt,
-                               selected.pt, target_val_coords.pt, tb/
+                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt (the
+                               selected epoch), last.pt, target_val_coords.pt, tb/
 A group is one task (mode per_task) or "joint". Phase 1 depends on no searched adaptation field:
 it is computed once per task before the trials start and read from the shared cache.
 """
