@@ -118,7 +118,9 @@ def _joint(trial_dir: Path, tasks: dict[str, C.Config], params: dict, spec: dict
         "unit": unit,
         "epoch": max(cfg.regda.epochs for cfg in tasks.values()),
     }
-    (trial_dir / "joint.json").write_text(json.dumps(result, indent=2))
+    tmp = trial_dir / ".joint.json.tmp"  # concurrent trials read it: all of it or nothing
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(trial_dir / "joint.json")
     return result
 
 
