@@ -39,7 +39,8 @@ from benchmarks import heldout_domain  # noqa: E402
 from regda_dist.search.consensus import KEY as CONSENSUS  # noqa: E402
 from regda_dist.search.consensus import add_consensus  # noqa: E402
 from regda_dist.search.folder import ORACLE, load_trials  # noqa: E402
-from regda_dist.search.spec import default_point, load_search  # noqa: E402
+from regda_dist.search.space import default_point  # noqa: E402
+from regda_dist.search.spec import load_search  # noqa: E402
 
 
 def tune(experiment: Path, name: str, output_dir: Path, trials: int, seed: int) -> Path:

@@ -43,13 +43,12 @@ def _train(args) -> int:
 
 
 def _tune(args) -> int:
-    from regda_dist import config as C
     from regda_dist.data.datasets import keypoint_notes, task_spec
     from regda_dist.engine.run import check_checkpoints
     from regda_dist.engine.trainer import preflight
-    from regda_dist.proxies import create_proxy, list_proxies
     from regda_dist.search.folder import provenance
     from regda_dist.search.spec import (
+        check_metric,
         check_search_dir,
         load_search,
         prepare_search_dir,
@@ -57,23 +56,16 @@ def _tune(args) -> int:
 
     search = load_search(args.experiment, list(args.set))
     s = search.settings
-    if s.metric not in list_proxies():
-        raise C.ConfigError(
-            f"search.metric: unknown proxy {s.metric!r}; registered: {', '.join(list_proxies())}"
-        )
-    if s.mode == "joint" and not create_proxy(s.metric).has_baseline:
-        raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
+    specs = {t: task_spec(c.data, check_roots=not args.address) for t, c in search.tasks.items()}
+    check_metric(search, specs)
     oracle = " (ORACLE: target labels)" if s.selection == "oracle" else ""
-    notes = [f"note: trials and epochs are selected by {s.select_metric}{oracle}"]
+    notes = [f"trials and epochs are selected by {s.select_metric}{oracle}", *search.notes]
     for task, cfg in search.tasks.items():
-        if s.metric not in cfg.train.proxies:
-            raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
-        spec = task_spec(cfg.data, check_roots=not args.address)
-        preflight(cfg, spec.num_keypoints)
+        preflight(cfg, specs[task].num_keypoints)
         check_checkpoints(cfg)  # the shared phase-1 cache every trial reads
-        notes += [f"note: {task}: {note}" for note in keypoint_notes(cfg.data, spec)]
+        notes += [f"{task}: {note}" for note in keypoint_notes(cfg.data, specs[task])]
     for note in notes:
-        print(note, flush=True)
+        print(f"note: {note}", flush=True)
     search_dir = Path(search.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)
     check_search_dir(search_dir, search, args.resume)
     from regda_dist.distributed import cluster
@@ -182,21 +174,32 @@ def _data_check(args) -> int:
 
 def format_result(result: dict, name: str) -> str:
     """Target PCK per group of source-only, AdaBN and the adapted model (oracle/ = target
-    labels, eval only), and the candidates line."""
+    labels, eval only), and the candidates line. The adapted model is the epoch the run
+    selected where it selects one (train.select_metric: the numbers and weights `export` gives
+    that configuration), with its last epoch beside it."""
+    chosen, method = result.get("selected"), result.get("method", "RegDA")
     rows = [
         ("source-only", result["source_only"]),
         ("AdaBN", result["adabn"]),
-        (result.get("method", "RegDA"), result["regda"]),
+        (method, chosen["metrics"] if chosen else result["regda"]),
     ]
+    if chosen:
+        rows.append(("  last epoch", result["regda"]))
     prefix = "oracle/target_pck"
     groups = [k.split("/")[-1] for k in result["regda"] if k.startswith(prefix + "/")] + ["all"]
     head = f"{name}: target PCK@0.05 (test split; labels used for evaluation only)"
-    width = max(12, *(len(label) + 1 for label, _ in rows))
+    width = max(14, *(len(label) + 1 for label, _ in rows))
     lines = [head, f"{'method':<{width}}" + "".join(f"{g:>10}" for g in groups) + f"{'source':>10}"]
     for label, m in rows:
         vals = [m[prefix if g == "all" else f"{prefix}/{g}"] for g in groups]
         lines.append(
             f"{label:<{width}}" + "".join(f"{v:10.1f}" for v in vals) + f"{m['source/pck']:10.1f}"
+        )
+    if chosen:
+        oracle = " (ORACLE: target labels)" if chosen["metric"].startswith("oracle/") else ""
+        lines.append(
+            f"{method}: epoch {chosen['epoch']}, selected by {chosen['metric']}{oracle} (weights: "
+            "model.pt; the last epoch's: last.pt)"
         )
     if "candidates" in result:
         lines.append(candidates_line(result))

@@ -212,6 +212,9 @@ class ScalingConfig:
     num_workers: int = field(default=1, metadata=_range(1))
     use_gpu: bool = False
     cpus_per_worker: float = field(default=1.0, metadata=_range(0.01))
+    # GPUs each worker reserves when use_gpu; a fraction (0.25) runs several small trials per
+    # GPU (Ray: amounts above 1 must be whole numbers)
+    gpus_per_worker: float = field(default=1.0, metadata=_range(0.01))
     max_failures: int = field(default=2, metadata=_range(-1))  # -1: retry forever
 
 
@@ -397,6 +400,11 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
                 f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
                 f"{phase} ({phase}.batch_size x scaling.num_workers = {need})"
             )
+    gpus = cfg.scaling.gpus_per_worker
+    if gpus > 1 and not gpus.is_integer():
+        raise ConfigError(
+            f"{source}: scaling.gpus_per_worker ({gpus}) above 1 must be a whole number (Ray)"
+        )
     heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
     if cfg.adapt.head_init == "phase1" and heads != cfg.model.num_head_layers:
         raise ConfigError(

@@ -122,3 +122,31 @@ def test_resume_with_an_unreadable_saved_config_is_one_line(tmp_path, capsys):
     (run / "config.yaml").write_text("data: [unclosed\n")
     assert cli.main(["train", "--no-ray", str(_experiment(tmp_path)), "--resume"]) == 2
     assert "cannot --resume" in _one_line_error(capsys)
+
+
+def test_a_run_that_selects_an_epoch_prints_and_keeps_that_epoch(tmp_path, capsys):
+    # as `export` names it: model.pt and the printed RegDA row are the selected epoch's
+    exp = _experiment(tmp_path, train__select_metric="proxy/source_pck", regda__epochs=3)
+    assert cli.main(["train", "--no-ray", str(exp)]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "tiny"
+    result = json.loads((run / "result.json").read_text())
+    chosen = result["selected"]
+    row = next(line for line in out.splitlines() if line.startswith("RegDA "))
+    expected = chosen["metrics"]["oracle/target_pck"], chosen["metrics"]["source/pck"]
+    assert row.split()[-2:] == [f"{v:.1f}" for v in expected]
+    assert f"RegDA: epoch {chosen['epoch']}, selected by proxy/source_pck" in out
+    assert "  last epoch" in out and (run / "last.pt").is_file()
+
+
+def test_a_search_metric_that_cannot_exist_is_refused_before_anything_starts(tmp_path, capsys):
+    from tests.test_search_space import _boneless
+
+    values = yaml.safe_load(_experiment(tmp_path).read_text())
+    values["data"].update(_boneless(tmp_path), num_train=24)
+    values["search"] = {"metric": "pose_prior", "num_samples": 2}
+    exp = tmp_path / "boneless.yaml"
+    exp.write_text(yaml.safe_dump(values))
+    assert cli.main(["tune", str(exp)]) == 2
+    assert "judges skeletons" in _one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()

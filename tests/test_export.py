@@ -13,14 +13,15 @@ from regda_dist.search.spec import SearchConfig, load_search
 
 
 def _trial(group_dir, trial_id, task, proxy, oracle, complete=True, select="proxy/source_pck"):
-    """Epoch 1 is the chosen one (its weights in selected.pt); epoch 2 is worse everywhere."""
+    """Epoch 1 is the chosen one (its weights in model.pt, the last epoch's in last.pt); epoch 2
+    is worse everywhere."""
     folder = group_dir / "trials" / trial_id
     run = folder / task
     run.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps({"regda.trade_off": proxy / 10}))
     (run / "config.yaml").write_text("regda: {epochs: 2}\n")
-    torch.save({"w": torch.zeros(1)}, run / "model.pt")
-    torch.save({"w": torch.ones(1)}, run / "selected.pt")
+    torch.save({"w": torch.ones(1)}, run / "model.pt")
+    torch.save({"w": torch.zeros(1)}, run / "last.pt")
     # target val predictions: trial b strays 10 px from where a and the source-only model agree
     agreed = torch.arange(12, dtype=torch.int16).view(3, 2, 2)
     mine = agreed + 10 if trial_id == "b" else agreed
@@ -77,6 +78,15 @@ def test_export_writes_best_and_never_overwrites(tmp_path):
     assert "Selected by **proxy/source_pck**." in (out / "summary.md").read_text()
     with pytest.raises(SearchFolderError, match="exists; nothing overwritten"):
         export(exp)
+
+
+def test_export_reads_the_selected_weights_of_folders_made_before_model_pt_held_them(tmp_path):
+    exp = _search(tmp_path)
+    for run in exp.glob("hand/trials/*/hand"):  # the former layout: model.pt last, selected.pt
+        (run / "selected.pt").write_bytes((run / "model.pt").read_bytes())
+        torch.save({"w": torch.zeros(1)}, run / "model.pt")
+    out = export(exp)
+    assert torch.equal(torch.load(out / "hand" / "model.pt")["w"], torch.ones(1))
 
 
 def test_oracle_selection_is_labelled_as_such(tmp_path):

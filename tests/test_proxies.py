@@ -11,7 +11,7 @@ from regda_dist.data.keypoints import KeypointSpec
 from regda_dist.engine.collect import VIEWS, collect
 from regda_dist.engine.evaluate import Evaluation
 from regda_dist.engine.runtime import Runtime
-from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies, relative
+from regda_dist.proxies import SplitOutputs, create_proxy, list_proxies
 from regda_dist.proxies.dev import (
     density_ratio,
     dev_risk,
@@ -206,14 +206,6 @@ def test_a_constant_prediction_scores_badly_on_augmentation_consistency():
     tracking = collect(_DotFinder(), data, ev, labelled=False, sigma=1.0)
     score = create_proxy("aug_consistency")
     assert score(target_val=constant) < 50.0 < score(target_val=tracking)
-
-
-def test_relative_values_have_a_floor_and_keep_the_sign():
-    pck, distance = create_proxy("source_pck"), create_proxy("head_agreement")
-    assert relative(pck, 60.0, 50.0) == pytest.approx(0.2)
-    assert relative(pck, 5.0, 0.0) == pytest.approx(5.0)  # floor: 1 PCK point, not 1e-6
-    assert relative(distance, -2.0, -4.0) == pytest.approx(0.5)  # closer to consistent: better
-    assert not create_proxy("head_agreement").has_baseline
 
 
 def test_trainer_hands_proxies_target_val_as_images_only(tiny_cfg, monkeypatch):

@@ -81,7 +81,7 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     chosen = result["selected"]
     assert chosen["metric"] == "proxy/aug_consistency" and 1 <= chosen["epoch"] <= 3
     by_proxy = [e["proxy/aug_consistency"] for e in _epochs(finished[0])]
-    assert chosen["value"] == max(by_proxy) and (finished[0] / "synth_hand/selected.pt").is_file()
+    assert chosen["value"] == max(by_proxy) and (finished[0] / "synth_hand/last.pt").is_file()
     acc = read_events(finished[0] / "synth_hand" / "tb")
     assert {"proxy/source_pck", "oracle/target_pck", "train/loss_c"} <= set(acc.Tags()["scalars"])
     assert acc.Tags()["images"]
@@ -94,14 +94,18 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     assert meta["selected_by"] == "proxy/aug_consistency" and meta["versions"]["optuna"]
     assert search_dir / "synth_hand" / "trials" / meta["trial_id"] in finished
     exported = torch.load(best / "model.pt", weights_only=True)
-    kept = search_dir / "synth_hand" / "trials" / meta["trial_id"] / "synth_hand" / "selected.pt"
-    assert all(torch.equal(v, torch.load(kept, weights_only=True)[k]) for k, v in exported.items())
+    kept = search_dir / "synth_hand" / "trials" / meta["trial_id"] / "synth_hand" / "model.pt"
+    assert _same_weights(exported, torch.load(kept, weights_only=True))
     assert "oracle/target_pck" in meta["oracle_eval_only"] and meta["epoch"] >= 1
     assert (search_dir / "best" / "summary.md").is_file()
     assert main(["export", str(search_dir)]) == 2  # never overwritten
     assert "exists; nothing overwritten" in capfd.readouterr().err
+    capfd.readouterr()
     retrain = ["train", str(best / "config.yaml"), "--no-ray", "--name", "again"]
-    assert main(retrain) == 0  # the exported config is a valid `train` experiment
+    assert main(retrain) == 0  # the exported config re-runs to its numbers and weights
+    _assert_prints(capfd.readouterr().out, meta)
+    again = torch.load(tmp_path / "runs" / "again" / "model.pt", weights_only=True)
+    assert _same_weights(exported, again)
 
     assert main(["report", str(search_dir)]) == 0
     report = (search_dir / "report" / "report.md").read_text()
@@ -109,9 +113,38 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     assert "Epoch selection by proxy/aug_consistency" in report
 
 
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def _assert_prints(out: str, meta: dict) -> None:
+    """`train`'s RegDA row is the exported epoch's target PCK per group and source PCK."""
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("method")).split()[1:]
+    row = next(line for line in lines if line.startswith("RegDA ")).split()[1:]
+    oracle = meta["oracle_eval_only"]
+    keys = [f"oracle/target_pck/{g}" if g != "all" else "oracle/target_pck" for g in header[:-1]]
+    assert row == [f"{v:.1f}" for v in [*(oracle[k] for k in keys), meta["source_pck"]]], out
+    assert f"RegDA: epoch {meta['epoch']}, selected by proxy/aug_consistency" in out
+
+
 def _epochs(trial):
     lines = (trial / "synth_hand" / "metrics.jsonl").read_text().splitlines()
     return [e for e in map(json.loads, lines) if e["phase"] == "adapt"]
+
+
+def test_a_trial_without_a_value_fails_alone_and_the_search_goes_on(local_ray, tmp_path, capfd):
+    # dev needs 2 source-val samples: with data.num_val 1 it is NaN at every epoch. Tune raised
+    # for the whole search on the first report without best/proxy/dev.
+    grid = {"data.num_val": {"grid": [1, 8]}}
+    exp = _experiment(tmp_path, metric="dev", scheduler="fifo", space=grid)
+    assert main(["tune", str(exp), "--name", "nan"]) == 0
+    out = capfd.readouterr().out
+    assert out.count("failed: best/proxy/dev has no value (NaN at every evaluated epoch)") == 1
+    assert "synth_hand: 1/2 trials completed, 0 stopped early, 1 failed" in out
+    states = sorted(t.state.name for t in _study(tmp_path / "runs" / "nan").trials)
+    assert states == ["COMPLETE", "FAIL"]
+    assert main(["export", str(tmp_path / "runs" / "nan")]) == 0
 
 
 def test_bad_search_inputs_are_one_line(local_ray, tmp_path, capsys):

@@ -1,11 +1,13 @@
 """A search SIGKILLed mid-run, then stopped with Ctrl-C (SIGINT: exit 130 and the --resume
-command), that `--resume` finishes without losing or repeating a finished trial. Its own
+command), that `--resume` finishes without losing or repeating a finished trial; an ASHA search
+SIGKILLed after its rungs have records gets them back on --resume. Its own
 module: the search runs in subprocesses that start their own embedded Ray, which `regda-dist
 tune` refuses while another Ray (another module's fixture) is alive."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +89,39 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # none repeated
+
+
+def test_asha_rungs_survive_a_sigkill_and_resume(tmp_path):
+    # Tuner.restore brings ASHA back from the pickle made when the Tuner was built: every rung
+    # was empty after --resume, so trials that should stop ran on
+    exp = _experiment(tmp_path, scheduler="asha", num_samples=2)  # rungs at epochs 1 and 2
+    command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "a"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trials_dir = tmp_path / "runs" / "a" / "synth_hand" / "trials"
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:  # the first trial has passed both rungs
+        _while_running(proc, lambda: list(trials_dir.glob("*/synth_hand/result.json")), 0.5)
+        owned = with_descendants([psutil.Process(proc.pid)])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reap([p for p in owned if p.is_running()], grace_s=5)
+    reached = len(list(trials_dir.glob("*/synth_hand/metrics.jsonl")))
+    again = subprocess.run(
+        [*command, "--resume"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    rebuilt = re.search(
+        r"ASHA's rungs rebuilt from the trials' saved results \((.*)\)", again.stdout
+    )
+    assert rebuilt, again.stdout[-3000:]
+    counts = dict(re.findall(r"epoch (\d+): (\d+)", rebuilt[1]))
+    assert 1 <= int(counts["1"]) <= reached and int(counts["2"]) >= 1, rebuilt[0]
+    states = {t.state.name for t in _study(tmp_path / "runs" / "a").trials}
+    assert "RUNNING" not in states and states <= {"COMPLETE", "PRUNED", "FAIL"}
 
 
 def test_ctrl_c_during_phase_1_of_a_search_exits_130_with_the_resume_command(tmp_path):

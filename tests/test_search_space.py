@@ -4,13 +4,8 @@ import pytest
 import yaml
 
 from regda_dist import config as C
-from regda_dist.search.spec import (
-    DEFAULT_SPACE,
-    apply_params,
-    default_point,
-    load_search,
-    prepare_search_dir,
-)
+from regda_dist.search.space import apply_params, default_point
+from regda_dist.search.spec import DEFAULT_SPACE, load_search, prepare_search_dir
 
 
 def _write(tmp_path, search, **sections):
@@ -20,9 +15,9 @@ def _write(tmp_path, search, **sections):
 
 
 def test_defaults_space_tasks_and_overrides(tmp_path):
-    search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=2"])
+    search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=8"])
     assert search.space == DEFAULT_SPACE and list(search.tasks) == ["synth_hand"]
-    assert search.settings.num_samples == 3 and search.cfg.regda.epochs == 2
+    assert search.settings.num_samples == 3 and search.cfg.regda.epochs == 8
     assert search.settings.objective == "best/proxy/pose_prior"  # auto: hands have bones
     assert search.settings.scheduler_name == "asha"
     # a train run of the same file ignores the search block
@@ -156,3 +151,83 @@ def test_search_folder_is_never_overwritten_and_resume_needs_the_same_search(tmp
         prepare_search_dir(folder, other, resume=True)
     again = load_search(folder / "search.yaml")  # the saved experiment runs as is
     assert again.settings.num_samples == 2
+
+
+@pytest.mark.parametrize(
+    ("sets", "why"),
+    [
+        (["regda.warm_max_iters=100000"], "the warm-start lambda at 90% of its rise"),
+        (["search.grace_period=12", "regda.epochs=10"], "search.grace_period"),
+        (["regda.epochs=3", "regda.iters_per_epoch=30", "regda.warm_max_iters=30"], "lambda"),
+    ],
+)
+def test_a_warm_up_as_long_as_the_run_falls_back_to_fifo_with_a_note_at_load(tmp_path, sets, why):
+    # Ray's ASHA asserted grace_period <= max_t after phase 1 had run and the folder existed
+    from regda_dist.distributed.scheduler import make_scheduler
+
+    search = load_search(_write(tmp_path, {"scheduler": "asha"}), sets)
+    assert search.settings.scheduler_name == "fifo"
+    (note,) = [n for n in search.notes if n.startswith("search.scheduler asha")]
+    assert why in note and "running FIFO" in note and "\n" not in note
+    assert type(make_scheduler(search.settings, search.tasks, tmp_path)).__name__ == "FIFOScheduler"
+    kept = load_search(_write(tmp_path, {"scheduler": "asha"}), ["regda.epochs=8"])
+    assert kept.settings.scheduler_name == "asha" and not any("FIFO" in n for n in kept.notes)
+
+
+def test_the_start_says_when_the_experiments_own_values_are_outside_the_space(tmp_path):
+    search = load_search(_write(tmp_path, {"num_samples": 8}, regda={"margin": 12.0}))
+    (note,) = [n for n in search.notes if "own values" in n]
+    assert "regda.margin = 12.0, outside uniform [1.0, 8.0]" in note
+    assert "no reference-defaults row" in note
+    inside = load_search(_write(tmp_path, {"num_samples": 8}))
+    assert not any("own values" in n for n in inside.notes)
+    assert "TPE: the first 2 of 8 trials sample at random" in " ".join(inside.notes)
+
+
+@pytest.mark.parametrize(
+    ("key", "spec", "scheduler", "message"),
+    [
+        ("regda.epochs", {"randint": [2, 5]}, "fifo", "every trial's last epoch"),
+        ("train.eval_every", {"choice": [1, 2]}, "fifo", "each epoch"),
+        ("train.select_metric", {"choice": ["proxy/dev"]}, "fifo", "the search sets it"),
+        ("regda.warm_max_iters", {"randint": [10, 2000]}, "asha", "under ASHA: its rungs"),
+        ("regda.iters_per_epoch", {"randint": [10, 500]}, "auto", "under ASHA"),
+        ("regda.warm_alpha", {"uniform": [0.5, 2.0]}, "asha", "use search.scheduler fifo"),
+    ],
+)
+def test_fields_the_rungs_or_the_last_epoch_come_from_are_not_searched(
+    tmp_path, key, spec, scheduler, message
+):
+    exp = _write(tmp_path, {"space": {key: spec}, "scheduler": scheduler})
+    with pytest.raises(C.ConfigError, match=message) as err:
+        load_search(exp)
+    assert f"exp.yaml:3: search.space.{key} cannot be searched" in str(err.value)
+    if key == "regda.warm_max_iters":  # FIFO has no rungs: searchable there
+        fifo = load_search(_write(tmp_path, {"space": {key: spec}, "scheduler": "fifo"}))
+        assert key in fifo.space
+
+
+def test_a_metric_that_cannot_exist_on_a_task_is_refused_at_load(tmp_path):
+    from regda_dist.data.datasets import task_spec
+    from regda_dist.search.spec import check_metric
+
+    search = load_search(_write(tmp_path, {"metric": "pose_prior"}, data=_boneless(tmp_path)))
+    specs = {t: task_spec(c.data) for t, c in search.tasks.items()}
+    with pytest.raises(C.ConfigError, match="task coco2coco's keypoint set .* has no bones"):
+        check_metric(search, specs)
+    search = load_search(_write(tmp_path, {"metric": "pose_prior"}))  # hands have bones
+    check_metric(search, {t: task_spec(c.data) for t, c in search.tasks.items()})
+
+
+def _boneless(tmp_path) -> dict:
+    """data: a COCO pair whose keypoint set (from the files) has no skeleton."""
+    import numpy as np
+
+    from tests.keypoint_domains import write_coco
+
+    poses = {s: np.full((2, 3, 2), 8.0) + np.arange(3)[:, None] for s in ("train", "test")}
+    data = {"task": "", "keypoints": "from_data"}
+    for side in ("source", "target"):
+        folder = write_coco(tmp_path / side, ["a", "b", "c"], [], poses, name="dots")
+        data[side] = {"dataset": "coco", "root": str(folder)}
+    return data

@@ -185,8 +185,11 @@ def test_adapt_keeps_the_epoch_its_select_metric_prefers(tiny_cfg, tmp_path):
     assert chosen["metrics"]["proxy/source_pck"] == values[best]
     last = events[-1]["metrics"]
     assert (last["best/proxy/source_pck"], last["best/epoch"]) == (values[best], best + 1)
-    weights = torch.load(tmp_path / "run" / "selected.pt", weights_only=True)
-    assert set(weights) == set(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+    kept = torch.load(tmp_path / "run" / "model.pt", weights_only=True)  # the chosen epoch's
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert set(kept) == set(last)
+    same = all(torch.equal(kept[k], last[k]) for k in kept)
+    assert same == (chosen["epoch"] == 3)
 
 
 def test_the_best_candidate_by_the_metric_wins_ties_go_to_the_more_adapted_and_nan_never_wins():

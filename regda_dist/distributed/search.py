@@ -6,8 +6,8 @@ Folder of a search (train.output_dir/<name>):
     optuna.db                  the Optuna study of every group (SQLite unless search.storage)
     <group>/tune/              Tune's experiment state (Tuner.restore reads it)
     <group>/trials/<trial_id>/ params.json (+ joint.json) and a run folder per task:
-                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt,
-                               selected.pt, target_val_coords.pt, tb/
+                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt (the
+                               selected epoch), last.pt, target_val_coords.pt, tb/
 A group is one task (mode per_task) or "joint". Phase 1 depends on no searched adaptation field:
 it is computed once per task before the trials start and read from the shared cache.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import warnings
 from pathlib import Path
 
 import optuna
@@ -25,24 +25,18 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from regda_dist import config as C
-from regda_dist.distributed import train
+from regda_dist.distributed import capacity, train
+from regda_dist.distributed.scheduler import make_scheduler
+from regda_dist.distributed.searcher import EarlyStopAwareOptunaSearch, sampler, tune_space
 from regda_dist.engine import run as R
 from regda_dist.engine.trainer import best_logs
-from regda_dist.proxies import create_proxy, relative
+from regda_dist.proxies import create_proxy
+from regda_dist.search import joint
 from regda_dist.search.folder import load_trials
-from regda_dist.search.spec import (
-    Search,
-    SearchConfig,
-    apply_params,
-    asha_rungs,
-    default_point,
-    storage_url,
-    study_name,
-)
+from regda_dist.search.space import apply_params, default_point
+from regda_dist.search.spec import Search, SearchConfig, storage_url, study_name
 
 
 class SearchError(RuntimeError):
@@ -51,58 +45,6 @@ class SearchError(RuntimeError):
 
 class SearchInterrupted(RuntimeError):
     """The search was stopped (Ctrl-C) before every trial finished; --resume continues it."""
-
-
-def tune_space(space: dict) -> dict:
-    """The YAML space as Tune domains (OptunaSearch converts them to Optuna distributions)."""
-    make = {
-        "loguniform": lambda a: tune.loguniform(*a),
-        "uniform": lambda a: tune.uniform(*a),
-        "randint": lambda a: tune.randint(*a),
-        "choice": tune.choice,
-        "grid": tune.choice,  # enumerated by Optuna's GridSampler
-    }
-    return {key: make[kind](args) for key, spec in space.items() for kind, args in spec.items()}
-
-
-def sampler(settings: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
-    """GridSampler for a grid; else TPE, seeded. With concurrent trials, TPE models the
-    parameters jointly (multivariate) and treats running trials as bad (constant liar), so
-    concurrent suggestions spread out instead of repeating each other."""
-    if all("grid" in spec for spec in space.values()):
-        grid = {key: spec["grid"] for key, spec in space.items()}
-        return optuna.samplers.GridSampler(grid, seed=settings.seed)
-    concurrent = settings.max_concurrent > 1
-    with warnings.catch_warnings():  # both options are marked experimental by Optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=settings.seed, multivariate=concurrent, constant_liar=concurrent
-        )
-
-
-class EarlyStopAwareOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch tells Optuna a trial that ASHA stopped early is COMPLETE with its early
-    value, so TPE and the parameter importances mix values of different epochs. Here such a
-    trial is PRUNED (its values per epoch are intermediate values); only a trial that reached
-    `last_epoch` completes with its value."""
-
-    def __init__(self, *args, last_epoch: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._last_epoch = last_epoch
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or self._metric not in result:
-            return
-        with warnings.catch_warnings():  # a resumed trial may repeat an epoch it reported
-            warnings.simplefilter("ignore")
-            self._ot_trials[trial_id].report(result[self._metric], step=int(result["epoch"]))
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        stopped = not error and result and result.get("epoch", 0) < self._last_epoch
-        if not stopped or trial_id in self._completed_trials:
-            return super().on_trial_complete(trial_id, result, error)
-        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
 
 
 def groups(search: Search) -> dict[str, dict[str, C.Config]]:
@@ -147,25 +89,39 @@ def trial_driver(params: dict, spec: dict) -> None:
         ((name, cfg),) = tasks.items()
         _run(cfg, trial_dir / name, params, spec, report=True)
         return
+    tune.report(_joint(trial_dir, tasks, params, spec))
+
+
+def _joint(trial_dir: Path, tasks: dict[str, C.Config], params: dict, spec: dict) -> dict:
+    """Every task of a joint trial in turn; its objective (search/joint.py) into joint.json."""
     per_task = {}
     for name, cfg in tasks.items():
         result = _run(cfg, trial_dir / name, params, spec, report=False)
-        selected, proxy = result["selected"], create_proxy(spec["metric"])
-        baseline = result["source_only"][selected["metric"]]
+        selected = result.get("selected") or {}  # none: the metric was NaN at every epoch
         per_task[name] = {
-            "value": selected["value"],
-            "epoch": selected["epoch"],
-            "source_only": baseline,
-            "normalised": relative(proxy, selected["value"], baseline),
-            "oracle/target_pck": selected["metrics"].get("oracle/target_pck", float("nan")),
+            "value": selected.get("value", math.nan),
+            "epoch": selected.get("epoch"),
+            "source_only": result["source_only"].get(f"proxy/{spec['metric']}", math.nan),
+            "oracle/target_pck": selected.get("metrics", {}).get("oracle/target_pck", math.nan),
         }
-    joint = {
-        "joint/objective": sum(t["normalised"] for t in per_task.values()) / len(per_task),
+    unit = create_proxy(spec["metric"]).unit
+    others = [  # the trials completed so far (search/joint.py: rescored at export)
+        joint.per_task_of(json.loads(done.read_text()), list(tasks))
+        for done in trial_dir.parent.glob("*/joint.json")
+        if done.parent != trial_dir
+    ]
+    for name, score in joint.task_scores(per_task, others, unit).items():
+        per_task[name]["normalised"] = score
+    result = {
+        "joint/objective": joint.objective(per_task, others, unit),
         **{f"{n}/{k}": v for n, t in per_task.items() for k, v in t.items()},
+        "unit": unit,
         "epoch": max(cfg.regda.epochs for cfg in tasks.values()),
     }
-    (trial_dir / "joint.json").write_text(json.dumps(joint, indent=2))
-    tune.report(joint)
+    tmp = trial_dir / ".joint.json.tmp"  # concurrent trials read it: all of it or nothing
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(trial_dir / "joint.json")
+    return result
 
 
 def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -> dict:
@@ -174,7 +130,8 @@ def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -
     if done.is_file():
         result = json.loads(done.read_text())
         if report:
-            best = best_logs(result["selected"])
+            selected = result.get("selected")
+            best = best_logs(selected) if selected else {spec["objective"]: math.nan}
             tune.report({**best, **result["regda"], "epoch": cfg.regda.epochs})
         return result
     callbacks = [TuneReportCallback()] if report else None
@@ -187,20 +144,11 @@ def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -
 
 
 def check_capacity(search: Search) -> None:
-    """Refuse concurrency the cluster can never place (RAY_NOTES: the CPU deadlock)."""
-    cpus = ray.cluster_resources().get("CPU", 0)
+    """Refuse trials, or concurrency, the cluster can never place: CPUs and GPUs (RAY_NOTES:
+    the CPU deadlock; trials beyond the GPUs would wait while Tune shows them running)."""
     s = search.settings
     for name, cfg in search.tasks.items():
-        train.check_resources(cfg.scaling)
-        need = s.max_concurrent * (
-            s.driver_cpus + cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
-        )
-        if need > cpus + 1e-9:
-            raise C.ConfigError(
-                f"search: {s.max_concurrent} concurrent trial(s) of {name} need {need:g} CPUs "
-                f"(driver {s.driver_cpus:g} + workers) but the cluster has {cpus:g}; lower "
-                "search.max_concurrent or scaling.cpus_per_worker"
-            )
+        capacity.check(cfg.scaling, s.max_concurrent, s.driver_cpus, what=f"search: {name}")
 
 
 def precompute_phase1(search: Search, search_dir: Path, fixed_size: bool) -> None:
@@ -231,25 +179,6 @@ def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
     )
 
 
-def make_scheduler(settings: SearchConfig, tasks: dict[str, C.Config]):
-    """ASHA on the epoch, its first rung once the warm-start lambda has risen (asha_rungs), or
-    FIFO."""
-    if settings.scheduler_name != "asha":
-        return FIFOScheduler()
-    grace, max_t, rungs = asha_rungs(settings, tasks)
-    print(
-        f"ASHA judges trials at epochs {rungs or 'none'} (first rung: warm-start lambda at "
-        f"{settings.warmup_share:.0%} of its rise, or search.grace_period)",
-        flush=True,
-    )
-    return ASHAScheduler(
-        time_attr="epoch",
-        max_t=max_t,
-        grace_period=grace,
-        reduction_factor=settings.reduction_factor,
-    )
-
-
 def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size: bool):
     s = search.settings
     group_dir = (search_dir / group).resolve()
@@ -258,6 +187,7 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         "tasks": {n: train.absolute_output_dir(c).to_dict() for n, c in tasks.items()},
         "mode": s.mode,
         "metric": s.metric,
+        "objective": s.objective,
         "fixed_size": fixed_size,
     }
     trainable = tune.with_resources(
@@ -268,7 +198,7 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
     path = group_dir / "tune"
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
-    scheduler = make_scheduler(s, tasks)
+    scheduler = make_scheduler(s, tasks, group_dir / "trials")
     grid = all("grid" in spec for spec in search.space.values())  # GridSampler: every point once
     first = None
     if s.start_from_defaults and not grid:
@@ -330,17 +260,21 @@ def summarise(search: Search, search_dir: Path, grids: dict) -> dict:
 
     folders = load_trials(search_dir) if any(search_dir.glob("*/trials/*/params.json")) else {}
     summary = {}
+    objective = search.settings.objective
     for group, grid in grids.items():
-        errors = [r.error for r in grid if r.error is not None]
+        errors = [train._root_cause(r.error) for r in grid if r.error is not None]
         trials = folders.get(group, [])
-        ranked = ranking(trials, search.settings.objective)
+        # ran to the end without a value to select by: failed too (searcher.py told Optuna)
+        errors += [f"{objective} has no value (NaN at every epoch)" for t in trials if t.failed]
+        completed = sum(t.complete for t in trials)
+        ranked = ranking(trials, objective)
         summary[group] = {
             "trials": len(grid),
-            "completed": sum(t.complete for t in trials),
-            "stopped_early": len(grid) - len(errors) - sum(t.complete for t in trials),
+            "completed": completed,
+            "stopped_early": len(grid) - len(errors) - completed,
             "errored": len(errors),
             "best_trial": ranked[0][1].trial_id if ranked else None,
             "best_value": ranked[0][0] if ranked else None,
-            "first_error": train._root_cause(errors[0]) if errors else "",
+            "first_error": errors[0] if errors else "",
         }
     return summary

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import resource
@@ -41,6 +42,7 @@ from ray.train import (
 from ray.train.torch import TorchTrainer
 
 from regda_dist import config as C
+from regda_dist.distributed import capacity
 from regda_dist.engine import run
 from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.runtime import Runtime, resolve_precision
@@ -61,14 +63,18 @@ class _Reporter:
 
     def __init__(self, run_dir: Path, rank: int, cfg: C.Config):
         self.run_dir, self.rank, self.last = run_dir, rank, cfg.regda.epochs
-        key = cfg.train.select_metric
+        self.key = key = cfg.train.select_metric
         self.first = ["epoch", f"best/{key}", "oracle/target_pck", "best/epoch"]
         self.pending: dict | None = None
 
     def __call__(self, phase: str, epoch: int, metrics: dict) -> None:
         if phase != "adapt":
             return
-        metrics = {**metrics, "epoch": epoch}
+        # the selection value is in every report, NaN until an epoch has one: Tune raises for
+        # the whole search on a report without the metric it compares (a trial whose proxy is
+        # NaN at every epoch then fails alone: search/searcher.py)
+        unset = {f"best/{self.key}": math.nan} if self.key else {}
+        metrics = {**unset, **metrics, "epoch": epoch}
         ordered = {k: metrics[k] for k in self.first if k in metrics} | metrics
         if epoch == self.last:
             self.pending = ordered
@@ -152,23 +158,6 @@ def train_loop_per_worker(config: dict) -> None:
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
 
 
-def check_resources(scaling) -> None:
-    """Refuse a request the connected cluster can never place: Ray would wait forever."""
-    have = ray.cluster_resources()
-    need_cpu = scaling.num_workers * scaling.cpus_per_worker
-    if need_cpu > have.get("CPU", 0) + 1e-9:
-        raise C.ConfigError(
-            f"scaling: {scaling.num_workers} worker(s) x {scaling.cpus_per_worker} CPU need "
-            f"{need_cpu:g} CPUs but the Ray cluster has {have.get('CPU', 0):g}; lower "
-            "scaling.cpus_per_worker or --workers"
-        )
-    if scaling.use_gpu and scaling.num_workers > have.get("GPU", 0):
-        raise C.ConfigError(
-            f"scaling: {scaling.num_workers} GPU worker(s) but the Ray cluster has "
-            f"{have.get('GPU', 0):g} GPUs"
-        )
-
-
 _EXCEPTION_LINE = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception)): (.*)$")
 
 
@@ -207,10 +196,10 @@ def fit(
     callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback)."""
     run_dir = run_dir.resolve()
     if fixed_size:
-        check_resources(cfg.scaling)
+        capacity.check(cfg.scaling)
     run.prepare_run_dir(run_dir, cfg, resume)
     s = cfg.scaling
-    resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
+    resources = capacity.worker_resources(s)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={

@@ -215,17 +215,20 @@ def execute(
     result["regda"] = {**trainer.last_eval, "seconds": time.time() - start}  # the last epoch's
     result["method"] = method_label(cfg)
     selected = trainer.selected
-    if selected is not None:  # train.select_metric: the epoch it chose, weights in selected.pt
+    if selected is not None:  # train.select_metric: the epoch it chose, its weights in model.pt
         result["selected"] = {k: selected[k] for k in ("epoch", "metric", "value", "metrics")}
     result["candidates"] = candidates(result, selection_metric(cfg, task))
     if tb is not None:
         _tensorboard_images(tb, task, (source_model, model), cfg.regda.epochs)
     if trainer.runtime.is_main:  # result.json last: its presence means the run is complete
-        checkpoint.save(model.state_dict(), run_dir / "model.pt")
+        # model.pt: the epoch the run reports (the selected one, as `export` names it; the last
+        # without selection); last.pt: the last epoch's where a selection was made
         coords = {"source_only": source_coords, "last": trainer.target_coords}
+        weights = model.state_dict()
         if selected is not None:
-            checkpoint.save(selected["weights"], run_dir / "selected.pt")
-            coords["selected"] = selected["coords"]
+            checkpoint.save(weights, run_dir / "last.pt")
+            coords["selected"], weights = selected["coords"], selected["weights"]
+        checkpoint.save(weights, run_dir / "model.pt")
         checkpoint.save(coords, run_dir / PREDICTIONS)
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result

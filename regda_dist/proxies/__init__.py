@@ -15,7 +15,6 @@ from regda_dist.proxies.base import (
     create_proxy,
     list_proxies,
     register_proxy,
-    relative,
 )
 
 __all__ = [
@@ -25,5 +24,4 @@ __all__ = [
     "create_proxy",
     "list_proxies",
     "register_proxy",
-    "relative",
 ]

@@ -41,10 +41,12 @@ class Proxy:
     name: str = ""
     splits: tuple[str, ...] = ()
     # smallest meaningful change (e.g. 1 PCK point, 1 px): the floor of the scale that makes
-    # values comparable across tasks (joint searches), see `relative`
+    # values comparable across tasks (joint searches: search/joint.py)
     unit: float = 1.0
     # the source-only model's value is a meaningful baseline (its adversarial head is untrained)
     has_baseline: bool = True
+    # it judges skeletons: NaN on a keypoint set without bones, so it cannot select there
+    needs_skeleton: bool = False
 
     def __init__(self):
         self.diagnostics: dict[str, float] = {}
@@ -80,12 +82,6 @@ def auto_proxy(has_bones: bool, computed) -> str:
     pose_prior where the keypoint set has bones and it is computed (train.proxies), else
     source_pck, which needs only source labels (benchmarks/results/proxy_study.md)."""
     return "pose_prior" if has_bones and "pose_prior" in computed else "source_pck"
-
-
-def relative(proxy: Proxy, value: float, source_only: float) -> float:
-    """The value relative to the source-only model's: (v - v0) / max(|v0|, unit). Comparable
-    across tasks whose proxies have different scales (joint searches)."""
-    return (value - source_only) / max(abs(source_only), proxy.unit)
 
 
 def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:

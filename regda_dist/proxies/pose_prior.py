@@ -67,6 +67,7 @@ class PosePrior(Proxy):
     name = "pose_prior"
     splits = ("source_val", "target_val")
     unit = 0.1
+    needs_skeleton = True
 
     def score(self, source: SplitOutputs, target: SplitOutputs) -> float:
         skeleton = source.spec.skeleton if source.spec else ()

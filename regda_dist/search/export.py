@@ -18,6 +18,7 @@ from pathlib import Path
 
 from regda_dist.search.consensus import add_consensus
 from regda_dist.search.folder import ORACLE, SearchFolderError, Trial, load_trials, read_search
+from regda_dist.search.joint import joint_scores
 from regda_dist.search.spec import SearchConfig
 
 
@@ -42,11 +43,12 @@ def label(metric: str) -> str:
 def ranking(trials: list[Trial], metric: str) -> list[tuple[float, Trial]]:
     """Completed trials, best first. Joint trials: the joint objective, or the mean over tasks."""
     scored = []
+    rescored = joint_scores(trials) if metric == "joint/objective" else {}
     for t in trials:
         if not t.complete:
             continue
-        if metric == "joint/objective":
-            value = float((t.joint or {}).get(metric, math.nan))
+        if metric == "joint/objective":  # against every completed trial (search/joint.py)
+            value = rescored.get(t.trial_id, math.nan)
         else:
             value = sum(t.value(task, metric) for task in t.runs) / len(t.runs)
         if not math.isnan(value):
@@ -93,7 +95,10 @@ def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric
     run = trial.runs[task]
     chosen = trial.selected.get(task)
     shutil.copy2(run / "config.yaml", folder / "config.yaml")
-    shutil.copy2(run / ("selected.pt" if chosen else "model.pt"), folder / "model.pt")
+    # model.pt: the weights of the epoch the run reports; selected.pt in folders of searches
+    # made before model.pt became that epoch's
+    kept = run / "selected.pt"
+    shutil.copy2(kept if chosen and kept.is_file() else run / "model.pt", folder / "model.pt")
     metrics = trial.metrics(task)
     last = trial.curves[task][-1]["epoch"] if trial.curves.get(task) else None
     meta = {

@@ -33,7 +33,9 @@ class Trial:
     # task -> the epoch train.select_metric chose: {epoch, metric, value, metrics}
     selected: dict[str, dict] = field(default_factory=dict)
     curves: dict[str, list[dict]] = field(default_factory=dict)  # task -> evaluated epochs
-    complete: bool = False  # every task finished (not stopped early, not failed)
+    complete: bool = False  # every task finished with a value (not stopped early, not failed)
+    # a task ran to its end without a value to select by (its metric NaN at every epoch)
+    failed: bool = False
     joint: dict | None = None
 
     def value(self, task: str, key: str) -> float:
@@ -97,7 +99,9 @@ def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
                 trial.adabn[task] = result.get("adabn", {})
                 if "selected" in result:
                     trial.selected[task] = result["selected"]
-                done.append(task)
+                    done.append(task)
+                else:  # every search selects an epoch: this task had no value to select by
+                    trial.failed = True
             else:
                 trial.final[task] = trial.curves[task][-1] if trial.curves[task] else {}
         want = set(expected) if joint else {group}  # a trial killed before a task: incomplete

@@ -22,7 +22,8 @@ from scipy.stats import spearmanr  # noqa: E402
 from regda_dist.search.consensus import add_consensus
 from regda_dist.search.export import ranking  # noqa: E402
 from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search  # noqa: E402
-from regda_dist.search.spec import Search, default_point  # noqa: E402
+from regda_dist.search.space import default_point  # noqa: E402
+from regda_dist.search.spec import Search  # noqa: E402
 
 
 def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
@@ -116,6 +117,9 @@ def findings(search: Search, groups: dict[str, list[Trial]]) -> list[str]:
                 ("the oracle's pick", oracle.value(task, ORACLE)),
             ]
             cells.append("vs " + ", ".join(f"{v:.1f} {k}" for k, v in against if _finite(v)))
+            if defaults is None:
+                outside = ": the experiment's own values lie outside search.space"
+                cells.append(f"(no reference-defaults trial{outside if point is None else ''})")
             lines.append(" ".join(cells))
     return lines
 

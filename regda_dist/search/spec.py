@@ -9,10 +9,11 @@
       metric: auto                         # the proxy trials and epochs are selected by
       num_samples: 8
 
-Distributions: loguniform [lo, hi], uniform [lo, hi] (float fields), randint [lo, hi] (hi
-exclusive, int fields), choice [values], grid [values] (every dimension a grid: each combination
-once, in Optuna's GridSampler order; num_samples is then the number of combinations).
-Endpoints and values are checked against the field's type and range like any config value.
+Distributions (search/space.py): loguniform [lo, hi], uniform [lo, hi] (float fields), randint
+[lo, hi] (hi exclusive, int fields), choice [values], grid [values] (every dimension a grid:
+each combination once, in Optuna's GridSampler order; num_samples is then the number of
+combinations). Endpoints and values are checked against the field's type and range like any
+config value.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import yaml
 
 from regda_dist import config as C
 from regda_dist.config import DEFAULT_SPACE
+from regda_dist.search.space import check_dimension, outside_space
 
-DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 AUTO = "auto"  # search.metric: chosen per keypoint set (auto_metric)
 
 
@@ -62,6 +63,12 @@ class SearchConfig:
     )  # each trial's Tune driver
     # the first trial runs the experiment's own values (where they lie inside the space)
     start_from_defaults: bool = True
+    # tpe: Optuna's TPE (model-based after startup_trials); random: Optuna's RandomSampler (the
+    # baseline TPE is measured against: benchmarks/results/tpe_study.md). A grid space always
+    # uses Optuna's GridSampler.
+    sampler: str = field(default="tpe", metadata=C._range(choices=("tpe", "random")))
+    # TPE's random start-up trials (the defaults trial counts as one); 0 = auto (tpe_startup)
+    startup_trials: int = field(default=0, metadata=C._range(0))
 
     @property
     def select_metric(self) -> str:
@@ -72,6 +79,16 @@ class SearchConfig:
     def objective(self) -> str:
         """The metric Tune and Optuna maximise: the selected epoch's value (best so far)."""
         return "joint/objective" if self.mode == "joint" else f"best/{self.select_metric}"
+
+    @property
+    def tpe_startup(self) -> int:
+        """TPE's random start-up trials: search.startup_trials, or a quarter of the budget, at
+        least 2 and at most Optuna's own default of 10. Optuna's 10 assumes budgets of ~100
+        trials: with the default 8 (the demo's 5, the README's 16) TPE would be random search
+        throughout. TPE needs a good and a bad observation to model anything (its "good" set is
+        the best ceil(10%) of the trials: one trial below 11), so 2 is the floor; a quarter
+        keeps the random share of a larger budget as Optuna's default does for ~40 trials."""
+        return self.startup_trials or min(10, max(2, self.num_samples // 4))
 
     @property
     def scheduler_name(self) -> str:
@@ -89,6 +106,7 @@ class Search:
     settings: SearchConfig
     tasks: dict[str, C.Config]
     space: dict
+    notes: list[str] = field(default_factory=list)  # one line each, said before anything runs
 
 
 def load_search(path: str | Path, overrides: list[str] = (), pick_metric: bool = True) -> Search:
@@ -117,10 +135,7 @@ def resolve(
 ) -> Search:
     space = settings.space or copy.deepcopy(DEFAULT_SPACE)
     for key, spec in space.items():
-        where = (
-            f"{source}:{lines[f'search.space.{key}']}" if f"search.space.{key}" in lines else source
-        )
-        check_dimension(key, spec, where)
+        check_dimension(key, spec, _where(source, lines, key))
     kinds = {next(iter(spec)) for spec in space.values()}
     if "grid" in kinds and kinds != {"grid"}:
         raise C.ConfigError(
@@ -134,18 +149,8 @@ def resolve(
         raise C.ConfigError(
             f"{source}: search.scheduler asha needs mode per_task (joint reports once)"
         )
-    tasks = {}
-    d = cfg.data
-    own = {"name": d.task or f"{d.source.dataset}2{d.target.dataset}", "set": {}}
-    for i, entry in enumerate(settings.tasks or [own]):
-        name, sets = _task_entry(entry, f"{source}: search.tasks[{i}]")
-        values = copy.deepcopy(cfg.to_dict())
-        merged = C.from_dict(values)
-        for key, value in sets.items():
-            C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
-        if name in tasks:
-            raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
-        tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
+    check_fixed_fields(space, settings, source, lines)
+    tasks = _tasks(cfg, settings, source)
     if settings.metric == AUTO and pick_metric:
         settings.metric = auto_metric(list(tasks.values()))
     for merged in tasks.values():
@@ -155,7 +160,128 @@ def resolve(
                 f"{source}: train.eval_every must be 1 in a per_task search (every report "
                 "carries the proxy that Tune and ASHA compare)"
             )
-    return Search(cfg, settings, tasks, space)
+    notes = [*_scheduler_notes(settings, tasks), *_start_notes(settings, tasks, space)]
+    return Search(cfg, settings, tasks, space, notes)
+
+
+def _where(source: str, lines: dict, key: str) -> str:
+    line = lines.get(f"search.space.{key}")
+    return f"{source}:{line}" if line else source
+
+
+def _tasks(cfg: C.Config, settings: SearchConfig, source: str) -> dict[str, C.Config]:
+    """{name: the task's resolved run config}: search.tasks, or the experiment's own task."""
+    tasks = {}
+    d = cfg.data
+    own = {"name": d.task or f"{d.source.dataset}2{d.target.dataset}", "set": {}}
+    for i, entry in enumerate(settings.tasks or [own]):
+        name, sets = _task_entry(entry, f"{source}: search.tasks[{i}]")
+        merged = C.from_dict(copy.deepcopy(cfg.to_dict()))
+        for key, value in sets.items():
+            C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
+        if name in tasks:
+            raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
+        tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
+    return tasks
+
+
+# Fields the search reads from the base config once, so no trial may vary them: the last epoch
+# (a trial that reaches it completes; one stopped before it is PRUNED), what every trial selects
+# its epoch by, and, under ASHA, what its rungs in epochs come from (grace_epochs: the warm-up's
+# length in epochs). regda.warm_lo and warm_hi set the warm-start's height, not when it rises:
+# they do not move a rung and stay searchable (warm_hi is in the default space).
+FIXED_FIELDS = {
+    "regda.epochs": "every trial's last epoch is the base config's",
+    "train.select_metric": "the search sets it (search.metric, search.selection)",
+    "train.eval_every": "every trial evaluates each epoch (the search's reports)",
+}
+RUNG_FIELDS = ("regda.iters_per_epoch", "regda.warm_alpha", "regda.warm_max_iters")
+
+
+def check_fixed_fields(space: dict, settings: SearchConfig, source: str, lines: dict) -> None:
+    """Refuse a searched field that the search computes from the base config (FIXED_FIELDS;
+    RUNG_FIELDS under ASHA)."""
+    for key in space:
+        where = _where(source, lines, key)
+        if key in FIXED_FIELDS:
+            raise C.ConfigError(
+                f"{where}: search.space.{key} cannot be searched: {FIXED_FIELDS[key]}; set it "
+                "in the experiment"
+            )
+        if key in RUNG_FIELDS and settings.scheduler_name == "asha":
+            raise C.ConfigError(
+                f"{where}: search.space.{key} cannot be searched under ASHA: its rungs (in "
+                "epochs, after the warm-up) come from the base config; use search.scheduler "
+                "fifo to search it"
+            )
+
+
+def _scheduler_notes(settings: SearchConfig, tasks: dict[str, C.Config]) -> list[str]:
+    """ASHA with no rung before the last epoch (a warm-up or grace_period as long as the run)
+    could stop nothing, and Ray refuses a grace period beyond max_t (an AssertionError after
+    phase 1 ran): the search runs FIFO instead and says so."""
+    if settings.scheduler_name != "asha":
+        return []
+    grace, max_t, rungs = asha_rungs(settings, tasks)
+    last = max_t - 1
+    if any(rung < last for rung in rungs):
+        return []
+    why = (
+        "search.grace_period"
+        if settings.grace_period
+        else f"the warm-start lambda at {settings.warmup_share:.0%} of its rise"
+    )
+    settings.scheduler = "fifo"
+    return [
+        f"search.scheduler asha: its first rung, epoch {grace} ({why}), is not before the "
+        f"last epoch ({last}), so no trial could be stopped early; running FIFO"
+    ]
+
+
+def _start_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict) -> list[str]:
+    """What the first trials are: the experiment's own values (or why not), TPE's random
+    start-up."""
+    notes = []
+    grid = all("grid" in spec for spec in space.values())
+    if settings.start_from_defaults and not grid:
+        outside = outside_space(next(iter(tasks.values())), space)
+        if outside:
+            notes.append(
+                f"the experiment's own values are outside search.space ({'; '.join(outside)}): "
+                "no trial runs them, and the report has no reference-defaults row"
+            )
+    if settings.sampler == "tpe" and not grid:
+        n = min(settings.tpe_startup, settings.num_samples)
+        notes.append(
+            f"TPE: the first {n} of {settings.num_samples} trials sample at random "
+            "(search.startup_trials), the rest from its model"
+        )
+    return notes
+
+
+def check_metric(search: Search, specs: dict) -> None:
+    """search.metric can select on every task: a registered proxy that each task computes
+    (train.proxies), with a source-only baseline in a joint search, and one that can exist on
+    the task's keypoint set (pose_prior needs bones). specs: {task: its KeypointSpec}."""
+    from regda_dist.proxies import create_proxy, list_proxies
+
+    s = search.settings
+    if s.metric not in list_proxies():
+        raise C.ConfigError(
+            f"search.metric: unknown proxy {s.metric!r}; registered: {', '.join(list_proxies())}"
+        )
+    proxy = create_proxy(s.metric)
+    if s.mode == "joint" and not proxy.has_baseline:
+        raise C.ConfigError(f"search.metric {s.metric!r} has no source-only baseline for joint")
+    for task, cfg in search.tasks.items():
+        if s.metric not in cfg.train.proxies:
+            raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
+        if s.selection == "proxy" and proxy.needs_skeleton and not specs[task].skeleton:
+            raise C.ConfigError(
+                f"search.metric {s.metric!r} judges skeletons, and task {task}'s keypoint set "
+                f"({specs[task].name}) has no bones: it would be NaN for every trial; use "
+                "source_pck (or search.metric auto)"
+            )
 
 
 def auto_metric(tasks: list[C.Config]) -> str:
@@ -182,48 +308,6 @@ def _task_entry(entry: Any, where: str) -> tuple[str, dict]:
     raise C.ConfigError(f"{where}: expected a task name or {{name: NAME, set: {{path: value}}}}")
 
 
-def check_dimension(key: str, spec: Any, where: str) -> None:
-    """One search dimension: an existing scalar field and a distribution its values fit."""
-    f = _field(key, where)
-    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
-        raise C.ConfigError(
-            f"{where}: search.space.{key} must be {{DISTRIBUTION: [...]}} with DISTRIBUTION one "
-            f"of {', '.join(DISTRIBUTIONS)}; got {spec!r}"
-        )
-    (kind, args), path = next(iter(spec.items())), f"search.space.{key}"
-    if not isinstance(args, list) or not args:
-        raise C.ConfigError(f"{where}: {path}.{kind} needs a non-empty list, got {args!r}")
-    for value in args:
-        C.check_value(path, value, f, where)
-    if kind in ("loguniform", "uniform", "randint"):
-        if len(args) != 2 or not args[0] < args[1]:
-            raise C.ConfigError(
-                f"{where}: {path}.{kind} needs [low, high] with low < high, got {args}"
-            )
-        hint = C.field_type(f)
-        if hint not in (int, float):
-            raise C.ConfigError(f"{where}: {key} is not numeric: use choice")
-        if (kind == "randint") != (hint is int):
-            need = "randint" if hint is int else "uniform or loguniform"
-            raise C.ConfigError(f"{where}: {key} is {hint.__name__}: use {need}")
-        if kind == "loguniform" and args[0] <= 0:
-            raise C.ConfigError(f"{where}: {path}.loguniform needs low > 0, got {args[0]}")
-
-
-def _field(key: str, where: str) -> dataclasses.Field:
-    obj, f = C.Config(), None
-    for part in key.split("."):
-        fields = (
-            {x.name: x for x in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
-        )
-        if part not in fields:
-            raise C.ConfigError(f"{where}: search.space: {key!r} is not a config field")
-        f, obj = fields[part], getattr(obj, part)
-    if dataclasses.is_dataclass(obj) or isinstance(obj, list):
-        raise C.ConfigError(f"{where}: search.space: {key!r} is not a single value")
-    return f
-
-
 def grace_epochs(cfg: C.Config, share: float) -> int:
     """The first epoch by whose end the warm-start lambda has risen by `share` of its way from
     regda.warm_lo to regda.warm_hi: lambda(i) = lo + (hi - lo) (2 / (1 + e^(-alpha i / N)) - 1)
@@ -246,27 +330,6 @@ def asha_rungs(settings: SearchConfig, tasks: dict[str, C.Config]) -> tuple[int,
         rungs.append(rung)
         rung *= settings.reduction_factor
     return grace, max_t, rungs
-
-
-def default_point(cfg: C.Config, space: dict) -> dict | None:
-    """The config's own values of the searched fields, if every one lies inside the space."""
-    point = {}
-    for key, spec in space.items():
-        value = cfg.adapt_sigma if key == "regda.sigma" else C.get(cfg, key)  # 0: data.sigma
-        ((kind, args),) = spec.items()
-        inside = value in args if kind in ("choice", "grid") else args[0] <= value <= args[1]
-        if not inside or kind == "randint" and value == args[1]:
-            return None
-        point[key] = value
-    return point
-
-
-def apply_params(cfg: C.Config, params: dict[str, Any]) -> C.Config:
-    """A copy of cfg with a trial's sampled values (dotted keys) set and validated."""
-    out = C.from_dict(copy.deepcopy(cfg.to_dict()))
-    for key, value in params.items():
-        C.apply(out, C.nest(key, value), f"trial parameter {key}", {})
-    return C.validate(out, "trial parameters")
 
 
 def storage_url(settings: SearchConfig, search_dir: Path) -> str:

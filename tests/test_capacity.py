@@ -1,0 +1,56 @@
+"""Whether a request can ever be placed, on fake cluster resources (no Ray started): GPUs count
+like CPUs, fractions let several trials share a GPU, and what can never run is one line."""
+
+import pytest
+
+from regda_dist import config as C
+from regda_dist.distributed.capacity import problem, worker_resources
+
+NODE_8GPU = {"CPU": 64.0, "GPU": 8.0}
+
+
+def _scaling(*sets):
+    return C.load(None, ["scaling.use_gpu=true", *sets]).scaling
+
+
+def test_fractional_gpus_let_several_trials_share_one():
+    quarter = _scaling("scaling.gpus_per_worker=0.25")
+    assert worker_resources(quarter) == {"CPU": 1.0, "GPU": 0.25}
+    one_gpu = {"CPU": 8.0, "GPU": 1.0}
+    assert problem(quarter, one_gpu, [one_gpu], trials=4, driver_cpus=0.05) is None
+    too_many = problem(quarter, one_gpu, [one_gpu], trials=5, driver_cpus=0.05)
+    assert too_many.startswith("5 concurrent trial(s) need 1.25 GPUs")
+    assert "lower search.max_concurrent or scaling.gpus_per_worker" in too_many
+
+
+def test_a_trial_that_can_never_be_placed_is_one_line():
+    two_workers = _scaling("scaling.num_workers=2")  # 1 GPU each by default
+    cpu_only = {"CPU": 16.0}
+    found = problem(two_workers, cpu_only, [cpu_only], unit="trial")
+    assert found.startswith("a worker needs 1 CPU + 1 GPU on one node and no node has that")
+    small = [{"CPU": 8.0, "GPU": 1.0}]
+    found = problem(two_workers, {"CPU": 8.0, "GPU": 1.0}, small, unit="trial")
+    assert found == (
+        "a trial can never be placed: 2 worker(s) x 1 GPU need 2 GPUs but the Ray cluster has 1; "
+        "lower scaling.gpus_per_worker or the workers"
+    )
+    four = _scaling("scaling.gpus_per_worker=4")
+    assert "no node has that" in problem(four, {"CPU": 64, "GPU": 8}, [{"CPU": 32, "GPU": 2}] * 4)
+    assert problem(four, NODE_8GPU, [NODE_8GPU], trials=2) is None
+    assert "\n" not in found
+
+
+def test_cpus_are_still_counted_and_cpu_runs_ask_for_no_gpu():
+    cpu = C.load(None, ["scaling.num_workers=2", "scaling.cpus_per_worker=2"]).scaling
+    assert worker_resources(cpu) == {"CPU": 2.0}
+    two = {"CPU": 2.0}
+    assert "need 4 CPUs but the Ray cluster has 2" in problem(cpu, two, [two])
+    one = C.load(None, ["scaling.cpus_per_worker=0.9"]).scaling
+    assert problem(one, two, [two], trials=2, driver_cpus=0.05) is None
+    assert problem(one, two, [two], trials=3, driver_cpus=0.05).startswith("3 concurrent trial")
+
+
+def test_gpus_per_worker_above_one_must_be_whole():
+    with pytest.raises(C.ConfigError, match="gpus_per_worker .1.5. above 1 must be a whole"):
+        C.load(None, ["scaling.gpus_per_worker=1.5"])
+    assert C.load(None, ["scaling.gpus_per_worker=2"]).scaling.gpus_per_worker == 2.0
