@@ -101,6 +101,11 @@ def _tune(args) -> int:
             f"stopped early, {g['errored']} failed; best {s.objective}{label} = "
             f"{g['best_value']} (trial {g['best_trial']})"
         )
+        if g.get("answer") and not g["answer"].startswith("trial "):
+            print(
+                f"{group}: {g['answer']} scored {g['answer_value']:.4g}, better than every "
+                f"trial: it is the search's answer (what export writes)"
+            )
     print(f"\nsearch folder: {search_dir}\nnext: regda-dist export {search_dir}")
     return 0
 
@@ -122,7 +127,9 @@ def _report(args) -> int:
     path = report(search_dir, plot_importances)
     text = path.read_text()
     print(text)
-    found = text.split("\n\n")[1:3]  # "What the search found ...:" and its lines
+    parts = text.split("\n\n")
+    at = next(i for i, part in enumerate(parts) if part.startswith("What the search found"))
+    found = parts[1 : at + 2]  # a baseline's line if one won, "What the search found", its lines
     print("\n".join(["-" * 78, *found]))
     if (search_dir / "best").is_dir():
         print(

@@ -159,6 +159,10 @@ class RegDAConfig:
     sigma: float = field(default=0.0, metadata=_range(0.0, 16))
 
 
+ADAPTERS = ("regda", "mean_teacher", "regda+mean_teacher")  # adapt.method: phase 2 trains
+BASELINES = ("source_only", "adabn")  # adapt.method: no phase 2
+
+
 @dataclass
 class AdaptConfig:
     """Phase 2 beyond the schedule (regda:): how it starts and how BatchNorm is handled."""
@@ -166,9 +170,10 @@ class AdaptConfig:
     # regda (RegDA's steps A, B, C), mean_teacher (an EMA teacher's pseudo heatmaps on weak
     # views taught to the student on strong views, plus the source loss: mean_teacher:), or
     # regda+mean_teacher (RegDA's steps with the consistency loss added to step A)
-    method: str = field(
-        default="regda", metadata=_range(choices=("regda", "mean_teacher", "regda+mean_teacher"))
-    )
+    # regda+mean_teacher (RegDA's steps with the consistency loss added to step A); or a
+    # baseline, source_only or adabn: no phase 2, the run is phase 1's model (with the target's
+    # BatchNorm statistics for adabn): what `export` writes when a baseline beats every trial
+    method: str = field(default="regda", metadata=_range(choices=(*ADAPTERS, *BASELINES)))
     # which running statistics each domain is evaluated and exported with (engine/batchnorm.py):
     # mixed (the reference: what training left, source and target passes mixed), target
     # (re-estimated on each domain's train images before every evaluation), domain (tracked

@@ -153,4 +153,4 @@ def test_an_unknown_mode_and_a_head_that_cannot_be_carried_over_are_refused():
     with pytest.raises(C.ConfigError, match="adapt.head_init 'phase1' needs"):
         C.load(None, ["adapt.head_init=phase1", "pretrain.head_layers=1"])
     with pytest.raises(ValueError, match="adapt.batchnorm must be one of"):
-        PhaseTwoNorm("sometimes", nn.BatchNorm2d(2), None)
+        PhaseTwoNorm("sometimes", None)

@@ -150,3 +150,21 @@ def test_a_search_metric_that_cannot_exist_is_refused_before_anything_starts(tmp
     assert cli.main(["tune", str(exp)]) == 2
     assert "judges skeletons" in _one_line_error(capsys)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_baseline_as_the_method_runs_no_phase_two_and_is_its_own_answer(tmp_path, capsys):
+    """What `export` writes when AdaBN wins a search: re-run, it gives AdaBN's numbers and
+    weights (from the phase-1 cache)."""
+    import torch
+
+    exp = _experiment(tmp_path, adapt__method="adabn", train__select_metric="proxy/source_pck")
+    assert cli.main(["train", "--no-ray", str(exp)]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "tiny"
+    result = json.loads((run / "result.json").read_text())
+    assert result["regda"] == result["adabn"] and result["method"] == "AdaBN"
+    assert "selected" not in result and not (run / "adapt.ckpt").exists()
+    cached = torch.load(result["baseline_weights"]["adabn"], weights_only=True)
+    saved = torch.load(run / "model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], cached[k]) for k in cached)
+    assert out.splitlines()[-3].endswith("-> would export AdaBN")

@@ -141,3 +141,45 @@ def test_the_report_says_what_the_search_found(tmp_path):
     # a: chosen by the proxy at epoch 1; b is the oracle's pick; source-only = the last epoch
     assert "- hand: trial a (epoch 1, proxy/source_pck 90) reaches 50.0 target PCK vs " in text
     assert "45.0 source-only, 60.0 the oracle's pick" in text
+
+
+def _with_baselines(tmp_path, adabn_proxy: float):
+    """_search, where every run also holds its baselines (AdaBN's source_pck = adabn_proxy)
+    and their weights, as engine/run.py writes them."""
+    exp = _search(tmp_path)
+    weights = {"source_only": tmp_path / "p1.pt", "adabn": tmp_path / "adabn.pt"}
+    torch.save({"w": torch.full((1,), 3.0)}, weights["source_only"])
+    torch.save({"w": torch.full((1,), 7.0)}, weights["adabn"])
+    for result_file in exp.glob("hand/trials/*/hand/result.json"):
+        result = json.loads(result_file.read_text())
+        result["adabn"] = {"proxy/source_pck": adabn_proxy, "oracle/target_pck": 66.0}
+        result["baseline_weights"] = {k: str(v) for k, v in weights.items()}
+        result_file.write_text(json.dumps(result))
+        (result_file.parent / "config.yaml").write_text("adapt: {method: regda}\n")
+    return exp
+
+
+def test_a_baseline_that_scores_better_than_every_trial_is_what_export_writes(tmp_path):
+    from regda_dist.search.report import report
+
+    exp = _with_baselines(tmp_path, adabn_proxy=95.0)  # trial a, the best trial: 90
+    out = export(exp)
+    meta = json.loads((out / "hand" / "meta.json").read_text())
+    assert (meta["candidate"], meta["trial_id"], meta["selection_value"]) == ("AdaBN", None, 95.0)
+    assert meta["oracle_eval_only"] == {"oracle/target_pck": 66.0}
+    assert yaml.safe_load((out / "hand" / "config.yaml").read_text())["adapt"]["method"] == "adabn"
+    assert torch.equal(torch.load(out / "hand" / "model.pt")["w"], torch.full((1,), 7.0))
+    summary = (out / "summary.md").read_text()
+    assert "**AdaBN scored better than every trial on hand: it is what is exported.**" in summary
+    first = report(exp).read_text().split("\n\n")[1]
+    assert first.startswith("**A baseline is the search's answer: hand: AdaBN")
+
+
+def test_a_trial_that_scores_better_than_the_baselines_is_exported(tmp_path):
+    exp = _with_baselines(tmp_path, adabn_proxy=89.0)
+    meta = json.loads((export(exp, top_k=3) / "hand" / "meta.json").read_text())
+    assert (meta["candidate"], meta["trial_id"]) == ("trial a", "a")
+    ranks = [
+        json.loads(p.read_text())["candidate"] for p in sorted(exp.glob("best/hand/top*/meta.json"))
+    ]
+    assert ranks == ["AdaBN", "source-only"]  # 89, then source-only's 85 (trial a's last epoch)

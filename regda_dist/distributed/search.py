@@ -254,8 +254,10 @@ def run_search(search: Search, search_dir: Path, fixed_size: bool = True) -> dic
 
 
 def summarise(search: Search, search_dir: Path, grids: dict) -> dict:
-    """Per group: trials, completed (every epoch), stopped early, failed, and the best completed
-    trial by the objective: the same trials `export` and `report` can pick (search/folder.py)."""
+    """Per group: trials, completed (every epoch), stopped early, failed, the best completed
+    trial by the objective, and the search's answer: that trial, or source-only or AdaBN where
+    one scored better (what `export` and `report` pick: search/candidates.py)."""
+    from regda_dist.search.candidates import ranked
     from regda_dist.search.export import ranking
 
     folders = load_trials(search_dir) if any(search_dir.glob("*/trials/*/params.json")) else {}
@@ -267,14 +269,17 @@ def summarise(search: Search, search_dir: Path, grids: dict) -> dict:
         # ran to the end without a value to select by: failed too (searcher.py told Optuna)
         errors += [f"{objective} has no value (NaN at every epoch)" for t in trials if t.failed]
         completed = sum(t.complete for t in trials)
-        ranked = ranking(trials, objective)
+        scored = ranking(trials, objective)
+        answer = ranked(trials, scored, objective)[0] if scored else None
         summary[group] = {
             "trials": len(grid),
             "completed": completed,
             "stopped_early": len(grid) - len(errors) - completed,
             "errored": len(errors),
-            "best_trial": ranked[0][1].trial_id if ranked else None,
-            "best_value": ranked[0][0] if ranked else None,
+            "best_trial": scored[0][1].trial_id if scored else None,
+            "best_value": scored[0][0] if scored else None,
+            "answer": answer.name if answer else None,  # a baseline where one scored better
+            "answer_value": answer.value if answer else None,
             "first_error": errors[0] if errors else "",
         }
     return summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -127,14 +128,24 @@ def baselines_file(cfg: C.Config) -> Path:
     return phase1_folder(cfg) / f"baselines-{key}.json"
 
 
+def baseline_weights(cfg: C.Config, name: str) -> Path:
+    """The weights of baseline `name` (source_only: phase 1's model; adabn: with the target's
+    BatchNorm statistics), in the phase-1 cache."""
+    if name == "source_only":
+        return phase1_folder(cfg) / "model.pt"
+    return baselines_file(cfg).with_suffix(".adabn.pt")
+
+
 def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, torch.Tensor]:
     """Source-only and AdaBN metrics of the phase-1 model, and the source-only model's target
     val predictions: they depend on phase 1 alone, so they are computed once and cached beside
-    it. AdaBN re-estimates BatchNorm on the target train images without augmentation, in a
-    seeded random order, for the target; the source is evaluated with phase 1's statistics."""
+    it, with AdaBN's weights (a candidate `export` may write). AdaBN re-estimates BatchNorm on
+    the target train images without augmentation, in a seeded random order, for the target;
+    the source is evaluated with phase 1's statistics."""
     file = baselines_file(trainer.cfg)
     coords_file = file.with_suffix(".coords.pt")
-    if trainer.runtime.comm.agree(file.is_file() and coords_file.is_file()):
+    weights = baseline_weights(trainer.cfg, "adabn")
+    if trainer.runtime.comm.agree(all(f.is_file() for f in (file, coords_file, weights))):
         return json.loads(file.read_text()), checkpoint.load(coords_file)["coords"]
     if trainer.runtime.is_main:
         say("source-only and AdaBN baselines: evaluating once (cached beside phase 1)")
@@ -142,8 +153,9 @@ def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, to
     coords = trainer.target_coords
     adapted = trainer.eval.adabn(source_model, trainer.task.target_train, trainer.cfg.train.seed)
     out["adabn"] = trainer.evaluate({"source": source_model, "target": adapted})
-    if trainer.runtime.is_main:  # the coordinates first: the JSON's presence means both exist
+    if trainer.runtime.is_main:  # the JSON last: its presence means the other files exist
         checkpoint.save({"coords": coords}, coords_file)
+        checkpoint.save(adapted.state_dict(), weights)
         _write_json(file, out)
     return out, coords
 
@@ -206,9 +218,12 @@ def execute(
         "pck": {"threshold": t.pck_threshold, "normalize": t.pck_normalize},  # how to read PCK
         "pretrain": pretrain_info,
         **measured,
+        "baseline_weights": {name: str(baseline_weights(cfg, name)) for name in C.BASELINES},
     }
     if tb is not None:  # epoch 0 of the adaptation curves: the source-only model
         tb(phase="adapt", epoch=0, metrics=result["source_only"])
+    if cfg.adapt.method in C.BASELINES:  # no phase 2: the run is that baseline
+        return _baseline_run(trainer, run_dir, result, source_coords, tb)
     seed_everything(cfg.train.seed)
     start = time.time()
     model = trainer.adapt(source_model.state_dict(), run_dir / ADAPT_CHECKPOINT)
@@ -234,10 +249,27 @@ def execute(
     return result
 
 
+def _baseline_run(trainer: Trainer, run_dir: Path, result: dict, coords, tb) -> dict:
+    """A run of adapt.method source_only or adabn: its results are the baseline's, its
+    model.pt the baseline's weights (from the phase-1 cache)."""
+    cfg, name = trainer.cfg, trainer.cfg.adapt.method
+    result.update(regda=result[name], method=method_label(cfg))
+    result["candidates"] = candidates(result, selection_metric(cfg, trainer.task))
+    if tb is not None:
+        tb.end_session()
+        tb.close()
+    if trainer.runtime.is_main:
+        shutil.copy2(baseline_weights(cfg, name), run_dir / "model.pt")
+        checkpoint.save({"source_only": coords}, run_dir / PREDICTIONS)
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def method_label(cfg: C.Config) -> str:
     """The adapted model as users read it: its method, and which model a teacher method
     evaluates and exports."""
-    names = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA+MT"}
+    names = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA+MT",
+             "source_only": "source-only", "adabn": "AdaBN"}  # fmt: skip
     name = names[cfg.adapt.method]
     return f"{name} (teacher)" if "mean_teacher" in cfg.adapt.method else name
 

@@ -3,6 +3,9 @@
 best/<task>/config.yaml  the trial's full resolved config (runnable by `regda-dist train`)
 best/<task>/model.pt     its adapted weights of the epoch its selection metric chose (weights
                          only; the last epoch's for a trial without epoch selection)
+Where source-only or AdaBN scores better than every trial by the same metric (search/
+candidates.py), that baseline is what is exported: its config is the trial's with
+adapt.method source_only / adabn (no phase 2), its weights the phase-1 cache's.
 best/<task>/meta.json    trial, parameters, the chosen epoch, every proxy, oracle values
                          (labelled), versions, git revision, the command that reproduces it
 best/<task>/top<N>/      the same for ranks 2..k (--top-k)
@@ -16,6 +19,9 @@ import math
 import shutil
 from pathlib import Path
 
+import yaml
+
+from regda_dist.search.candidates import Candidate, ranked
 from regda_dist.search.consensus import add_consensus
 from regda_dist.search.folder import ORACLE, SearchFolderError, Trial, load_trials, read_search
 from regda_dist.search.joint import joint_scores
@@ -71,47 +77,59 @@ def export(
     groups = load_trials(search_dir)
     add_consensus(groups)  # proxy/consensus: a proxy across the trials
     for group, trials in sorted(groups.items()):
-        ranked = ranking(trials, metric)
-        if not ranked:
+        scored = ranking(trials, metric)
+        if not scored:
             raise SearchFolderError(f"{search_dir}/{group}: no completed trial with {metric}")
-        for task in ranked[0][1].runs:
-            picked[task] = [(rank, value, t) for rank, (value, t) in enumerate(ranked[:top_k], 1)]
+        best = ranked(trials, scored, metric)[:top_k]
+        for task in scored[0][1].runs:
+            picked[task] = list(enumerate(best, 1))
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     for task, entries in picked.items():
-        for rank, value, trial in entries:
+        for rank, candidate in entries:
             place = Path(task) if rank == 1 else Path(task) / f"top{rank}"
-            _write(staging / place, out / place, (task, rank, value), trial, metric, provenance)
-            rows.append((task, rank, value, trial))
+            _write(staging / place, out / place, (task, rank), candidate, metric, provenance)
+            rows.append((task, rank, candidate))
     (staging / "summary.md").write_text(_summary(search_dir, metric, rows))
     staging.replace(out)  # all or nothing
     return out
 
 
-def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric, provenance):
+def _write(folder: Path, final_folder: Path, picked: tuple, candidate: Candidate, metric,
+           provenance):  # fmt: skip
     """One exported configuration into `folder` (staging), which becomes `final_folder`."""
-    task, rank, value = picked
+    (task, rank), trial = picked, candidate.trial
     folder.mkdir(parents=True)
     run = trial.runs[task]
-    chosen = trial.selected.get(task)
-    shutil.copy2(run / "config.yaml", folder / "config.yaml")
-    # model.pt: the weights of the epoch the run reports; selected.pt in folders of searches
-    # made before model.pt became that epoch's
-    kept = run / "selected.pt"
-    shutil.copy2(kept if chosen and kept.is_file() else run / "model.pt", folder / "model.pt")
-    metrics = trial.metrics(task)
+    chosen = None if candidate.baseline else trial.selected.get(task)
+    if candidate.baseline:  # the trial's config, without phase 2; the phase-1 cache's weights
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg.setdefault("adapt", {})["method"] = candidate.baseline
+        (folder / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        shutil.copy2(trial.baseline_weights[task][candidate.baseline], folder / "model.pt")
+    else:
+        shutil.copy2(run / "config.yaml", folder / "config.yaml")
+        # model.pt: the weights of the epoch the run reports; selected.pt in folders of
+        # searches made before model.pt became that epoch's
+        kept = run / "selected.pt"
+        shutil.copy2(kept if chosen and kept.is_file() else run / "model.pt", folder / "model.pt")
+    metrics = candidate.metrics(task)
     last = trial.curves[task][-1]["epoch"] if trial.curves.get(task) else None
+    baseline = candidate.baseline
     meta = {
         "task": task,
         "rank": rank,
+        "candidate": candidate.name,  # a trial, or the baseline that scored better than them
         "selected_by": label(metric),
-        "selection_value": value,
-        "trial_id": trial.trial_id,
+        "selection_value": candidate.value,
+        "trial_id": None if baseline else trial.trial_id,
         "group": trial.group,
-        "params": trial.params,
-        "epoch": chosen["epoch"] if chosen else last,  # of the exported weights
-        "epoch_selected_by": label(chosen["metric"]) if chosen else "the last epoch",
-        "last_epoch": last,
+        "params": {"adapt.method": baseline} if baseline else trial.params,
+        "epoch": None if baseline else chosen["epoch"] if chosen else last,  # of the weights
+        "epoch_selected_by": (
+            "no phase 2" if baseline else label(chosen["metric"]) if chosen else "the last epoch"
+        ),
+        "last_epoch": None if baseline else last,
         "proxies": {k: v for k, v in metrics.items() if k.startswith("proxy/")},
         "source_pck": metrics.get("source/pck"),
         "oracle_eval_only": {k: v for k, v in metrics.items() if k.startswith(ORACLE)},
@@ -119,28 +137,37 @@ def _write(folder: Path, final_folder: Path, picked: tuple, trial: Trial, metric
         "run_folder": str(run),
         "versions": provenance,
         "reproduce": (
-            f"regda-dist train {final_folder / 'config.yaml'} --name {task}-{trial.trial_id}"
+            f"regda-dist train {final_folder / 'config.yaml'} --name "
+            f"{task}-{baseline or trial.trial_id}"
         ),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def _summary(search_dir: Path, metric: str, rows) -> str:
+    won = [f"{c.name} scored better than every trial on {task}: it is what is exported"
+           for task, rank, c in rows if rank == 1 and c.baseline]  # fmt: skip
     lines = [
         f"# Best configurations of {search_dir.name}",
         "",
+        *(f"**{line}.**" for line in won),
+        *([""] if won else []),
         f"Selected by **{label(metric)}**. `oracle/target_pck` is shown for evaluation only "
         "(target labels; nothing below was selected with it unless the line above says ORACLE).",
         "",
-        "| task | rank | trial | selection value | oracle/target_pck | parameters |",
+        "| task | rank | candidate | selection value | oracle/target_pck | parameters |",
         "|---|---|---|---|---|---|",
     ]
-    for task, rank, value, trial in rows:
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in trial.params.items())  # fmt: skip
-        oracle = trial.value(task, ORACLE)
+    for task, rank, candidate in rows:
+        params = (
+            {"adapt.method": candidate.baseline} if candidate.baseline else candidate.trial.params
+        )
+        text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in params.items())  # fmt: skip
+        oracle = candidate.metrics(task).get(ORACLE, math.nan)
         lines.append(
-            f"| {task} | {rank} | {trial.trial_id} | {value:.4g} | {oracle:.1f} | {params} |"
+            f"| {task} | {rank} | {candidate.name} | {candidate.value:.4g} | {oracle:.1f} | "
+            f"{text} |"
         )
     return "\n".join(lines) + "\n"
 

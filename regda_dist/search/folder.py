@@ -30,6 +30,8 @@ class Trial:
     final: dict[str, dict] = field(default_factory=dict)  # task -> last evaluated metrics
     source_only: dict[str, dict] = field(default_factory=dict)  # task -> source-only metrics
     adabn: dict[str, dict] = field(default_factory=dict)  # task -> AdaBN metrics
+    # task -> {source_only|adabn: the baseline's weights file} (the phase-1 cache)
+    baseline_weights: dict[str, dict] = field(default_factory=dict)
     # task -> the epoch train.select_metric chose: {epoch, metric, value, metrics}
     selected: dict[str, dict] = field(default_factory=dict)
     curves: dict[str, list[dict]] = field(default_factory=dict)  # task -> evaluated epochs
@@ -97,6 +99,7 @@ def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
                 result = json.loads(result_file.read_text())
                 trial.final[task], trial.source_only[task] = result["regda"], result["source_only"]
                 trial.adabn[task] = result.get("adabn", {})
+                trial.baseline_weights[task] = result.get("baseline_weights", {})
                 if "selected" in result:
                     trial.selected[task] = result["selected"]
                     done.append(task)

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from regda_dist.search.candidates import ranked  # noqa: E402
 from regda_dist.search.consensus import add_consensus
 from regda_dist.search.export import ranking  # noqa: E402
 from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search  # noqa: E402
@@ -89,39 +90,54 @@ Importances = Callable[[Path, object, str, Path], bool]  # distributed.study.plo
 
 
 def findings(search: Search, groups: dict[str, list[Trial]]) -> list[str]:
-    """Per task, one line: the trial the search picked (by its objective, at the epoch it
-    chose) and its target PCK beside the reference defaults, AdaBN, source-only and the
-    oracle's pick (target labels: evaluation only)."""
+    """Per task, one line: the candidate the search picked (by its objective, at the epoch it
+    chose; source-only or AdaBN where one scored better than every trial) and its target PCK
+    beside the reference defaults, AdaBN, source-only and the oracle's pick (target labels:
+    evaluation only)."""
     lines = []
+    objective = search.settings.objective
     for trials in groups.values():
-        ranked = ranking(trials, search.settings.objective)
+        scored = ranking(trials, objective)
         for task in sorted({task for t in trials for task in t.runs}):
-            if not ranked:
+            if not scored:
                 lines.append(f"{task}: no completed trial")
                 continue
-            pick = ranked[0][1]
-            cfg = search.tasks.get(task)
-            point = default_point(cfg, search.space) if cfg else None
-            defaults = next((t for t in trials if t.complete and t.params == point), None)
-            done = [t for t in trials if t.complete]
-            oracle = max(done, key=lambda t: t.value(task, ORACLE))
-            chosen = pick.selected.get(task, {})
-            cells = [f"{task}: trial {pick.trial_id}"]
-            if chosen:
-                cells.append(f"(epoch {chosen['epoch']}, {chosen['metric']} {chosen['value']:.3g})")
-            cells.append(f"reaches {pick.value(task, ORACLE):.1f} target PCK")
-            against = [
-                ("the reference defaults", defaults.value(task, ORACLE) if defaults else None),
-                ("AdaBN", pick.adabn.get(task, {}).get(ORACLE)),
-                ("source-only", pick.source_only.get(task, {}).get(ORACLE)),
-                ("the oracle's pick", oracle.value(task, ORACLE)),
-            ]
-            cells.append("vs " + ", ".join(f"{v:.1f} {k}" for k, v in against if _finite(v)))
-            if defaults is None:
-                outside = ": the experiment's own values lie outside search.space"
-                cells.append(f"(no reference-defaults trial{outside if point is None else ''})")
-            lines.append(" ".join(cells))
+            best = ranked(trials, scored, objective)[0]
+            lines.append(_finding(search, trials, task, best))
     return lines
+
+
+def _finding(search: Search, trials: list[Trial], task: str, best) -> str:
+    pick = best.trial
+    cfg = search.tasks.get(task)
+    point = default_point(cfg, search.space) if cfg else None
+    defaults = next((t for t in trials if t.complete and t.params == point), None)
+    done = [t for t in trials if t.complete]
+    oracle = max(done, key=lambda t: t.value(task, ORACLE))
+    chosen = pick.selected.get(task, {})
+    if best.baseline:
+        cells = [f"{task}: {best.name}, which scored better than every trial by "
+                 f"{objective_name(search)} ({best.value:.3g})"]  # fmt: skip
+    else:
+        cells = [f"{task}: trial {pick.trial_id}"]
+        if chosen:
+            cells.append(f"(epoch {chosen['epoch']}, {chosen['metric']} {chosen['value']:.3g})")
+    cells.append(f"reaches {best.metrics(task).get(ORACLE, math.nan):.1f} target PCK")
+    against = [
+        ("the reference defaults", defaults.value(task, ORACLE) if defaults else None),
+        ("AdaBN", pick.adabn.get(task, {}).get(ORACLE)),
+        ("source-only", pick.source_only.get(task, {}).get(ORACLE)),
+        ("the oracle's pick", oracle.value(task, ORACLE)),
+    ]
+    cells.append("vs " + ", ".join(f"{v:.1f} {k}" for k, v in against if _finite(v)))
+    if defaults is None:
+        outside = ": the experiment's own values lie outside search.space"
+        cells.append(f"(no reference-defaults trial{outside if point is None else ''})")
+    return " ".join(cells)
+
+
+def objective_name(search: Search) -> str:
+    return search.settings.objective.removeprefix("best/")
 
 
 def report(search_dir: Path, importances: Importances | None = None) -> Path:
@@ -131,13 +147,16 @@ def report(search_dir: Path, importances: Importances | None = None) -> Path:
     out.mkdir(exist_ok=True)
     groups = load_trials(search_dir)
     add_consensus(groups)  # proxy/consensus: a proxy across the trials
+    found = findings(search, groups)
+    won = [line.split(",")[0] for line in found if "scored better than every trial" in line]
     lines = [
         f"# Proxy report of {search_dir.name}",
         "",
-        f"What the search found (selected by {search.settings.objective.removeprefix('best/')}; "
+        *(f"**A baseline is the search's answer: {line}.**\n" for line in won),
+        f"What the search found (selected by {objective_name(search)}; "
         "target PCK uses target labels, for evaluation only):",
         "",
-        *(f"- {line}" for line in findings(search, groups)),
+        *(f"- {line}" for line in found),
         "",
         "Spearman: rank correlation of the proxy with oracle/target_pck over trials. Regret: "
         "oracle PCK of the best trial minus that of the proxy's pick (0 is perfect). The oracle "
