@@ -161,6 +161,7 @@ class RegDAConfig:
 
 ADAPTERS = ("regda", "mean_teacher", "regda+mean_teacher")  # adapt.method: phase 2 trains
 BASELINES = ("source_only", "adabn")  # adapt.method: no phase 2
+REGDA_HEAD_INIT = "fresh"  # adapt.head_init auto for RegDA
 
 
 @dataclass
@@ -181,8 +182,17 @@ class AdaptConfig:
     batchnorm: str = field(
         default="mixed", metadata=_range(choices=("mixed", "target", "domain", "frozen"))
     )
-    # the main head of phase 2: fresh (the reference) or phase 1's trained head (same layers)
-    head_init: str = field(default="fresh", metadata=_range(choices=("fresh", "phase1")))
+    # the main head of phase 2: fresh (the reference), phase 1's trained head (same layers),
+    # or auto: phase 1's for a mean teacher (its teacher starts as the source model), else
+    # REGDA_HEAD_INIT (benchmarks/results/ablation.md)
+    head_init: str = field(default="auto", metadata=_range(choices=("auto", "fresh", "phase1")))
+
+    @property
+    def head(self) -> str:
+        """head_init resolved: fresh or phase1."""
+        if self.head_init != "auto":
+            return self.head_init
+        return "phase1" if "mean_teacher" in self.method else REGDA_HEAD_INIT
 
 
 @dataclass
@@ -411,9 +421,10 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
             f"{source}: scaling.gpus_per_worker ({gpus}) above 1 must be a whole number (Ray)"
         )
     heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
-    if cfg.adapt.head_init == "phase1" and heads != cfg.model.num_head_layers:
+    if cfg.adapt.head == "phase1" and heads != cfg.model.num_head_layers:
         raise ConfigError(
-            f"{source}: adapt.head_init 'phase1' needs the head phase 1 trains "
+            f"{source}: adapt.head_init {cfg.adapt.head_init!r} (phase 1's head, for "
+            f"{cfg.adapt.method}) needs the head phase 1 trains "
             f"(pretrain.head_layers {heads}) to have model.num_head_layers "
             f"({cfg.model.num_head_layers}) layers"
         )

@@ -150,7 +150,10 @@ def test_domain_mode_statistics_survive_a_resume(tmp_path):
 def test_an_unknown_mode_and_a_head_that_cannot_be_carried_over_are_refused():
     with pytest.raises(C.ConfigError, match="adapt.batchnorm must be one of"):
         C.load(None, ["adapt.batchnorm=sometimes"])
-    with pytest.raises(C.ConfigError, match="adapt.head_init 'phase1' needs"):
+    with pytest.raises(C.ConfigError, match="adapt.head_init 'phase1' .* needs the head"):
         C.load(None, ["adapt.head_init=phase1", "pretrain.head_layers=1"])
+    with pytest.raises(C.ConfigError, match="adapt.head_init 'auto' .*mean_teacher.* needs"):
+        C.load(None, ["adapt.method=mean_teacher", "pretrain.head_layers=1"])
+    assert C.load(None, ["pretrain.head_layers=1"]).adapt.head == "fresh"  # RegDA's auto
     with pytest.raises(ValueError, match="adapt.batchnorm must be one of"):
         PhaseTwoNorm("sometimes", None)

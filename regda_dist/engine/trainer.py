@@ -250,13 +250,13 @@ class Trainer:
         return model.eval(), {"best_epoch": state["best_epoch"], "best_val_pck": state["best_pck"]}
 
     def adapt(self, pretrained: dict, ckpt_path: Path) -> RegDAModel:
-        """Phase 2 by adapt.method from the pretrained backbone + upsampling (and main head with
-        adapt.head_init phase1; else both heads start fresh). Returns the method's evaluated
-        model (RegDA's own, a mean teacher's teacher) as adapt.batchnorm evaluates the target
-        at the last evaluation: what a run exports."""
+        """Phase 2 by adapt.method from the pretrained backbone + upsampling (and the main head
+        where adapt.head_init resolves to phase1; else both heads start fresh). Returns the
+        method's evaluated model (RegDA's own, a mean teacher's teacher) as adapt.batchnorm
+        evaluates the target at the last evaluation: what a run exports."""
         r, a, rt, sigma = self.cfg.regda, self.cfg.adapt, self.runtime, self.cfg.adapt_sigma
         model = self.build_model()
-        keep = ("backbone.", "upsampling.", *(("head.",) if a.head_init == "phase1" else ()))
+        keep = ("backbone.", "upsampling.", *(("head.",) if a.head == "phase1" else ()))
         model.load_state_dict(
             {k: v for k, v in pretrained.items() if k.startswith(keep)}, strict=False
         )
