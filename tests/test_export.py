@@ -183,3 +183,15 @@ def test_a_trial_that_scores_better_than_the_baselines_is_exported(tmp_path):
         json.loads(p.read_text())["candidate"] for p in sorted(exp.glob("best/hand/top*/meta.json"))
     ]
     assert ranks == ["AdaBN", "source-only"]  # 89, then source-only's 85 (trial a's last epoch)
+
+
+def test_the_report_lists_each_methods_pick_and_the_baselines(tmp_path):
+    from regda_dist.search.report import report
+
+    exp = _with_baselines(tmp_path, adabn_proxy=95.0)
+    params = exp / "hand" / "trials" / "b" / "params.json"
+    params.write_text(json.dumps({"adapt.method": "mean_teacher"}))
+    text = report(exp).read_text()
+    assert "| regda | 2 | a | 90 | 50.0 |" in text  # trial c did not complete
+    assert "| mean_teacher | 1 | b | 80 | 60.0 |" in text
+    assert "| AdaBN | - | - | 95 | 66.0 |" in text

@@ -231,3 +231,72 @@ def _boneless(tmp_path) -> dict:
         folder = write_coco(tmp_path / side, ["a", "b", "c"], [], poses, name="dots")
         data[side] = {"dataset": "coco", "root": str(folder)}
     return data
+
+
+CONDITIONAL = {
+    "adapt.method": {"choice": ["regda", "mean_teacher", "regda+mean_teacher"]},
+    "regda.trade_off": {"loguniform": [0.1, 10.0]},
+    "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
+    "mean_teacher.keep": {"uniform": [0.2, 0.8]},
+    "optim.lr": {"loguniform": [0.01, 0.3]},
+}
+
+
+def test_a_conditional_space_gives_each_method_only_the_knobs_it_reads():
+    from regda_dist.search.space import dimensions
+
+    assert set(dimensions(CONDITIONAL, "regda")) == {
+        "adapt.method", "regda.trade_off", "regda.sigma", "optim.lr"}  # fmt: skip
+    assert set(dimensions(CONDITIONAL, "mean_teacher")) == {
+        "adapt.method", "regda.sigma", "mean_teacher.keep", "optim.lr"}  # fmt: skip
+    assert set(dimensions(CONDITIONAL, "regda+mean_teacher")) == set(CONDITIONAL)
+
+
+def test_optuna_never_samples_another_methods_knobs():
+    import optuna
+
+    from regda_dist.distributed.searcher import define_by_run
+
+    suggest = define_by_run(CONDITIONAL)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        suggest(trial)
+        method, params = trial.params["adapt.method"], set(trial.params)
+        seen.add(method)
+        assert ("regda.trade_off" in params) == ("regda" in method.split("+")), trial.params
+        assert ("mean_teacher.keep" in params) == ("mean_teacher" in method), trial.params
+        assert {"regda.sigma", "optim.lr"} <= params
+        study.tell(trial, 0.0)
+    assert seen == {"regda", "mean_teacher", "regda+mean_teacher"}
+
+
+def test_the_first_trials_are_each_method_at_the_experiments_own_values():
+    from regda_dist.search.space import default_point, default_points
+
+    cfg = C.load(None, ["adapt.method=mean_teacher", "mean_teacher.keep=0.5"])
+    points = default_points(cfg, CONDITIONAL)
+    assert [p["adapt.method"] for p in points] == ["mean_teacher", "regda", "regda+mean_teacher"]
+    assert points[0] == {"adapt.method": "mean_teacher", "regda.sigma": 2.0,
+                         "mean_teacher.keep": 0.5, "optim.lr": 0.1}  # fmt: skip
+    assert default_point(cfg, CONDITIONAL) == points[0]
+
+
+@pytest.mark.parametrize(
+    ("space", "needle"),
+    [
+        ({"adapt.method": {"choice": ["regda", "adabn"]}}, "must be a choice among"),
+        ({"adapt.method": {"uniform": [0, 1]}}, "adapt.method must be str"),
+        ({"adapt.method": {"choice": ["regda"]}, "mean_teacher.keep": {"uniform": [0.2, 0.8]}},
+         "mean_teacher.keep is read by no method the search runs"),
+        ({"mean_teacher.keep": {"uniform": [0.2, 0.8]}}, "runs \\(regda\\)"),
+        ({"adapt.method": {"grid": ["regda", "mean_teacher"]}, "optim.lr": {"grid": [0.1]}},
+         "cannot be a grid"),
+    ],
+)  # fmt: skip
+def test_a_method_dimension_that_cannot_work_is_one_line(tmp_path, space, needle):
+    exp = tmp_path / "x.yaml"
+    exp.write_text(yaml.safe_dump({"search": {"space": space}}))
+    with pytest.raises(C.ConfigError, match=needle):
+        load_search(exp)

@@ -29,13 +29,18 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from regda_dist import config as C
 from regda_dist.distributed import capacity, train
 from regda_dist.distributed.scheduler import make_scheduler
-from regda_dist.distributed.searcher import EarlyStopAwareOptunaSearch, sampler, tune_space
+from regda_dist.distributed.searcher import (
+    EarlyStopAwareOptunaSearch,
+    define_by_run,
+    sampler,
+    tune_space,
+)
 from regda_dist.engine import run as R
 from regda_dist.engine.trainer import best_logs
 from regda_dist.proxies import create_proxy
 from regda_dist.search import joint
 from regda_dist.search.folder import load_trials
-from regda_dist.search.space import apply_params, default_point
+from regda_dist.search.space import METHOD, apply_params, default_points
 from regda_dist.search.spec import Search, SearchConfig, storage_url, study_name
 
 
@@ -200,11 +205,15 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
     scheduler = make_scheduler(s, tasks, group_dir / "trials")
     grid = all("grid" in spec for spec in search.space.values())  # GridSampler: every point once
-    first = None
-    if s.start_from_defaults and not grid:
-        first = default_point(next(iter(tasks.values())), search.space)
+    first = []
+    if s.start_from_defaults and not grid:  # each method's, in a conditional space
+        first = default_points(next(iter(tasks.values())), search.space)
+    conditional = METHOD in search.space  # define-by-run: Tune gets no space of its own
     searcher = EarlyStopAwareOptunaSearch(
-        points_to_evaluate=[first] if first else None,
+        space=define_by_run(search.space) if conditional else None,
+        metric=s.objective if conditional else None,
+        mode="max" if conditional else None,
+        points_to_evaluate=first or None,
         sampler=sampler(s, search.space),
         study_name=study_name(search_dir, group),
         storage=open_storage(s, search_dir),
@@ -212,7 +221,7 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
     )
     return tune.Tuner(
         trainable,
-        param_space=tune_space(search.space),
+        param_space=None if conditional else tune_space(search.space),
         tune_config=tune.TuneConfig(
             metric=s.objective,
             mode="max",

@@ -8,6 +8,7 @@ of `sampler` (and a choice of SearchConfig.sampler); the searcher's outcomes are
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -16,10 +17,32 @@ import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from regda_dist.search.space import METHOD, dimensions
 from regda_dist.search.spec import SearchConfig
 
 logger = logging.getLogger(__name__)
 State = optuna.trial.TrialState
+
+
+def define_by_run(space: dict):
+    """A conditional space (adapt.method a dimension) as an Optuna define-by-run function: the
+    method first, then only the dimensions it reads (search/space.py). A module-level function
+    with its space bound: the searcher pickles it with its state (--resume)."""
+    return functools.partial(_suggest, space)
+
+
+def _suggest(space: dict, trial) -> None:
+    method = trial.suggest_categorical(METHOD, space[METHOD]["choice"])
+    for key, spec in dimensions(space, method).items():
+        if key == METHOD:
+            continue
+        ((kind, args),) = spec.items()
+        if kind in ("choice", "grid"):
+            trial.suggest_categorical(key, args)
+        elif kind == "randint":
+            trial.suggest_int(key, args[0], args[1] - 1)  # hi exclusive, as Tune's
+        else:
+            trial.suggest_float(key, args[0], args[1], log=kind == "loguniform")
 
 
 def tune_space(space: dict) -> dict:
@@ -45,12 +68,14 @@ def sampler(settings: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=settings.seed)
     concurrent = settings.max_concurrent > 1
-    with warnings.catch_warnings():  # both options are marked experimental by Optuna
+    conditional = METHOD in space  # group: TPE models each method's dimensions together
+    with warnings.catch_warnings():  # these options are marked experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
             n_startup_trials=settings.tpe_startup,
             seed=settings.seed,
-            multivariate=concurrent,
+            multivariate=concurrent or conditional,
+            group=conditional,
             constant_liar=concurrent,
         )
 

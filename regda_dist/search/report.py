@@ -136,6 +136,26 @@ def _finding(search: Search, trials: list[Trial], task: str, best) -> str:
     return " ".join(cells)
 
 
+def method_picks(search: Search, trials: list[Trial], task: str) -> list[str]:
+    """A table: per adaptation method of the search's trials, its best completed trial by the
+    objective; then source-only and AdaBN by the same value (the candidates export ranks)."""
+    objective = search.settings.objective
+    own = search.tasks[task].adapt.method if task in search.tasks else "regda"
+    lines = ["| candidate | trials | pick | selection value | target PCK (eval only) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    scored = ranking(trials, objective)
+    for method in sorted({t.params.get("adapt.method", own) for t in trials}):
+        mine = [t for t in trials if t.params.get("adapt.method", own) == method]
+        best = [(v, t) for v, t in scored if t in mine]
+        pick = f"{best[0][1].trial_id} | {best[0][0]:.4g} | {best[0][1].value(task, ORACLE):.1f}"
+        lines.append(f"| {method} | {len(mine)} | {pick if best else '- | - | -'} |")
+    for c in ranked(trials, scored, objective):
+        if c.baseline:
+            lines.append(f"| {c.name} | - | - | {c.value:.4g} | "
+                         f"{c.metrics(task).get(ORACLE, math.nan):.1f} |")  # fmt: skip
+    return lines
+
+
 def objective_name(search: Search) -> str:
     return search.settings.objective.removeprefix("best/")
 
@@ -169,6 +189,8 @@ def report(search_dir: Path, importances: Importances | None = None) -> Path:
             lines += [
                 "",
                 f"## {task} ({done} completed of {len(trials)} trials, group {group})",
+                "",
+                *(method_picks(search, trials, task) if group == task else []),
                 "",
             ]
             lines += [

@@ -3,6 +3,11 @@ the points it holds (the experiment's own values, a trial's sampled values).
 
 Distributions: loguniform [lo, hi], uniform [lo, hi] (float fields), randint [lo, hi] (hi
 exclusive, int fields), choice [values], grid [values] (every dimension a grid).
+
+With `adapt.method: {choice: [...]}` the space is conditional: a trial samples a method, then
+only the dimensions that method reads. A method reads the section of its own knobs (regda:,
+mean_teacher:, both for regda+mean_teacher) and every dimension outside the methods' sections
+(optim., adapt.batchnorm, data. ...); regda.sigma, phase 2's label sigma, is every method's.
 """
 
 from __future__ import annotations
@@ -58,19 +63,81 @@ def _field(key: str, where: str) -> dataclasses.Field:
     return f
 
 
+METHOD = "adapt.method"
+SECTIONS = {"regda": ("regda",), "mean_teacher": ("mean_teacher",),
+            "regda+mean_teacher": ("regda", "mean_teacher")}  # fmt: skip
+SHARED = ("regda.sigma",)  # read by every method though it lives in regda:
+
+
+def methods(space: dict) -> list[str]:
+    """The methods a conditional space samples ([] for a space without adapt.method)."""
+    spec = space.get(METHOD, {})
+    return list(spec.get("choice", spec.get("grid", [])))
+
+
+def reads(method: str, key: str) -> bool:
+    """Whether a trial of `method` samples dimension `key`."""
+    section = key.split(".")[0]
+    owned = {s for sections in SECTIONS.values() for s in sections}
+    return key in SHARED or section not in owned or section in SECTIONS.get(method, ())
+
+
+def dimensions(space: dict, method: str | None) -> dict:
+    """The dimensions a trial of `method` samples (all of them without a method)."""
+    return {k: v for k, v in space.items() if method is None or reads(method, k)}
+
+
+def check_methods(space: dict, method: str, where: str) -> None:
+    """A method dimension lists adaptation methods; every method dimension is read by some
+    method the search runs (else it would be sampled for nothing)."""
+    chosen = methods(space)
+    if METHOD in space and (not chosen or set(chosen) - set(SECTIONS)):
+        raise C.ConfigError(
+            f"{where}: search.space.{METHOD} must be a choice among {', '.join(SECTIONS)} "
+            f"(source-only and AdaBN are candidates of every search without it), got "
+            f"{space[METHOD]!r}"
+        )
+    for key in space:
+        if key != METHOD and not any(reads(m, key) for m in chosen or [method]):
+            raise C.ConfigError(
+                f"{where}: search.space.{key} is read by no method the search runs "
+                f"({', '.join(chosen or [method])}): drop it or add its method to {METHOD}"
+            )
+
+
+def default_points(cfg: C.Config, space: dict) -> list[dict]:
+    """The first trials: the config's own values, for each method of a conditional space (the
+    config's own method first), where they lie inside the space."""
+    own = cfg.adapt.method
+    order = sorted(methods(space), key=lambda m: m != own) or [None]
+    points = []
+    for method in order:
+        part = dimensions(space, method)
+        values = {k: method if k == METHOD else _own_value(cfg, k) for k in part}
+        if not _outside(values, part):
+            points.append(values)
+    return points
+
+
 def default_point(cfg: C.Config, space: dict) -> dict | None:
-    """The config's own values of the searched fields, if every one lies inside the space."""
-    if outside_space(cfg, space):
-        return None
-    return {key: _own_value(cfg, key) for key in space}
+    """The config's own values of the searched fields (of its own method's, in a conditional
+    space), if every one lies inside the space."""
+    points = default_points(cfg, space)
+    own = [p for p in points if p.get(METHOD, cfg.adapt.method) == cfg.adapt.method]
+    return own[0] if own else None
 
 
 def outside_space(cfg: C.Config, space: dict) -> list[str]:
-    """'key = value, outside DISTRIBUTION [args]' for each of the config's own values that the
-    space cannot sample."""
+    """'key = value, outside DISTRIBUTION [args]' for each of the config's own values (of its
+    own method's dimensions) that the space cannot sample."""
+    part = dimensions(space, cfg.adapt.method if methods(space) else None)
+    return _outside({k: _own_value(cfg, k) for k in part}, part)
+
+
+def _outside(values: dict, space: dict) -> list[str]:
     outside = []
     for key, spec in space.items():
-        value = _own_value(cfg, key)
+        value = values[key]
         ((kind, args),) = spec.items()
         inside = value in args if kind in ("choice", "grid") else args[0] <= value <= args[1]
         if not inside or kind == "randint" and value == args[1]:

@@ -29,7 +29,14 @@ import yaml
 
 from regda_dist import config as C
 from regda_dist.config import DEFAULT_SPACE
-from regda_dist.search.space import check_dimension, outside_space
+from regda_dist.search.space import (
+    METHOD,
+    check_dimension,
+    check_methods,
+    default_points,
+    methods,
+    outside_space,
+)
 
 AUTO = "auto"  # search.metric: chosen per keypoint set (auto_metric)
 
@@ -142,7 +149,13 @@ def resolve(
             f"{source}: search.space mixes grid with other distributions; use choice"
         )
     if all("grid" in spec for spec in space.values()):
+        if METHOD in space:
+            raise C.ConfigError(
+                f"{source}: search.space.{METHOD} cannot be a grid (a grid samples every "
+                "dimension for every trial; methods read different ones): use choice"
+            )
         settings.num_samples = math.prod(len(spec["grid"]) for spec in space.values())
+    check_methods(space, cfg.adapt.method, _where(source, lines, METHOD))
     if settings.selection == "oracle" and settings.mode == "joint":
         raise C.ConfigError(f"{source}: search.selection oracle is for per_task searches")
     if settings.scheduler_name == "asha" and settings.mode == "joint":
@@ -244,7 +257,13 @@ def _start_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict
     notes = []
     grid = all("grid" in spec for spec in space.values())
     if settings.start_from_defaults and not grid:
-        outside = outside_space(next(iter(tasks.values())), space)
+        cfg = next(iter(tasks.values()))
+        if methods(space):
+            notes.append(
+                f"the first trials run each method at the experiment's own values "
+                f"({', '.join(p[METHOD] for p in default_points(cfg, space))})"
+            )
+        outside = outside_space(cfg, space)
         if outside:
             notes.append(
                 f"the experiment's own values are outside search.space ({'; '.join(outside)}): "
