@@ -251,6 +251,6 @@ def test_a_search_over_methods_runs_each_with_its_own_knobs(local_ray, tmp_path)
         assert ("regda.trade_off" in params) == (method == "regda"), params
         assert ("mean_teacher.keep" in params) == (method == "mean_teacher"), params
         result = json.loads((trial / "synth_hand" / "result.json").read_text())
-        assert result["method"] == {"regda": "RegDA", "mean_teacher": "mean teacher (teacher)"}[
-            method
-        ]
+        assert (
+            result["method"] == {"regda": "RegDA", "mean_teacher": "mean teacher (teacher)"}[method]
+        )
