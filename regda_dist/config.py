@@ -161,7 +161,7 @@ class RegDAConfig:
 
 ADAPTERS = ("regda", "mean_teacher", "regda+mean_teacher")  # adapt.method: phase 2 trains
 BASELINES = ("source_only", "adabn")  # adapt.method: no phase 2
-REGDA_HEAD_INIT = "fresh"  # adapt.head_init auto for RegDA
+REGDA_HEAD_INIT = "phase1"  # adapt.head_init auto for RegDA: benchmarks/results/ablation.md
 
 
 @dataclass
@@ -170,29 +170,22 @@ class AdaptConfig:
 
     # regda (RegDA's steps A, B, C), mean_teacher (an EMA teacher's pseudo heatmaps on weak
     # views taught to the student on strong views, plus the source loss: mean_teacher:), or
-    # regda+mean_teacher (RegDA's steps with the consistency loss added to step A)
     # regda+mean_teacher (RegDA's steps with the consistency loss added to step A); or a
     # baseline, source_only or adabn: no phase 2, the run is phase 1's model (with the target's
     # BatchNorm statistics for adabn): what `export` writes when a baseline beats every trial
     method: str = field(default="regda", metadata=_range(choices=(*ADAPTERS, *BASELINES)))
     # which running statistics each domain is evaluated and exported with (engine/batchnorm.py):
     # mixed (the reference: what training left, source and target passes mixed), target
-    # (re-estimated on each domain's train images before every evaluation), domain (tracked
-    # per domain during training), frozen (BatchNorm uses running statistics in every pass)
+    # (the default: re-estimated on each domain's un-augmented train images before every
+    # evaluation; benchmarks/results/ablation.md), domain (tracked per domain during
+    # training), frozen (BatchNorm uses running statistics in every pass)
     batchnorm: str = field(
-        default="mixed", metadata=_range(choices=("mixed", "target", "domain", "frozen"))
+        default="target", metadata=_range(choices=("mixed", "target", "domain", "frozen"))
     )
     # the main head of phase 2: fresh (the reference), phase 1's trained head (same layers),
-    # or auto: phase 1's for a mean teacher (its teacher starts as the source model), else
-    # REGDA_HEAD_INIT (benchmarks/results/ablation.md)
+    # or auto (Config.adapt_head): phase 1's for a mean teacher (its teacher starts as the
+    # source model); for RegDA, REGDA_HEAD_INIT where phase 1 trains the same head, else fresh
     head_init: str = field(default="auto", metadata=_range(choices=("auto", "fresh", "phase1")))
-
-    @property
-    def head(self) -> str:
-        """head_init resolved: fresh or phase1."""
-        if self.head_init != "auto":
-            return self.head_init
-        return "phase1" if "mean_teacher" in self.method else REGDA_HEAD_INIT
 
 
 @dataclass
@@ -301,6 +294,19 @@ class Config:
     def adapt_sigma(self) -> float:
         """Label and pseudo-label sigma of phase 2: regda.sigma, or data.sigma when it is 0."""
         return self.regda.sigma or self.data.sigma
+
+    @property
+    def adapt_head(self) -> str:
+        """adapt.head_init resolved: fresh or phase1 (benchmarks/results/ablation.md)."""
+        a = self.adapt
+        if a.head_init != "auto":
+            return a.head_init
+        if "mean_teacher" in a.method:
+            return "phase1"
+        same = (
+            self.pretrain.head_layers or self.model.num_head_layers
+        ) == self.model.num_head_layers
+        return REGDA_HEAD_INIT if same else "fresh"
 
     def pretrain_key(self) -> str:
         """Hash of every field phase 1 depends on (none of the adaptation's): its cache key."""
@@ -421,7 +427,7 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
             f"{source}: scaling.gpus_per_worker ({gpus}) above 1 must be a whole number (Ray)"
         )
     heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
-    if cfg.adapt.head == "phase1" and heads != cfg.model.num_head_layers:
+    if cfg.adapt_head == "phase1" and heads != cfg.model.num_head_layers:
         raise ConfigError(
             f"{source}: adapt.head_init {cfg.adapt.head_init!r} (phase 1's head, for "
             f"{cfg.adapt.method}) needs the head phase 1 trains "

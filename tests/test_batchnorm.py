@@ -154,6 +154,8 @@ def test_an_unknown_mode_and_a_head_that_cannot_be_carried_over_are_refused():
         C.load(None, ["adapt.head_init=phase1", "pretrain.head_layers=1"])
     with pytest.raises(C.ConfigError, match="adapt.head_init 'auto' .*mean_teacher.* needs"):
         C.load(None, ["adapt.method=mean_teacher", "pretrain.head_layers=1"])
-    assert C.load(None, ["pretrain.head_layers=1"]).adapt.head == "fresh"  # RegDA's auto
+    # RegDA's auto: phase 1's head where phase 1 trains the same head, else a fresh one
+    assert C.load(None, ["pretrain.head_layers=1"]).adapt_head == "fresh"
+    assert C.load(None, []).adapt_head == C.REGDA_HEAD_INIT == "phase1"
     with pytest.raises(ValueError, match="adapt.batchnorm must be one of"):
         PhaseTwoNorm("sometimes", None)

@@ -256,7 +256,11 @@ class Trainer:
         evaluates the target at the last evaluation: what a run exports."""
         r, a, rt, sigma = self.cfg.regda, self.cfg.adapt, self.runtime, self.cfg.adapt_sigma
         model = self.build_model()
-        keep = ("backbone.", "upsampling.", *(("head.",) if a.head == "phase1" else ()))
+        keep = (
+            "backbone.",
+            "upsampling.",
+            *(("head.",) if self.cfg.adapt_head == "phase1" else ()),
+        )
         model.load_state_dict(
             {k: v for k, v in pretrained.items() if k.startswith(keep)}, strict=False
         )
