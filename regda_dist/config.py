@@ -265,13 +265,17 @@ class TrainConfig:
 
 # The RegDA knobs a search varies by default (ranges around the reference defaults of
 # REGDA_SPEC.md); a plain run logs their values as its TensorBoard HParams.
-DEFAULT_SPACE = {
+DEFAULT_SPACE = {  # conditional on the method: a trial samples only its method's knobs
+    "adapt.method": {"choice": list(ADAPTERS)},
     "regda.trade_off": {"loguniform": [0.1, 10.0]},
     "regda.margin": {"uniform": [1.0, 8.0]},
     "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
     "regda.warm_hi": {"loguniform": [0.03, 0.3]},
     "optim.lr": {"loguniform": [0.01, 0.3]},
     "optim.backbone_lr": {"loguniform": [0.001, 0.03]},
+    "mean_teacher.ema_decay": {"uniform": [0.95, 0.9995]},
+    "mean_teacher.keep": {"uniform": [0.2, 0.8]},
+    "mean_teacher.weight": {"loguniform": [0.3, 3.0]},
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from regda_dist import config as C
-from regda_dist.search.space import apply_params, default_point
+from regda_dist.search.space import apply_params, default_point, default_points
 from regda_dist.search.spec import DEFAULT_SPACE, load_search, prepare_search_dir
 
 
@@ -129,8 +129,16 @@ def test_no_search_block_is_refused(tmp_path):
 def test_default_point_is_the_configs_own_values_when_inside_the_space(tmp_path):
     search = load_search(_write(tmp_path, {}))
     point = default_point(search.tasks["synth_hand"], search.space)
-    assert point == {"regda.trade_off": 1.0, "regda.margin": 4.0, "regda.sigma": 2.0,
-                     "regda.warm_hi": 0.1, "optim.lr": 0.1, "optim.backbone_lr": 0.01}  # fmt: skip
+    assert point == {"adapt.method": "regda", "regda.trade_off": 1.0, "regda.margin": 4.0,
+                     "regda.sigma": 2.0, "regda.warm_hi": 0.1, "optim.lr": 0.1,
+                     "optim.backbone_lr": 0.01}  # fmt: skip
+    # the default space searches the method: the first trials are each method at its defaults
+    points = default_points(search.tasks["synth_hand"], search.space)
+    assert [p["adapt.method"] for p in points] == ["regda", "mean_teacher", "regda+mean_teacher"]
+    assert points[1] == {"adapt.method": "mean_teacher", "regda.sigma": 2.0, "optim.lr": 0.1,
+                         "optim.backbone_lr": 0.01, "mean_teacher.ema_decay": 0.999,
+                         "mean_teacher.keep": 0.5, "mean_teacher.weight": 1.0}  # fmt: skip
+    assert set(points[2]) == set(point) | set(points[1])
     narrow = {"regda.margin": {"uniform": [5.0, 8.0]}}
     assert default_point(search.tasks["synth_hand"], narrow) is None
     cfg = apply_params(search.tasks["synth_hand"], {"regda.margin": 6.5, "regda.epochs": 3})
@@ -176,11 +184,15 @@ def test_a_warm_up_as_long_as_the_run_falls_back_to_fifo_with_a_note_at_load(tmp
 
 def test_the_start_says_when_the_experiments_own_values_are_outside_the_space(tmp_path):
     search = load_search(_write(tmp_path, {"num_samples": 8}, regda={"margin": 12.0}))
-    (note,) = [n for n in search.notes if "own values" in n]
+    (note,) = [n for n in search.notes if "own values are outside" in n]
     assert "regda.margin = 12.0, outside uniform [1.0, 8.0]" in note
     assert "no reference-defaults row" in note
     inside = load_search(_write(tmp_path, {"num_samples": 8}))
-    assert not any("own values" in n for n in inside.notes)
+    assert not any("own values are outside" in n for n in inside.notes)
+    assert (
+        "each method at the experiment's own values (regda, mean_teacher, regda+mean_teacher)"
+        in " ".join(inside.notes)
+    )
     assert "TPE: the first 2 of 8 trials sample at random" in " ".join(inside.notes)
 
 
