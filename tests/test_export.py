@@ -194,4 +194,10 @@ def test_the_report_lists_each_methods_pick_and_the_baselines(tmp_path):
     text = report(exp).read_text()
     assert "| regda | 2 | a | 90 | 50.0 |" in text  # trial c did not complete
     assert "| mean_teacher | 1 | b | 80 | 60.0 |" in text
+    # a method none of whose trials completed is a row without a pick (not a crash)
+    incomplete = exp / "hand" / "trials" / "c" / "params.json"
+    incomplete.write_text(json.dumps({"adapt.method": "regda+mean_teacher"}))
+    text = report(exp).read_text()
+    assert "| regda | 1 | a | 90 | 50.0 |" in text
+    assert "| regda+mean_teacher | 1 | - | - | - |" in text
     assert "| AdaBN | - | - | 95 | 66.0 |" in text

@@ -146,9 +146,12 @@ def method_picks(search: Search, trials: list[Trial], task: str) -> list[str]:
     scored = ranking(trials, objective)
     for method in sorted({t.params.get("adapt.method", own) for t in trials}):
         mine = [t for t in trials if t.params.get("adapt.method", own) == method]
-        best = [(v, t) for v, t in scored if t in mine]
-        pick = f"{best[0][1].trial_id} | {best[0][0]:.4g} | {best[0][1].value(task, ORACLE):.1f}"
-        lines.append(f"| {method} | {len(mine)} | {pick if best else '- | - | -'} |")
+        best = [(v, t) for v, t in scored if t in mine]  # none: every trial failed or stopped
+        pick = "- | - | -"
+        if best:
+            (value, trial), *_ = best
+            pick = f"{trial.trial_id} | {value:.4g} | {trial.value(task, ORACLE):.1f}"
+        lines.append(f"| {method} | {len(mine)} | {pick} |")
     for c in ranked(trials, scored, objective):
         if c.baseline:
             lines.append(f"| {c.name} | - | - | {c.value:.4g} | "
