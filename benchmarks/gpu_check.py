@@ -62,7 +62,7 @@ class Setup:
 
 
 FULL = Setup(
-    "cuda", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"), (0, 4, 8, 16), 256, 50
+    "cuda:0", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"), (0, 4, 8, 16), 256, 50
 )
 SMOKE = Setup("cpu", "gloo", "small_resnet", 16, 64, 32, 4, 2, ("fp32",), (0, 1), 40, 3)
 
@@ -219,15 +219,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_device(name: str) -> torch.device:
+    """The device to run on, with an index where it is CUDA: torch.cuda.set_device (and NCCL's
+    object collectives, which use the current device) refuse a bare "cuda"."""
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", 0)
+    return device
+
+
 def run(s: Setup, work: Path) -> dict:
     started = time.perf_counter()
-    device = torch.device(s.device)
-    folder = write_folder(work, "jpeg1000" if s.device == "cuda" else "png320", s.images)
+    device = run_device(s.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    folder = write_folder(work, "jpeg1000" if device.type == "cuda" else "png320", s.images)
     dist.init_process_group(
         s.backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
     )
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     result = {"device": device.type, "torch": torch.__version__, "train": {}, "loader": []}
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
@@ -305,7 +314,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     s = SMOKE if args.smoke else FULL
-    if s.device == "cuda" and not torch.cuda.is_available():
+    if s.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (use --smoke for the CPU version)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="regda-gpu-check-"))

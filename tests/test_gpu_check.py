@@ -49,3 +49,27 @@ def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
     }
     assert result["phase2"]["finite"]
     assert "(c) collectives on cpu: all passed" in out.with_suffix(".md").read_text()
+
+
+def _gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_full_run_device_is_one_torch_cuda_set_device_accepts():
+    """The branch --smoke skips: the CUDA device handed to torch.cuda.set_device. set_device
+    first resolves the device's index (torch.cuda._utils._get_device_index), which refuses a
+    device without one: checked here without CUDA, exactly as set_device would."""
+    from torch.cuda._utils import _get_device_index
+
+    gpu_check = _gpu_check_module()
+    for name in (gpu_check.FULL.device, "cuda"):
+        device = gpu_check.run_device(name)
+        assert device.type == "cuda" and _get_device_index(device, optional=False) == 0
+    assert gpu_check.run_device("cuda:1").index == 1
+    assert gpu_check.run_device(gpu_check.SMOKE.device).type == "cpu"
