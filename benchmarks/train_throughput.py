@@ -89,9 +89,9 @@ def configs(baseline: Path | None) -> dict[str, dict]:
                 "--set",
                 "scaling.cpus_per_worker=1",
                 "--set",
-                "regda.batch_size=16",
+                "regda.batch_size=32",  # the global batch: 16 per worker
                 "--set",
-                "pretrain.batch_size=16",
+                "pretrain.batch_size=32",
             ],
             "cluster": True,
         },

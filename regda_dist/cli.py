@@ -28,7 +28,7 @@ def _train(args) -> int:
     run.check_checkpoints(cfg, run_dir if args.resume else None)
     spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
     preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
-    for note in keypoint_notes(cfg.data, spec):
+    for note in [*keypoint_notes(cfg.data, spec), *C.scaling_notes(cfg)]:
         print(f"note: {note}", flush=True)
     if args.no_ray:
         result = run.run_here(cfg, run_dir, resume=args.resume)
@@ -71,7 +71,8 @@ def _tune(args) -> int:
         spec = task_spec(cfg.data, check_roots=not args.address)
         preflight(cfg, spec.num_keypoints)
         check_checkpoints(cfg)  # the shared phase-1 cache every trial reads
-        notes += [f"note: {task}: {note}" for note in keypoint_notes(cfg.data, spec)]
+        task_notes = [*keypoint_notes(cfg.data, spec), *C.scaling_notes(cfg)]
+        notes += [f"note: {task}: {note}" for note in task_notes]
     for note in notes:
         print(note, flush=True)
     search_dir = Path(search.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)

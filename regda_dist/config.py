@@ -125,7 +125,7 @@ class PretrainConfig:
     optimizer: str = field(default="sgd", metadata=_range(choices=("sgd", "adam")))
     epochs: int = field(default=70, metadata=_range(1))
     iters_per_epoch: int = field(default=500, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(1))  # global: split across the workers
     lr: float = field(default=0.1, metadata=_range(0.0))
     backbone_lr: float = field(default=0.01, metadata=_range(0.0))
     milestones: list[int] = field(default_factory=lambda: [45, 60])  # epochs
@@ -138,7 +138,7 @@ class RegDAConfig:
 
     epochs: int = field(default=30, metadata=_range(0))
     iters_per_epoch: int = field(default=500, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(1))  # per domain
+    batch_size: int = field(default=32, metadata=_range(1))  # global, per domain (split)
     margin: float = field(default=4.0, metadata=_range(0.0))
     trade_off: float = field(default=1.0, metadata=_range(0.0))
     warm_lo: float = field(default=0.0, metadata=_range(0.0))
@@ -152,7 +152,9 @@ class RegDAConfig:
 
 @dataclass
 class ScalingConfig:
-    """Ray Train: data-parallel workers (per-worker batch = the phase's batch_size)."""
+    """Ray Train: data-parallel workers. A phase's batch_size is the global batch, split evenly
+    across them (per-worker batch = batch_size / num_workers), at the configured learning rates:
+    the same experiment at any worker count."""
 
     num_workers: int = field(default=1, metadata=_range(1))
     use_gpu: bool = False
@@ -245,7 +247,14 @@ class Config:
         for key in ("pck_normalize", "precision"):
             if d["train"][key] != train_defaults[key]:
                 picked["train"][key] = d["train"][key]
-        picked["workers"] = d["scaling"]["num_workers"]  # the global batch depends on it
+        # The workers change phase 1 only through BatchNorm in train mode, which normalises over
+        # each worker's share of the (global) batch: that share is keyed when it is not the
+        # whole batch. "workers" stays 1 so that caches written before batch_size became global
+        # (keyed by the worker count, which was 1 for all but multi-worker runs) stay valid.
+        picked["workers"] = 1
+        groups = d["scaling"]["num_workers"] if d["model"]["batchnorm"] == "train" else 1
+        if groups > 1:
+            picked["bn_batch"] = d["pretrain"]["batch_size"] // groups
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -328,16 +337,50 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
     for phase in ("pretrain", "regda"):
-        need = getattr(cfg, phase).batch_size * cfg.scaling.num_workers
-        if d.task and d.num_train < need:
+        batch, workers = getattr(cfg, phase).batch_size, cfg.scaling.num_workers
+        if batch % workers:
+            lo, hi = batch // workers * workers, -(-batch // workers) * workers
+            raise ConfigError(
+                f"{source}: {phase}.batch_size ({batch}) is the global batch and must split "
+                f"evenly across scaling.num_workers ({workers}); use {lo or hi} or {hi}"
+            )
+        if d.task and d.num_train < batch:
             raise ConfigError(
                 f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
-                f"{phase} ({phase}.batch_size x scaling.num_workers = {need})"
+                f"{phase} ({phase}.batch_size = {batch})"
             )
     ms = cfg.pretrain.milestones
     if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
         raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")
     return cfg
+
+
+SMALL_BN_BATCH = 16  # BatchNorm statistics over fewer images per worker are said at start
+
+
+def scaling_notes(cfg: Config) -> list[str]:
+    """What the workers do with the batch, said at the start of a run: each phase's per-worker
+    share of its global batch (no learning-rate rule: the configured rates), and where
+    model.batchnorm 'train' normalises over few images per worker, how many (and 'sync')."""
+    workers = cfg.scaling.num_workers
+    if workers == 1:
+        return []
+    shares = {p: getattr(cfg, p).batch_size // workers for p in ("pretrain", "regda")}
+    notes = [
+        f"batch: {workers} workers split each global batch: pretrain.batch_size "
+        f"{cfg.pretrain.batch_size} = {workers} x {shares['pretrain']}, regda.batch_size "
+        f"{cfg.regda.batch_size} = {workers} x {shares['regda']} per domain; learning rates as "
+        "configured (no scaling rule): the reference's schedule at any worker count"
+    ]
+    small = min(shares.values())
+    if cfg.model.batchnorm == "train" and small < SMALL_BN_BATCH:
+        notes.append(
+            f"model.batchnorm 'train': each worker normalises BatchNorm over its own "
+            f"{shares['pretrain']} (pretrain) / {shares['regda']} (regda, per domain) images, "
+            "not the global batch; model.batchnorm: sync normalises over the global batch "
+            "(CUDA workers)"
+        )
+    return notes
 
 
 def _validate_data(d: DataConfig, source: str) -> None:

@@ -159,19 +159,21 @@ def _epoch_items(trainer, dataset, batch_size, iters=2, epoch=3, start=0):
 def test_each_rank_augments_its_samples_differently(tiny_cfg):
     split = Augmented(_same_image_split(), Augment(AUGMENT))
     rank0, rank1 = (
-        _epoch_items(_trainer(tiny_cfg, rank, 2), split, batch_size=2) for rank in (0, 1)
+        _epoch_items(_trainer(tiny_cfg, rank, 2), split, batch_size=4) for rank in (0, 1)
     )
     for (x0, kp0, _), (x1, kp1, _) in zip(rank0, rank1, strict=True):
         assert not torch.equal(x0, x1) and not torch.equal(kp0, kp1)
 
 
 def test_a_global_sample_is_augmented_alike_for_any_worker_or_loader_process_count(tiny_cfg):
+    """batch_size is the global batch: 2 workers take halves of the batch 1 worker takes."""
     split = Augmented(_same_image_split(), Augment(AUGMENT))
     single = _epoch_items(_trainer(tiny_cfg, loader_workers=2), split, batch_size=4)
     shards = [
-        _epoch_items(_trainer(tiny_cfg, rank, 2, loader_workers=0), split, batch_size=2)
+        _epoch_items(_trainer(tiny_cfg, rank, 2, loader_workers=0), split, batch_size=4)
         for rank in (0, 1)
     ]
+    assert [len(x) for x, _, _ in shards[0]] == [2, 2]
     for i, (x, kp, _) in enumerate(single):
         assert torch.equal(x, torch.cat([shards[0][i][0], shards[1][i][0]]))
         assert torch.equal(kp, torch.cat([shards[0][i][1], shards[1][i][1]]))

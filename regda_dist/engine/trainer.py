@@ -131,16 +131,21 @@ class Trainer:
         return model
 
     def _loader(self, dataset, batch_size: int, iters: int, salt: int):
-        """A training DataLoader: this worker's slices of seeded global batches of (index,
-        sample seed) items, so augmentation is per global sample (data/loader.py)."""
+        """A training DataLoader: this worker's slices of seeded global batches of `batch_size`
+        (index, sample seed) items, so augmentation is per global sample (data/loader.py)."""
         rt = self.runtime
-        if len(dataset) < batch_size * rt.world_size:  # a real dataset's split can be small
+        if batch_size % rt.world_size:
+            raise ConfigError(
+                f"the global batch ({batch_size}) does not split evenly across "
+                f"{rt.world_size} workers"
+            )
+        if len(dataset) < batch_size:  # a real dataset's split can be small
             raise ConfigError(
                 f"a training split has {len(dataset)} samples, fewer than one global batch "
-                f"({batch_size} x {rt.world_size} workers): lower the batch size"
+                f"({batch_size}): lower the batch size"
             )
-        seed = self.cfg.train.seed * 7 + salt
-        sampler = GlobalBatchSampler(len(dataset), batch_size, iters, seed, rt.rank, rt.world_size)
+        seed, share = self.cfg.train.seed * 7 + salt, batch_size // rt.world_size
+        sampler = GlobalBatchSampler(len(dataset), share, iters, seed, rt.rank, rt.world_size)
         return make_loader(dataset, sampler, self.loader_workers, rt.cuda)
 
     def _labels(self, kp, vis, sigma: float):
@@ -278,7 +283,7 @@ class Trainer:
             metrics.update(
                 {
                     "time/epoch_s": seconds,
-                    "time/images_per_s": 2 * r.batch_size * rt.world_size * done / seconds,
+                    "time/images_per_s": 2 * r.batch_size * done / seconds,
                     "train/lr_f": schedules[0].get_last_lr()[0],
                     "train/lr_h": schedules[1].get_last_lr()[0],
                     "epoch": epoch + 1,
