@@ -187,3 +187,13 @@ def test_adapt_keeps_the_epoch_its_select_metric_prefers(tiny_cfg, tmp_path):
     assert (last["best/proxy/source_pck"], last["best/epoch"]) == (values[best], best + 1)
     weights = torch.load(tmp_path / "run" / "selected.pt", weights_only=True)
     assert set(weights) == set(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+
+
+def test_preflight_builds_the_model_on_the_cpu_not_on_the_run_device(tiny_cfg):
+    """The driver of a search runs preflight and lives as long as the search: a model built on
+    train.device 'auto' took GPU 0 of the driver's node. The meta device stands for the GPU."""
+    from regda_dist.engine.trainer import preflight
+
+    tiny_cfg.train.device = "meta"
+    model = preflight(tiny_cfg, 21)
+    assert {t.device.type for t in model.state_dict().values()} == {"cpu"}

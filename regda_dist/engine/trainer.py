@@ -42,9 +42,11 @@ def local_runtime(cfg: Config) -> Runtime:
     return Runtime(device, precision=resolve_precision(cfg.train.precision, device))
 
 
-def preflight(cfg: Config, num_keypoints: int) -> None:
+def preflight(cfg: Config, num_keypoints: int) -> RegDAModel:
     """Every check that needs more than the config file (registry, weights file, shapes,
-    device), run where the command starts: before a run folder, data or Ray workers exist."""
+    device), run where the command starts: before a run folder, data or Ray workers exist.
+    Returns the model it checked, built on the CPU: the driver of a search lives as long as
+    the search and must hold no GPU memory (nor a CUDA context) that its workers need."""
     for name in cfg.train.proxies:
         if name not in list_proxies():
             raise ConfigError(
@@ -56,7 +58,9 @@ def preflight(cfg: Config, num_keypoints: int) -> None:
             f"train.select_metric: {cfg.train.select_metric!r} is not computed; one of "
             f"{', '.join(selectable)} (or '' for the last epoch)"
         )
-    Trainer(cfg, task=None).build_model(num_keypoints)
+    resolve_device(cfg.train.device)  # the device must exist here (one line otherwise)
+    cpu = Runtime(torch.device("cpu"), precision="fp32")
+    return Trainer(cfg, task=None, runtime=cpu).build_model(num_keypoints)
 
 
 def seed_everything(seed: int) -> None:
