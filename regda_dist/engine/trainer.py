@@ -210,7 +210,7 @@ class Trainer:
         opt = sgd(feature_lr, self.cfg.optim) if p.optimizer == "sgd" else Adam(feature_lr)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, p.milestones, p.milestone_gamma)
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
-        if ckpt_path.is_file():
+        if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, [opt], [sched])
         rt = self.runtime
         rt.comm.broadcast(model)
@@ -258,7 +258,7 @@ class Trainer:
             model, optimizers, r.margin, r.trade_off, sigma, rt.comm.sync, rt.autocast
         )
         state = {"epoch": 0, "selected": None}
-        if ckpt_path.is_file():
+        if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, optimizers, schedules)
         rt.comm.broadcast(model)
         self.train_mode(model)
@@ -377,7 +377,14 @@ class Trainer:
                 path,
             )
 
+    def _resumes(self, path: Path) -> bool:
+        """Whether a phase restores its checkpoint `path`: rank 0 decides for every rank. Ranks
+        that saw the file differently (NFS attribute caches) would train different epochs and
+        hang in their collectives."""
+        return self.runtime.comm.agree(path.is_file())
+
     def _restore(self, path, model, optimizers, schedules) -> dict:
+        checkpoint.wait_visible(path)  # rank 0 saw it; a shared folder may show it later here
         saved = checkpoint.load(path)
         try:
             model.load_state_dict(saved.pop("model"))
