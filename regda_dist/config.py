@@ -179,6 +179,10 @@ class TrainConfig:
     # DataLoader processes per training process; -1 = auto (0 on CPU, the node's cores per GPU
     # minus one on CUDA, at most 8)
     loader_workers: int = field(default=-1, metadata=_range(-1))
+    # gradient all-reduce (several workers): buckets of this many MB launched while backward
+    # runs and waited for before each optimiser step; 0 = one all-reduce per optimiser after
+    # backward (engine/overlap.py)
+    grad_bucket_mb: float = field(default=25.0, metadata=_range(0.0))
     # iterations between mid-epoch checkpoints (0: only at the end of each epoch)
     checkpoint_every: int = field(default=0, metadata=_range(0))
     progress: bool = True

@@ -27,6 +27,7 @@ from regda_dist.engine import checkpoint
 from regda_dist.engine.collect import collect
 from regda_dist.engine.console import Heartbeat
 from regda_dist.engine.evaluate import Evaluation
+from regda_dist.engine.overlap import OverlappedSync
 from regda_dist.engine.runtime import Runtime, resolve_device, resolve_precision
 from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, sgd, supervised_step
 from regda_dist.models.backbones import list_backbones
@@ -125,6 +126,15 @@ class Trainer:
         memory = torch.channels_last if rt.cuda else torch.contiguous_format
         return model.to(rt.device, memory_format=memory)
 
+    def grad_sync(self, model: RegDAModel):
+        """The `sync(params)` the steps call before each optimiser step: on several workers,
+        all-reduces launched in buckets while backward runs (engine/overlap.py), unless
+        train.grad_bucket_mb is 0 (one all-reduce per optimiser after backward)."""
+        rt, mb = self.runtime, self.cfg.train.grad_bucket_mb
+        if rt.world_size == 1 or not mb:
+            return rt.comm.sync
+        return OverlappedSync(rt.comm, model, mb)
+
     def train_mode(self, model: RegDAModel) -> RegDAModel:
         """model.train(), with BatchNorm held in eval mode when model.batchnorm is 'frozen'."""
         model.train()
@@ -212,7 +222,7 @@ class Trainer:
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
         if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, [opt], [sched])
-        rt = self.runtime
+        rt, sync = self.runtime, self.grad_sync(model)
         rt.comm.broadcast(model)
         self.train_mode(model)
         loader = self._loader(train_set, p.batch_size, p.iters_per_epoch, 1)
@@ -220,9 +230,7 @@ class Trainer:
         def step(batch):
             x, kp, vis = batch
             target, weight = self._labels(kp, vis, self.cfg.data.sigma)
-            loss = supervised_step(
-                model, opt, rt.to_device(x), target, weight, rt.comm.sync, rt.autocast
-            )
+            loss = supervised_step(model, opt, rt.to_device(x), target, weight, sync, rt.autocast)
             return {f"{phase}/loss": loss}
 
         def save(s):
@@ -255,7 +263,7 @@ class Trainer:
         model.load_state_dict(psi, strict=False)
         optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
         regda = RegDAStep(
-            model, optimizers, r.margin, r.trade_off, sigma, rt.comm.sync, rt.autocast
+            model, optimizers, r.margin, r.trade_off, sigma, self.grad_sync(model), rt.autocast
         )
         state = {"epoch": 0, "selected": None}
         if self._resumes(ckpt_path):
