@@ -54,6 +54,10 @@ def test_two_workers_split_the_global_batch_as_one_worker_takes_it(local_ray, tm
     runs = {"single": tmp_path / "runs" / "single", "double": tmp_path / "runs2" / "double"}
     workers = {json.loads(p.read_text())["rank"] for p in (runs["double"] / "workers").iterdir()}
     assert workers == {0, 1}
+    # each epoch reaches Ray as a hard link to the run folder's checkpoint, not as a copy
+    reported = sorted((runs["double"] / "ray-train").glob("checkpoint_epoch_*/adapt.ckpt"))
+    assert [p.parent.name for p in reported] == ["checkpoint_epoch_0001", "checkpoint_epoch_0002"]
+    assert reported[-1].samefile(runs["double"] / "adapt.ckpt")
     logs = [_jsonl(runs[name] / "metrics.jsonl") for name in ("single", "double")]
     assert [e["epoch"] for e in logs[0]] == [e["epoch"] for e in logs[1]]
     # Stated tolerances. Supervised losses: float reduction order only (1e-4). Losses with a

@@ -62,6 +62,8 @@ def test_adaptation_never_reads_target_labels(tiny_cfg):
     adapt = [m for phase, m in events if phase == "adapt"]
     assert len(adapt) == tiny_cfg.regda.epochs
     assert {"oracle/target_pck", "source/pck", "train/loss_c", "train/lambda"} <= set(adapt[-1])
+    # an epoch's fixed cost is visible: evaluation and the checkpoint, apart from training
+    assert all(m["time/eval_s"] > 0 and m["time/checkpoint_s"] > 0 for m in adapt)
 
 
 def _tmp(trainer, name="p1"):

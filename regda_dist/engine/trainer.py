@@ -302,11 +302,14 @@ class Trainer:
                 }
             )
             if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
+                started = time.perf_counter()
                 evaluated = self.eval_metrics(model)
-                metrics.update(evaluated)
+                metrics.update(evaluated, **{"time/eval_s": time.perf_counter() - started})
                 self.last_eval = evaluated if epoch + 1 == r.epochs else None
                 self._select(state, model, epoch + 1, evaluated, metrics)
+            started = time.perf_counter()
             save(state)
+            metrics["time/checkpoint_s"] = time.perf_counter() - started  # rank 0 writes
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         self.selected = state.get("selected")
         return model.eval()
