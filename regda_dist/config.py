@@ -176,8 +176,9 @@ class TrainConfig:
     pck_normalize: str = field(default="heatmap", metadata=_range(choices=("heatmap", "bbox")))
     # forward passes: auto = bf16 autocast on CUDA, fp32 on CPU
     precision: str = field(default="auto", metadata=_range(choices=("auto", "fp32", "bf16")))
-    # DataLoader processes per training process; -1 = auto (0 on CPU, the node's cores per GPU
-    # minus one on CUDA, at most 8)
+    # loader processes per training process, for all of its loaders together (data/loader.py
+    # LoaderBudget); -1 = auto: 0 on CPU, on CUDA scaling.cpus_per_worker (without Ray: the
+    # node's cores per GPU) minus one, at least 1
     loader_workers: int = field(default=-1, metadata=_range(-1))
     # gradient all-reduce (several workers): buckets of this many MB launched while backward
     # runs and waited for before each optimiser step; 0 = one all-reduce per optimiser after
@@ -357,34 +358,6 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
     if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
         raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")
     return cfg
-
-
-SMALL_BN_BATCH = 16  # BatchNorm statistics over fewer images per worker are said at start
-
-
-def scaling_notes(cfg: Config) -> list[str]:
-    """What the workers do with the batch, said at the start of a run: each phase's per-worker
-    share of its global batch (no learning-rate rule: the configured rates), and where
-    model.batchnorm 'train' normalises over few images per worker, how many (and 'sync')."""
-    workers = cfg.scaling.num_workers
-    if workers == 1:
-        return []
-    shares = {p: getattr(cfg, p).batch_size // workers for p in ("pretrain", "regda")}
-    notes = [
-        f"batch: {workers} workers split each global batch: pretrain.batch_size "
-        f"{cfg.pretrain.batch_size} = {workers} x {shares['pretrain']}, regda.batch_size "
-        f"{cfg.regda.batch_size} = {workers} x {shares['regda']} per domain; learning rates as "
-        "configured (no scaling rule): the reference's schedule at any worker count"
-    ]
-    small = min(shares.values())
-    if cfg.model.batchnorm == "train" and small < SMALL_BN_BATCH:
-        notes.append(
-            f"model.batchnorm 'train': each worker normalises BatchNorm over its own "
-            f"{shares['pretrain']} (pretrain) / {shares['regda']} (regda, per domain) images, "
-            "not the global batch; model.batchnorm: sync normalises over the global batch "
-            "(CUDA workers)"
-        )
-    return notes
 
 
 def _validate_data(d: DataConfig, source: str) -> None:

@@ -340,11 +340,3 @@ def test_the_pretrain_key_follows_the_global_batch_not_the_worker_count():
         C.load(None, [*frozen, "scaling.num_workers=4"]).pretrain_key()
         == C.load(None, frozen).pretrain_key()
     )
-
-
-def test_scaling_notes_say_the_per_worker_batch_and_the_batchnorm_share():
-    assert C.scaling_notes(C.Config()) == []
-    batch, norm = C.scaling_notes(C.load(None, ["scaling.num_workers=16"]))
-    assert "regda.batch_size 32 = 16 x 2 per domain" in batch and "no scaling rule" in batch
-    assert "normalises BatchNorm over its own 2" in norm and "sync" in norm
-    assert len(C.scaling_notes(C.load(None, ["scaling.num_workers=2"]))) == 1  # 16 each

@@ -38,7 +38,10 @@ def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
     assert "exit 0 imported []" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["device"] == "cpu" and result["train"]["fp32"]["images_per_s"] > 0
-    assert [r["workers"] for r in result["loader"]] == [0, 1]
+    # (b) steady state: >= 4 x budget timed iterations, every budgeted process alive
+    assert [r["workers"] for r in result["loader"]] == [0, 2]
+    assert [r["loader_processes"] for r in result["loader"]] == [0, 2]
+    assert all(r["iterations"] >= max(10, 4 * r["workers"]) for r in result["loader"])
     assert all(result["collectives"].values()) and set(result["collectives"]) >= {
         "sync",
         "average",
@@ -47,8 +50,14 @@ def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
         "gather",
         "evaluation",
     }
-    assert result["phase2"]["finite"]
-    assert "(c) collectives on cpu: all passed" in out.with_suffix(".md").read_text()
+    phase2 = result["phase2"]  # (d): training loaders and the evaluation pool, all persistent
+    assert phase2["finite"] and phase2["loader_processes"] == phase2["loader_budget"] == 4
+    assert phase2["eval_s"] > 0 and phase2["checkpoint_s"] > 0
+    overlap = result["overlap"]  # (e)
+    assert overlap["ok"] and overlap["share_in_backward"] > 0.5
+    text = out.with_suffix(".md").read_text()
+    assert "(c) collectives on cpu: all passed" in text and "within the budget of 4" in text
+    assert "launched during backward" in text
 
 
 def _gpu_check_module():

@@ -91,7 +91,7 @@ def test_a_split_smaller_than_one_batch_is_a_config_error(tiny_cfg):
 
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     with pytest.raises(ConfigError, match="has 24 samples, fewer than one global batch"):
-        trainer._loader(trainer.task.source_train, 32, 1, 1)
+        trainer._loader(trainer.task.source_train, 32, 1, 1, workers=0)
 
 
 AUGMENT = [

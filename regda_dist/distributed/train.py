@@ -156,7 +156,8 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-    runtime = Runtime(device, rank, world, precision=resolve_precision(cfg.train.precision, device))
+    precision = resolve_precision(cfg.train.precision, device)
+    runtime = Runtime(device, rank, world, precision=precision, cpus=cfg.scaling.cpus_per_worker)
     if world > 1:  # one worker keeps the engine's local no-ops: no collective to pay for
         runtime.comm = Collectives(device)
     if config.get("phase") == "pretrain":

@@ -103,3 +103,12 @@ class OverlappedSync:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+
+
+def grad_sync(runtime, model: nn.Module, bucket_mb: float):
+    """The `sync(params)` a runtime's steps call before each optimiser step: on several
+    workers, all-reduces launched in buckets while backward runs (OverlappedSync), unless
+    bucket_mb is 0 (train.grad_bucket_mb: one all-reduce per optimiser after backward)."""
+    if runtime.world_size == 1 or not bucket_mb:
+        return runtime.comm.sync
+    return OverlappedSync(runtime.comm, model, bucket_mb)

@@ -22,12 +22,12 @@ from tqdm import tqdm
 from regda_dist.config import Config, ConfigError
 from regda_dist.data import heatmap
 from regda_dist.data.datasets import ImagesOnly, TaskData
-from regda_dist.data.loader import GlobalBatchSampler, auto_workers, make_loader
+from regda_dist.data.loader import GlobalBatchSampler, LoaderBudget, loader_budget, make_loader
 from regda_dist.engine import checkpoint
 from regda_dist.engine.collect import collect
 from regda_dist.engine.console import Heartbeat
 from regda_dist.engine.evaluate import Evaluation
-from regda_dist.engine.overlap import OverlappedSync
+from regda_dist.engine.overlap import grad_sync
 from regda_dist.engine.runtime import Runtime, resolve_device, resolve_precision
 from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, sgd, supervised_step
 from regda_dist.models.backbones import list_backbones
@@ -78,11 +78,15 @@ class Trainer:
         self.selected: dict | None = None  # the epoch chosen by train.select_metric (adapt)
         self.target_coords: torch.Tensor | None = None  # (N, K, 2) of the last evaluation
         t, rt = cfg.train, self.runtime
-        self.loader_workers = t.loader_workers if t.loader_workers >= 0 else auto_workers(rt.device)
+        budget = t.loader_workers if t.loader_workers >= 0 else loader_budget(rt.device, rt.cpus)
+        self.loaders = LoaderBudget.split(budget)  # for all of this worker's loaders together
         sizes = (cfg.data.image_size, cfg.data.heatmap_size)
         self.eval = Evaluation(
-            rt, t.eval_batch_size, self.loader_workers, sizes, t.pck_threshold, t.pck_normalize
+            rt, t.eval_batch_size, self.loaders.evaluation, sizes, t.pck_threshold, t.pck_normalize
         )
+        if task is not None:  # the evaluation pool starts once, serving every split
+            self.eval.pool.register(task.source_val, task.source_test, task.target_val,
+                                    task.target_test, task.target_train)  # fmt: skip
         if rt.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
 
@@ -126,15 +130,6 @@ class Trainer:
         memory = torch.channels_last if rt.cuda else torch.contiguous_format
         return model.to(rt.device, memory_format=memory)
 
-    def grad_sync(self, model: RegDAModel):
-        """The `sync(params)` the steps call before each optimiser step: on several workers,
-        all-reduces launched in buckets while backward runs (engine/overlap.py), unless
-        train.grad_bucket_mb is 0 (one all-reduce per optimiser after backward)."""
-        rt, mb = self.runtime, self.cfg.train.grad_bucket_mb
-        if rt.world_size == 1 or not mb:
-            return rt.comm.sync
-        return OverlappedSync(rt.comm, model, mb)
-
     def train_mode(self, model: RegDAModel) -> RegDAModel:
         """model.train(), with BatchNorm held in eval mode when model.batchnorm is 'frozen'."""
         model.train()
@@ -144,9 +139,10 @@ class Trainer:
                     m.eval()
         return model
 
-    def _loader(self, dataset, batch_size: int, iters: int, salt: int):
-        """A training DataLoader: this worker's slices of seeded global batches of `batch_size`
-        (index, sample seed) items, so augmentation is per global sample (data/loader.py)."""
+    def _loader(self, dataset, batch_size: int, iters: int, salt: int, workers: int):
+        """A training DataLoader with `workers` processes: this worker's slices of seeded global
+        batches of `batch_size` (index, sample seed) items, so augmentation is per global sample
+        (data/loader.py)."""
         rt = self.runtime
         if batch_size % rt.world_size:
             raise ConfigError(
@@ -160,7 +156,7 @@ class Trainer:
             )
         seed, share = self.cfg.train.seed * 7 + salt, batch_size // rt.world_size
         sampler = GlobalBatchSampler(len(dataset), share, iters, seed, rt.rank, rt.world_size)
-        return make_loader(dataset, sampler, self.loader_workers, rt.cuda)
+        return make_loader(dataset, sampler, workers, rt.cuda)
 
     def _labels(self, kp, vis, sigma: float):
         """Label heatmaps and weights, encoded on the device."""
@@ -222,10 +218,11 @@ class Trainer:
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
         if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, [opt], [sched])
-        rt, sync = self.runtime, self.grad_sync(model)
+        rt, sync = self.runtime, grad_sync(self.runtime, model, self.cfg.train.grad_bucket_mb)
         rt.comm.broadcast(model)
         self.train_mode(model)
-        loader = self._loader(train_set, p.batch_size, p.iters_per_epoch, 1)
+        workers = self.loaders.source + self.loaders.target  # phase 1's one loader
+        loader = self._loader(train_set, p.batch_size, p.iters_per_epoch, 1, workers)
 
         def step(batch):
             x, kp, vis = batch
@@ -262,16 +259,16 @@ class Trainer:
         psi = {k: v for k, v in pretrained.items() if k.startswith(("backbone.", "upsampling."))}
         model.load_state_dict(psi, strict=False)
         optimizers, schedules = adaptation_optimizers(model, self.cfg.optim)
-        regda = RegDAStep(
-            model, optimizers, r.margin, r.trade_off, sigma, self.grad_sync(model), rt.autocast
-        )
+        sync = grad_sync(rt, model, self.cfg.train.grad_bucket_mb)
+        regda = RegDAStep(model, optimizers, r.margin, r.trade_off, sigma, sync, rt.autocast)
         state = {"epoch": 0, "selected": None}
         if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, optimizers, schedules)
         rt.comm.broadcast(model)
         self.train_mode(model)
-        source = self._loader(self.task.source_train, r.batch_size, r.iters_per_epoch, 2)
-        target = self._loader(self.task.target_train, r.batch_size, r.iters_per_epoch, 3)
+        n, load = r.iters_per_epoch, self.loaders
+        source = self._loader(self.task.source_train, r.batch_size, n, 2, load.source)
+        target = self._loader(self.task.target_train, r.batch_size, n, 3, load.target)
 
         def step(batch_s, x_t):
             x_s, kp_s, vis_s = batch_s
