@@ -58,6 +58,8 @@ def _stop_after_epoch_1(phase, epoch, metrics):
 
 
 def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny_cfg, tmp_path):
+    tiny_cfg.train.proxies = ["source_pck"]  # evaluation (last epoch only) is not the point
+    tiny_cfg.train.eval_every = tiny_cfg.regda.epochs
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     torch.manual_seed(0)
     start = trainer.build_model().state_dict()
@@ -77,8 +79,8 @@ def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny
 
 
 def _phase1(rank: int, cfg_dict: dict, port: int, out: str) -> None:
-    runtime = _runtime(rank, port, timeout_s=3)
-    run.LOCK_POLL_S = 0.5  # the test's collective timeout is 3 s
+    runtime = _runtime(rank, port, timeout_s=2)
+    run.LOCK_POLL_S = 0.3  # the test's collective timeout is 2 s
     cfg = C.from_dict(cfg_dict)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     Path(out, f"ready{rank}").touch()
@@ -88,9 +90,9 @@ def _phase1(rank: int, cfg_dict: dict, port: int, out: str) -> None:
 
 
 def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(tiny_cfg, tmp_path):
-    """Another run holds the phase-1 lock until 10 s after both ranks are ready (longer than
-    the 3 s collective timeout), then leaves its phase 1 in the cache: both ranks wait for it
-    and then read it."""
+    """Another run holds the phase-1 lock until 6 s after both ranks are ready (3 x the 2 s
+    collective timeout), then leaves its phase 1 in the cache: both ranks wait for it and then
+    read it."""
     build_task(tiny_cfg.data)  # the data, once, before the ranks read it
     folder = run.phase1_folder(tiny_cfg)
     folder.mkdir(parents=True)
@@ -105,7 +107,7 @@ def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(ti
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
-            time.sleep(10)
+            time.sleep(6)
             checkpoint.save(model.state_dict(), folder / "model.pt")
             (folder / "info.json").write_text(json.dumps({"best_epoch": 1}))
 

@@ -243,6 +243,8 @@ def test_a_workers_loaders_stay_within_one_loader_process_budget(tiny_cfg, tmp_p
     from regda_dist.engine.run import baselines
 
     tiny_cfg.train.loader_workers = 4
+    tiny_cfg.train.proxies = ["source_pck"]  # target val is still collected (predictions)
+    tiny_cfg.pretrain.epochs = tiny_cfg.regda.epochs = 1
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     assert trainer.loaders.total == 4
 

@@ -19,7 +19,7 @@ from regda_dist.engine.overlap import OverlappedSync
 from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, supervised_step
 from regda_dist.models.regda import build_model
 
-K, STEPS = 3, 3
+K, STEPS = 3, 2
 
 
 def _model():
@@ -34,10 +34,10 @@ def _batches(rank: int):
     """Each rank its own images, so an unreduced gradient shows in the parameters."""
     g = torch.Generator().manual_seed(100 + rank)
     for _ in range(STEPS):
-        x_s = torch.randint(0, 256, (2, 3, 64, 64), generator=g, dtype=torch.uint8)
-        x_t = torch.randint(0, 256, (2, 3, 64, 64), generator=g, dtype=torch.uint8)
-        target, weight = heatmap.encode(torch.rand(2, K, 2, generator=g) * 60, torch.ones(2, K),
-                                        64, 32, 2.0)  # fmt: skip
+        x_s = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+        x_t = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+        target, weight = heatmap.encode(torch.rand(2, K, 2, generator=g) * 30, torch.ones(2, K),
+                                        32, 16, 2.0)  # fmt: skip
         yield x_s, target, weight, x_t
 
 
