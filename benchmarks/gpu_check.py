@@ -9,10 +9,18 @@ stay finite. Needs torch, torchvision and this repository only (no Ray, no insta
     tensors: ResNet-101 from random init, 256 px images, 64 x 64 heatmaps, batch 32 per domain,
     fp32 and bf16 autocast, channels-last.
 (b) the same iterations fed by the real-data path (1000 x 1000 JPEGs written here, decoded,
-    cropped, reference augmentation) at 0/4/8/16 loader processes, against (a): is the GPU starved?
+    cropped, reference augmentation) at a budget of 0/4/8/15 loader processes for the two
+    loaders together (15: the 16-core box less the training process), against (a): is the GPU
+    starved? Timed for >= 4 x budget iterations after the loaders' first prefetch has drained
+    (steady state, not the start-up transient); the loader processes alive are counted.
 (c) sync, broadcast, average, agree, reduce_sum and gather on CUDA tensors in a NCCL group of one
     rank (NCCL refuses CPU tensors even then), and a sharded evaluation through them.
-(d) RegDA for one short epoch through the trainer, bf16, from the loaders: losses finite.
+(d) RegDA for one short epoch through the trainer, bf16, from the loaders, with one loader
+    budget for its two training loaders and its persistent evaluation pool: losses finite, and
+    the loader processes alive at its evaluation within the budget.
+(e) the gradient all-reduce launched in buckets during backward (engine/overlap.py) against the
+    synchronous one: the share of gradient bytes launched while backward ran, s/iteration of
+    each (one rank: the all-reduce itself is trivial, the hooks and buckets are not).
 Prints and writes benchmarks/results/gpu_check.{md,json}.
 """
 
@@ -22,6 +30,7 @@ import argparse
 import datetime
 import json
 import math
+import multiprocessing
 import platform
 import socket
 import sys
@@ -39,7 +48,9 @@ import torch.distributed as dist  # noqa: E402
 from benchmarks.coco_folders import write_folder  # noqa: E402
 from regda_dist import config as C  # noqa: E402
 from regda_dist.data.datasets import build_task  # noqa: E402
+from regda_dist.data.loader import PREFETCH  # noqa: E402
 from regda_dist.engine.collectives import Collectives  # noqa: E402
+from regda_dist.engine.overlap import OverlappedSync  # noqa: E402
 from regda_dist.engine.runtime import Runtime  # noqa: E402
 from regda_dist.engine.steps import RegDAStep, adaptation_optimizers  # noqa: E402
 from regda_dist.engine.trainer import Trainer  # noqa: E402
@@ -56,18 +67,19 @@ class Setup:
     batch: int
     iters: int  # measured iterations of (a)
     precisions: tuple[str, ...]
-    loader_workers: tuple[int, ...]
+    budgets: tuple[int, ...]  # loader processes of (b), for both loaders together
     images: int  # JPEGs written for (b) and (d)
     phase2_iters: int
+    phase2_budget: int  # loader processes of (d): source, target and evaluation together
+    bucket_mb: float  # gradient buckets of (e)
 
 
-FULL = Setup(
-    "cuda", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"), (0, 4, 8, 16), 256, 50
-)
-SMOKE = Setup("cpu", "gloo", "small_resnet", 16, 64, 32, 4, 2, ("fp32",), (0, 1), 40, 3)
+FULL = Setup("cuda:0", "nccl", "resnet101", 256, 256, 64, 32, 30, ("fp32", "bf16"),
+             (0, 4, 8, 15), 256, 50, 15, 25.0)  # fmt: skip
+SMOKE = Setup("cpu", "gloo", "small_resnet", 16, 64, 32, 4, 2, ("fp32",), (0, 2), 40, 3, 4, 0.01)
 
 
-def config(s: Setup, folder: Path, out: Path, precision: str) -> C.Config:
+def config(s: Setup, folder: Path, out: Path, precision: str, loaders: int = 0) -> C.Config:
     return C.load(
         None,
         [
@@ -95,6 +107,7 @@ def config(s: Setup, folder: Path, out: Path, precision: str) -> C.Config:
             "train.progress=false",
             "train.tensorboard=false",
             "train.eval_batch_size=32",
+            f"train.loader_workers={loaders}",
         ],
     )
 
@@ -104,7 +117,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step(trainer: Trainer, model):
+def _step(trainer: Trainer, model, sync=None):
     """The body of Trainer.adapt's iteration: labels on the device, steps A, B, C."""
     rt, cfg = trainer.runtime, trainer.cfg
     optimizers, _ = adaptation_optimizers(model, cfg.optim)
@@ -114,7 +127,7 @@ def _step(trainer: Trainer, model):
         cfg.regda.margin,
         cfg.regda.trade_off,
         cfg.adapt_sigma,
-        rt.comm.sync,
+        sync or rt.comm.sync,
         rt.autocast,
     )
 
@@ -132,6 +145,7 @@ def timed(step, batches, warm: int, device) -> dict:
     for _ in range(warm):
         logs = step(*next(it))
     _sync(device)
+    processes = len(multiprocessing.active_children())  # loader processes (fed batches)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start, n = time.perf_counter(), 0
@@ -144,36 +158,44 @@ def timed(step, batches, warm: int, device) -> dict:
         "s_per_iter": seconds,
         "images_per_s": 2 * len(batch[1]) / seconds,
         "loss_a": float(logs["train/loss_a"]),
+        "loader_processes": processes,
     }
     if device.type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
 
 
+def device_batches(trainer: Trainer, s: Setup) -> tuple:
+    """One source batch (images, keypoints, visibility) and one target batch, on the device."""
+    task, rt = trainer.task, trainer.runtime
+    batch_s = next(iter(trainer._loader(task.source_train, s.batch, 1, 2, 0)))
+    x_t = next(iter(trainer._loader(task.target_train, s.batch, 1, 3, 0)))
+    return tuple(rt.to_device(t) for t in batch_s), rt.to_device(x_t)
+
+
 def preloaded(trainer: Trainer, s: Setup) -> dict:
     """(a): the same two device batches every iteration: the GPU's own rate."""
-    task, rt = trainer.task, trainer.runtime
-    batch_s = next(iter(trainer._loader(task.source_train, s.batch, 1, 2)))
-    x_t = next(iter(trainer._loader(task.target_train, s.batch, 1, 3)))
-    batch_s = tuple(rt.to_device(t) for t in batch_s)
     model = trainer.train_mode(trainer.build_model())
-    return timed(
-        _step(trainer, model), [(batch_s, rt.to_device(x_t))] * (5 + s.iters), 5, rt.device
-    )
+    batches = [device_batches(trainer, s)] * (5 + s.iters)
+    return timed(_step(trainer, model), batches, 5, trainer.runtime.device)
 
 
-def fed(trainer: Trainer, s: Setup, workers: int) -> dict:
-    """(b): iterations fed by the DataLoader with `workers` processes."""
-    trainer.loader_workers = workers
-    iters = max(3, workers // 2) + (4 if workers == 0 else 10)
+def fed(trainer: Trainer, s: Setup, budget: int) -> dict:
+    """(b): iterations fed by the two DataLoaders with `budget` processes between them, timed
+    for >= 4 x budget iterations once the processes' first prefetch (PREFETCH batches each,
+    ready at the start) is consumed: the steady state, not the start-up transient."""
+    source_workers, target_workers = (budget + 1) // 2, budget // 2
+    warm = PREFETCH * source_workers + 3
+    iters = warm + max(10, 4 * budget)
     task = trainer.task
     loaders = [
-        trainer._loader(task.source_train, s.batch, iters, 2),
-        trainer._loader(task.target_train, s.batch, iters, 3),
+        trainer._loader(task.source_train, s.batch, iters, 2, source_workers),
+        trainer._loader(task.target_train, s.batch, iters, 3, target_workers),
     ]
     model = trainer.train_mode(trainer.build_model())
     batches = zip(*loaders, strict=True)
-    return timed(_step(trainer, model), batches, max(3, workers // 2), trainer.runtime.device)
+    return {"iterations": iters - warm, **timed(_step(trainer, model), batches, warm,
+                                                trainer.runtime.device)}  # fmt: skip
 
 
 def collectives(trainer: Trainer) -> dict:
@@ -198,9 +220,16 @@ def collectives(trainer: Trainer) -> dict:
 
 
 def phase2(trainer: Trainer, out: Path) -> dict:
-    """(d): one short epoch of RegDA through the trainer (bf16 on CUDA), from the loaders."""
-    epochs = []
-    trainer.add_callback("on_eval", lambda phase, epoch, metrics: epochs.append(metrics))
+    """(d): one short epoch of RegDA through the trainer (bf16 on CUDA), from the loaders; the
+    loader processes alive at its evaluation (both training loaders and the evaluation pool
+    persist) against the budget."""
+    epochs, alive = [], []
+
+    def seen(phase, epoch, metrics):
+        epochs.append(metrics)
+        alive.append(len(multiprocessing.active_children()))
+
+    trainer.add_callback("on_eval", seen)
     model = trainer.build_model()
     start = time.perf_counter()
     trainer.adapt(model.state_dict(), out / "phase2.ckpt")
@@ -210,7 +239,32 @@ def phase2(trainer: Trainer, out: Path) -> dict:
         "finite": all(math.isfinite(v) for v in losses.values()),
         "seconds": time.perf_counter() - start,
         "images_per_s": epochs[-1]["time/images_per_s"],
+        "eval_s": epochs[-1]["time/eval_s"],
+        "checkpoint_s": epochs[-1]["time/checkpoint_s"],
+        "loader_processes": max(alive),
+        "loader_budget": trainer.loaders.total,
+        "within_budget": max(alive) <= trainer.loaders.total,
     }
+
+
+def overlap(trainer: Trainer, s: Setup) -> dict:
+    """(e): RegDA iterations on pre-loaded batches with the synchronous gradient all-reduce and
+    with buckets of s.bucket_mb MB launched during backward (engine/overlap.py)."""
+    batches = [device_batches(trainer, s)] * (5 + s.iters)
+    out = {}
+    for name in ("synchronous", "overlapped"):
+        torch.manual_seed(0)
+        model = trainer.train_mode(trainer.build_model())
+        sync = (
+            OverlappedSync(trainer.runtime.comm, model, s.bucket_mb)
+            if name != "synchronous"
+            else None
+        )
+        out[name] = timed(_step(trainer, model, sync), batches, 5, trainer.runtime.device)
+    out.update(bucket_mb=s.bucket_mb, share_in_backward=sync.overlap(), **sync.stats)
+    out["ok"] = sync.stats["fallback_bytes"] == 0 and sync.overlap() > 0
+    sync.close()
+    return out
 
 
 def free_port() -> int:
@@ -219,15 +273,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_device(name: str) -> torch.device:
+    """The device to run on, with an index where it is CUDA: torch.cuda.set_device (and NCCL's
+    object collectives, which use the current device) refuse a bare "cuda"."""
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", 0)
+    return device
+
+
 def run(s: Setup, work: Path) -> dict:
     started = time.perf_counter()
-    device = torch.device(s.device)
-    folder = write_folder(work, "jpeg1000" if s.device == "cuda" else "png320", s.images)
+    device = run_device(s.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    folder = write_folder(work, "jpeg1000" if device.type == "cuda" else "png320", s.images)
     dist.init_process_group(
         s.backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
     )
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     result = {"device": device.type, "torch": torch.__version__, "train": {}, "loader": []}
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
@@ -240,16 +303,19 @@ def run(s: Setup, work: Path) -> dict:
     cfg = config(s, folder, work / "runs", best)
     comm = Collectives(device)
     trainer = Trainer(cfg, build_task(cfg.data), Runtime(device, precision=best, comm=comm))
-    for workers in s.loader_workers:
-        row = {"workers": workers, **fed(trainer, s, workers)}
+    for budget in s.budgets:
+        row = {"workers": budget, **fed(trainer, s, budget)}
         row["share_of_preloaded"] = row["images_per_s"] / result["train"][best]["images_per_s"]
         result["loader"].append(row)
         print(f"(b) {row}", flush=True)
     result["collectives"] = collectives(trainer)
     print(f"(c) {result['collectives']}", flush=True)
-    trainer.loader_workers = max(s.loader_workers[1:] or (0,))
-    result["phase2"] = phase2(trainer, work)
+    cfg = config(s, folder, work / "runs", best, s.phase2_budget)
+    runtime = Runtime(device, precision=best, comm=comm)
+    result["phase2"] = phase2(Trainer(cfg, build_task(cfg.data), runtime), work)
     print(f"(d) {result['phase2']}", flush=True)
+    result["overlap"] = overlap(trainer, s)
+    print(f"(e) {result['overlap']}", flush=True)
     dist.destroy_process_group()
     result["wall_s"] = time.perf_counter() - started
     return result
@@ -276,21 +342,31 @@ def render(result: dict, s: Setup, command: str) -> str:
         "",
         "(b) fed by the real-data DataLoader:",
         "",
-        "| loader processes | images/s | share of pre-loaded |",
-        "|---|---|---|",
+        "| loader budget | processes alive | timed iterations | images/s | share of pre-loaded |",
+        "|---|---|---|---|---|",
     ]
     for r in result["loader"]:
         lines.append(
-            f"| {r['workers']} | {r['images_per_s']:.0f} | {r['share_of_preloaded']:.0%} |"
+            f"| {r['workers']} | {r['loader_processes']} | {r['iterations']} | "
+            f"{r['images_per_s']:.0f} | {r['share_of_preloaded']:.0%} |"
         )
     ok = all(result["collectives"].values())
     passed = ", ".join(k for k, v in result["collectives"].items() if v)
     losses = ", ".join(f"{k} {v:.3f}" for k, v in result["phase2"]["losses"].items())
-    finite = "finite" if result["phase2"]["finite"] else "NOT finite"
+    p2, ov = result["phase2"], result["overlap"]
+    finite = "finite" if p2["finite"] else "NOT finite"
+    within = "within" if p2["within_budget"] else "OVER"
     lines += [
         "",
         f"(c) collectives on {result['device']}: {'all passed' if ok else 'FAILED'} ({passed})",
-        f"(d) phase 2: losses {finite} ({losses})",
+        f"(d) phase 2: losses {finite} ({losses}); {p2['loader_processes']} loader processes "
+        f"alive at its evaluation, {within} the budget of {p2['loader_budget']}; evaluation "
+        f"{p2['eval_s']:.1f} s, checkpoint {p2['checkpoint_s']:.2f} s",
+        f"(e) gradient all-reduce in {ov['bucket_mb']:g} MB buckets: "
+        f"{ov['share_in_backward']:.0%} of the bytes launched during backward, "
+        f"{ov['fallback_bytes']} left to the synchronous fallback; s/iteration "
+        f"{ov['overlapped']['s_per_iter']:.3f} overlapped vs "
+        f"{ov['synchronous']['s_per_iter']:.3f} synchronous (one rank)",
     ]
     return "\n".join(lines) + "\n"
 
@@ -305,7 +381,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     s = SMOKE if args.smoke else FULL
-    if s.device == "cuda" and not torch.cuda.is_available():
+    if s.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (use --smoke for the CPU version)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="regda-gpu-check-"))
@@ -318,7 +394,9 @@ def main() -> int:
     out.with_suffix(".json").write_text(json.dumps({**result, "command": command}, indent=2))
     out.with_suffix(".md").write_text(render(result, s, command))
     print(render(result, s, command))
-    passed = all(result["collectives"].values()) and result["phase2"]["finite"]
+    p2 = result["phase2"]
+    passed = all(result["collectives"].values()) and p2["finite"] and p2["within_budget"]
+    passed = passed and result["overlap"]["ok"]
     return 0 if passed else 1
 
 

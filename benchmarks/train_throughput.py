@@ -89,9 +89,9 @@ def configs(baseline: Path | None) -> dict[str, dict]:
                 "--set",
                 "scaling.cpus_per_worker=1",
                 "--set",
-                "regda.batch_size=16",
+                "regda.batch_size=32",  # the global batch: 16 per worker
                 "--set",
-                "pretrain.batch_size=16",
+                "pretrain.batch_size=32",
             ],
             "cluster": True,
         },
@@ -102,6 +102,15 @@ def configs(baseline: Path | None) -> dict[str, dict]:
         "args": [*two["args"], "--set", "train.num_threads=1"],
         "cluster": True,
     }
+    # the gradient all-reduce of those 2 workers: one all-reduce per optimiser after backward
+    # (grad_bucket_mb 0: the path before engine/overlap.py), and 1 MB buckets launched during
+    # backward (this model's gradients are 5.3 MB: the default 25 MB is one bucket, at sync)
+    for name, mb in (("sync", 0), ("1mb", 1)):
+        out[f"ray_2_workers_2_nodes_1_thread_{name}"] = {
+            "args": [*out["ray_2_workers_2_nodes_1_thread"]["args"], "--set",
+                     f"train.grad_bucket_mb={mb}"],
+            "cluster": True,
+        }  # fmt: skip
     if baseline is not None:
         out["plain_baseline"] = {"args": plain, "code": baseline}
     return out
@@ -188,6 +197,14 @@ def write(measured: dict, args) -> None:
         "demo_trial_ray_overhead_pct": ("ray_1_worker_demo_trial", "plain_demo_trial"),
         "plain_demo_trial_vs_plain": ("plain_demo_trial", "plain"),
         "this_vs_baseline": ("plain", "plain_baseline"),
+        "overlap_default_vs_sync": (
+            "ray_2_workers_2_nodes_1_thread",
+            "ray_2_workers_2_nodes_1_thread_sync",
+        ),
+        "overlap_1mb_vs_sync": (
+            "ray_2_workers_2_nodes_1_thread_1mb",
+            "ray_2_workers_2_nodes_1_thread_sync",
+        ),
     }
     ratio = {}
     for key, (run, reference) in pairs.items():

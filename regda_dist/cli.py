@@ -13,6 +13,7 @@ from regda_dist import __version__
 def _train(args) -> int:
     from regda_dist import config as C
     from regda_dist.data.datasets import keypoint_notes, task_spec
+    from regda_dist.data.loader import batch_notes, loader_notes
     from regda_dist.engine import run
     from regda_dist.engine.trainer import preflight
 
@@ -28,7 +29,7 @@ def _train(args) -> int:
     run.check_checkpoints(cfg, run_dir if args.resume else None)
     spec = task_spec(cfg.data, check_roots=not args.address)  # a cluster may hold the data
     preflight(cfg, spec.num_keypoints)  # before any folder, data or Ray
-    for note in keypoint_notes(cfg.data, spec):
+    for note in [*keypoint_notes(cfg.data, spec), *batch_notes(cfg), *loader_notes(cfg)]:
         print(f"note: {note}", flush=True)
     if args.no_ray:
         result = run.run_here(cfg, run_dir, resume=args.resume)
@@ -44,6 +45,7 @@ def _train(args) -> int:
 
 def _tune(args) -> int:
     from regda_dist.data.datasets import keypoint_notes, task_spec
+    from regda_dist.data.loader import batch_notes, loader_notes
     from regda_dist.engine.run import check_checkpoints
     from regda_dist.engine.trainer import preflight
     from regda_dist.search.folder import provenance
@@ -63,7 +65,8 @@ def _tune(args) -> int:
     for task, cfg in search.tasks.items():
         preflight(cfg, specs[task].num_keypoints)
         check_checkpoints(cfg)  # the shared phase-1 cache every trial reads
-        notes += [f"{task}: {note}" for note in keypoint_notes(cfg.data, specs[task])]
+        task_notes = [*keypoint_notes(cfg.data, specs[task]), *batch_notes(cfg), *loader_notes(cfg)]
+        notes += [f"{task}: {note}" for note in task_notes]
     for note in notes:
         print(f"note: {note}", flush=True)
     search_dir = Path(search.cfg.train.output_dir) / (args.name or Path(args.experiment).stem)

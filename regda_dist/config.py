@@ -131,7 +131,7 @@ class PretrainConfig:
     optimizer: str = field(default="sgd", metadata=_range(choices=("sgd", "adam")))
     epochs: int = field(default=70, metadata=_range(1))
     iters_per_epoch: int = field(default=500, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(1))  # global: split across the workers
     lr: float = field(default=0.1, metadata=_range(0.0))
     backbone_lr: float = field(default=0.01, metadata=_range(0.0))
     milestones: list[int] = field(default_factory=lambda: [45, 60])  # epochs
@@ -147,7 +147,7 @@ class RegDAConfig:
 
     epochs: int = field(default=30, metadata=_range(0))
     iters_per_epoch: int = field(default=500, metadata=_range(1))
-    batch_size: int = field(default=32, metadata=_range(1))  # per domain
+    batch_size: int = field(default=32, metadata=_range(1))  # global, per domain (split)
     margin: float = field(default=4.0, metadata=_range(0.0))
     trade_off: float = field(default=1.0, metadata=_range(0.0))
     warm_lo: float = field(default=0.0, metadata=_range(0.0))
@@ -215,7 +215,9 @@ class MeanTeacherConfig:
 
 @dataclass
 class ScalingConfig:
-    """Ray Train: data-parallel workers (per-worker batch = the phase's batch_size)."""
+    """Ray Train: data-parallel workers. A phase's batch_size is the global batch, split evenly
+    across them (per-worker batch = batch_size / num_workers), at the configured learning rates:
+    the same experiment at any worker count."""
 
     num_workers: int = field(default=1, metadata=_range(1))
     use_gpu: bool = False
@@ -240,9 +242,14 @@ class TrainConfig:
     pck_normalize: str = field(default="heatmap", metadata=_range(choices=("heatmap", "bbox")))
     # forward passes: auto = bf16 autocast on CUDA, fp32 on CPU
     precision: str = field(default="auto", metadata=_range(choices=("auto", "fp32", "bf16")))
-    # DataLoader processes per training process; -1 = auto (0 on CPU, the node's cores per GPU
-    # minus one on CUDA, at most 8)
+    # loader processes per training process, for all of its loaders together (data/loader.py
+    # LoaderBudget); -1 = auto: 0 on CPU, on CUDA scaling.cpus_per_worker (without Ray: the
+    # node's cores per GPU) minus one, at least 1
     loader_workers: int = field(default=-1, metadata=_range(-1))
+    # gradient all-reduce (several workers): buckets of this many MB launched while backward
+    # runs and waited for before each optimiser step; 0 = one all-reduce per optimiser after
+    # backward (engine/overlap.py)
+    grad_bucket_mb: float = field(default=25.0, metadata=_range(0.0))
     # iterations between mid-epoch checkpoints (0: only at the end of each epoch)
     checkpoint_every: int = field(default=0, metadata=_range(0))
     progress: bool = True
@@ -335,7 +342,14 @@ class Config:
         for key in ("pck_normalize", "precision"):
             if d["train"][key] != train_defaults[key]:
                 picked["train"][key] = d["train"][key]
-        picked["workers"] = d["scaling"]["num_workers"]  # the global batch depends on it
+        # The workers change phase 1 only through BatchNorm in train mode, which normalises over
+        # each worker's share of the (global) batch: that share is keyed when it is not the
+        # whole batch. "workers" stays 1 so that caches written before batch_size became global
+        # (keyed by the worker count, which was 1 for all but multi-worker runs) stay valid.
+        picked["workers"] = 1
+        groups = d["scaling"]["num_workers"] if d["model"]["batchnorm"] == "train" else 1
+        if groups > 1:
+            picked["bn_batch"] = d["pretrain"]["batch_size"] // groups
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -419,11 +433,17 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
     if cfg.regda.warm_hi < cfg.regda.warm_lo:
         raise ConfigError(f"{source}: regda.warm_hi ({cfg.regda.warm_hi}) < regda.warm_lo")
     for phase in ("pretrain", "regda"):
-        need = getattr(cfg, phase).batch_size * cfg.scaling.num_workers
-        if d.task and d.num_train < need:
+        batch, workers = getattr(cfg, phase).batch_size, cfg.scaling.num_workers
+        if batch % workers:
+            lo, hi = batch // workers * workers, -(-batch // workers) * workers
+            raise ConfigError(
+                f"{source}: {phase}.batch_size ({batch}) is the global batch and must split "
+                f"evenly across scaling.num_workers ({workers}); use {lo or hi} or {hi}"
+            )
+        if d.task and d.num_train < batch:
             raise ConfigError(
                 f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
-                f"{phase} ({phase}.batch_size x scaling.num_workers = {need})"
+                f"{phase} ({phase}.batch_size = {batch})"
             )
     gpus = cfg.scaling.gpus_per_worker
     if gpus > 1 and not gpus.is_integer():

@@ -54,7 +54,9 @@ def test_coco_round_trip_trains_to_the_same_pck(tiny_cfg, tmp_path):
     for method in ("source_only", "adabn", "regda"):
         same = {k: v for k, v in memory[method].items() if k != "seconds"}
         assert same == {k: v for k, v in coco[method].items() if k != "seconds"}, method
-    assert memory["regda"]["oracle/target_pck"] > 0  # a real number was compared
+    # a real number was compared (the tiny model's PCKs are near 0: any of them, any method)
+    assert any(v > 0 for m in ("source_only", "adabn", "regda")
+               for k, v in memory[m].items() if "pck" in k)  # fmt: skip
 
 
 def test_pck_normalised_by_the_annotation_box_is_stated_in_the_result(tiny_cfg, tmp_path):

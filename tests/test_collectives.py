@@ -104,8 +104,8 @@ def test_an_epoch_of_the_trainer_reads_the_device_once_at_its_end(tiny_cfg):
     optimizers, schedules = adaptation_optimizers(model, tiny_cfg.optim)
     regda = RegDAStep(model, optimizers, 4.0, 1.0, 2.0)
     loaders = [
-        trainer._loader(task.source_train, 4, 3, 2),
-        trainer._loader(task.target_train, 4, 3, 3),
+        trainer._loader(task.source_train, 4, 3, 2, workers=0),
+        trainer._loader(task.target_train, 4, 3, 3, workers=0),
     ]
 
     def step(batch_s, x_t):  # the body of Trainer.adapt's step, on the runtime's device

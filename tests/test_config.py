@@ -318,3 +318,25 @@ def test_search_space_endpoints_reject_non_finite_values(tmp_path, dimension):
     path = _write(tmp_path, yaml.safe_dump({"search": {"space": {"regda.trade_off": dimension}}}))
     with pytest.raises(C.ConfigError, match=rf"{path}:3: .*regda.trade_off.*finite"):
         load_search(path)
+
+
+def test_batch_size_is_the_global_batch_and_must_split_evenly_across_workers():
+    message = _error(None, ["scaling.num_workers=3"])  # 32 does not split over 3
+    assert "pretrain.batch_size (32) is the global batch" in message
+    assert "scaling.num_workers (3)" in message and "use 30 or 33" in message
+    assert C.load(None, ["scaling.num_workers=4"]).regda.batch_size == 32  # 4 x 8
+
+
+def test_the_pretrain_key_follows_the_global_batch_not_the_worker_count():
+    one = C.Config().pretrain_key()
+    assert one == "015c4214126d7614"  # a one-worker cache written before stays valid
+    two = C.load(None, ["scaling.num_workers=2"]).pretrain_key()
+    # batch 32 on 2 workers: BatchNorm (train) over 16 per worker, another phase 1; and not the
+    # key that 2 workers had when batch_size was per worker (global 64): that cache is another
+    # experiment
+    assert two not in (one, "4188f10d1490ed04")
+    frozen = ["model.batchnorm=frozen"]
+    assert (
+        C.load(None, [*frozen, "scaling.num_workers=4"]).pretrain_key()
+        == C.load(None, frozen).pretrain_key()
+    )

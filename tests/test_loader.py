@@ -1,6 +1,8 @@
 """The DataLoader path: seeded, shardable, resumable global batches; per-sample augmentation
 seeds that differ across ranks and do not depend on the worker or loader-process count."""
 
+import time
+
 import pytest
 import torch
 from torch.utils.data import Dataset
@@ -151,7 +153,8 @@ def _trainer(tiny_cfg, rank=0, world_size=1, loader_workers=0):
 
 
 def _epoch_items(trainer, dataset, batch_size, iters=2, epoch=3, start=0):
-    loader = trainer._loader(dataset, batch_size, iters, salt=2)
+    workers = trainer.cfg.train.loader_workers  # the whole budget, for this one loader
+    loader = trainer._loader(dataset, batch_size, iters, salt=2, workers=workers)
     loader.batch_sampler.set_epoch(epoch, start)
     return list(loader)
 
@@ -159,19 +162,21 @@ def _epoch_items(trainer, dataset, batch_size, iters=2, epoch=3, start=0):
 def test_each_rank_augments_its_samples_differently(tiny_cfg):
     split = Augmented(_same_image_split(), Augment(AUGMENT))
     rank0, rank1 = (
-        _epoch_items(_trainer(tiny_cfg, rank, 2), split, batch_size=2) for rank in (0, 1)
+        _epoch_items(_trainer(tiny_cfg, rank, 2), split, batch_size=4) for rank in (0, 1)
     )
     for (x0, kp0, _), (x1, kp1, _) in zip(rank0, rank1, strict=True):
         assert not torch.equal(x0, x1) and not torch.equal(kp0, kp1)
 
 
 def test_a_global_sample_is_augmented_alike_for_any_worker_or_loader_process_count(tiny_cfg):
+    """batch_size is the global batch: 2 workers take halves of the batch 1 worker takes."""
     split = Augmented(_same_image_split(), Augment(AUGMENT))
     single = _epoch_items(_trainer(tiny_cfg, loader_workers=2), split, batch_size=4)
     shards = [
-        _epoch_items(_trainer(tiny_cfg, rank, 2, loader_workers=0), split, batch_size=2)
+        _epoch_items(_trainer(tiny_cfg, rank, 2, loader_workers=0), split, batch_size=4)
         for rank in (0, 1)
     ]
+    assert [len(x) for x, _, _ in shards[0]] == [2, 2]
     for i, (x, kp, _) in enumerate(single):
         assert torch.equal(x, torch.cat([shards[0][i][0], shards[1][i][0]]))
         assert torch.equal(kp, torch.cat([shards[0][i][1], shards[1][i][1]]))
@@ -200,3 +205,110 @@ def test_make_loader_pins_and_keeps_workers_only_when_asked():
     assert make_loader(Indices(6), sampler, 0, pin=False).num_workers == 0
     loader = make_loader(Indices(6), sampler, 2, pin=False)
     assert loader.persistent_workers and [b.tolist() for b in loader] == [[0, 1], [2, 3], [4, 5]]
+
+
+def _peak_loader_processes(fn) -> int:
+    """The most loader processes (forked children of this process) alive at once during fn()."""
+    import threading
+
+    import psutil
+
+    me = psutil.Process()
+    peak, done = [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                forked = [c for c in me.children() if c.cmdline() == me.cmdline()]
+            except psutil.Error:  # a child ended while it was read
+                continue
+            peak[0] = max(peak[0], len(forked))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        watcher.join()
+    return peak[0]
+
+
+def test_a_workers_loaders_stay_within_one_loader_process_budget(tiny_cfg, tmp_path):
+    """train.loader_workers is one budget for all of a worker's loaders, alive at once:
+    phase 1's, phase 2's source and target, and one persistent evaluation pool, started once
+    for every split (PCK, proxies, AdaBN)."""
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.run import baselines
+
+    tiny_cfg.train.loader_workers = 4
+    tiny_cfg.train.proxies = ["source_pck"]  # target val is still collected (predictions)
+    tiny_cfg.pretrain.epochs = tiny_cfg.regda.epochs = 1
+    trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    assert trainer.loaders.total == 4
+
+    def both_phases():
+        model, _ = trainer.pretrain(tmp_path / "p1.ckpt")
+        baselines(trainer, model)
+        trainer.adapt(model.state_dict(), tmp_path / "adapt.ckpt")
+
+    assert 3 <= _peak_loader_processes(both_phases) <= 4
+    assert trainer.eval.pool.starts == 1
+
+
+def test_the_budget_is_split_over_the_loaders_and_follows_the_cores_ray_gives():
+    from regda_dist.data.loader import LoaderBudget, loader_budget
+
+    assert LoaderBudget.split(15) == LoaderBudget(6, 6, 3)  # 16 cores per GPU, one training
+    assert LoaderBudget.split(4) == LoaderBudget(2, 1, 1)
+    assert LoaderBudget.split(1) == LoaderBudget(1, 0, 0) and LoaderBudget.split(0).total == 0
+    assert all(LoaderBudget.split(n).total == n for n in range(40))
+    cuda = torch.device("cuda", 0)  # a device object needs no GPU
+    assert loader_budget(cuda, cpus=8) == 7 and loader_budget(cuda, cpus=1.0) == 1
+    assert loader_budget(torch.device("cpu"), cpus=8) == 0  # CPU training uses the cores
+
+
+def test_the_evaluation_pool_serves_views_and_subsets_of_its_splits_as_they_are():
+    from torch.utils.data import Subset
+
+    from regda_dist.data.datasets import ImagesOnly
+    from regda_dist.data.eval_loader import EvaluationLoader
+
+    n = 8  # items that differ, image and keypoints
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4).clone()
+    split = KeypointDataset(images, torch.rand(n, 2, 2), torch.ones(n, 2, dtype=torch.bool))
+    pool = EvaluationLoader(workers=1, pin=False)
+    pool.register(split)
+    views = [split, ImagesOnly(split), Subset(ImagesOnly(split), [5, 2, 7]),
+             ImagesOnly(Subset(Subset(split, [7, 6, 5, 4]), [3, 0]))]  # fmt: skip
+    for view in views:
+        batches = [[0, 1], [2]] if len(view) > 2 else [[0, 1]]
+        got = list(pool.batches(view, batches))
+        for batch, items in zip(batches, got, strict=True):
+            expected = torch.utils.data.default_collate([view[i] for i in batch])
+            if isinstance(expected, torch.Tensor):  # an images-only view: no label reaches it
+                assert isinstance(items, torch.Tensor) and torch.equal(items, expected)
+            else:
+                assert all(torch.equal(a, b) for a, b in zip(items, expected, strict=True))
+    assert pool.starts == 1 and len(pool.splits) == 1
+
+
+def test_a_gpu_run_says_its_loader_budget_at_start():
+    from regda_dist.data.loader import loader_notes
+
+    (note,) = loader_notes(C.load("experiments/rhd2h3d.yaml"))
+    assert "7 loader processes per GPU worker" in note and "evaluation 1" in note
+    (few,) = loader_notes(C.load(None, ["scaling.use_gpu=true"]))
+    assert "raise scaling.cpus_per_worker" in few
+    assert loader_notes(C.Config()) == []  # CPU runs: none
+
+
+def test_batch_notes_say_the_per_worker_batch_and_the_batchnorm_share():
+    from regda_dist.data.loader import batch_notes
+
+    assert batch_notes(C.Config()) == []
+    batch, norm = batch_notes(C.load(None, ["scaling.num_workers=16"]))
+    assert "regda.batch_size 32 = 16 x 2 per domain" in batch and "no scaling rule" in batch
+    assert "normalises BatchNorm over its own 2" in norm and "sync" in norm
+    assert len(batch_notes(C.load(None, ["scaling.num_workers=2"]))) == 1  # 16 each

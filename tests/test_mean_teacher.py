@@ -158,7 +158,7 @@ def test_one_and_two_workers_adapt_to_the_same_teacher(tiny_cfg, tmp_path, metho
     source, _ = Trainer(tiny_cfg, build_task(tiny_cfg.data)).pretrain(tmp_path / "p1.ckpt")
     torch.save(source.state_dict(), tmp_path / "p1.pt")
     single, double = tiny_cfg.to_dict(), tiny_cfg.to_dict()
-    single["regda"]["batch_size"], double["regda"]["batch_size"] = 8, 4  # per worker
+    single["regda"]["batch_size"] = double["regda"]["batch_size"] = 8  # global: 2 x 4
     _adapt_rank(0, 1, single, str(tmp_path / "p1.pt"), 0, str(tmp_path / "one.pt"))
     args = (double, str(tmp_path / "p1.pt"), free_port(), str(tmp_path / "two.pt"))
     mp.spawn(_adapt_rank, args=(2, *args), nprocs=2)

@@ -208,3 +208,22 @@ def test_feature_gradient_from_adv_head_is_scaled_by_coeff():
     for a, b in zip(g1, g8, strict=True):
         expected = a * ratio
         assert (b - expected).norm() <= 1e-4 * expected.norm() + 1e-12
+
+
+def test_the_heads_last_layer_computes_float32_logits_under_bf16_autocast():
+    """Pseudo labels and PCK are argmaxes of these logits: in bf16 neighbouring pixels tie."""
+    from regda_dist.models.regda import Head
+
+    torch.manual_seed(0)
+    head = Head(8, 3)
+    for m in head.modules():  # weights that make the logits differ in their low bits
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.3)
+    x = torch.randn(2, 8, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = head(x)
+        hidden = torch.nn.Sequential(*list(head)[:-1])(x)  # the layers before: still bf16
+    assert y.dtype == torch.float32 and hidden.dtype == torch.bfloat16
+    last = head[-1]
+    expected = torch.nn.functional.conv2d(hidden.float(), last.weight, last.bias)
+    assert torch.equal(y, expected)

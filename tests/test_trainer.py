@@ -62,6 +62,8 @@ def test_adaptation_never_reads_target_labels(tiny_cfg):
     adapt = [m for phase, m in events if phase == "adapt"]
     assert len(adapt) == tiny_cfg.regda.epochs
     assert {"oracle/target_pck", "source/pck", "train/loss_c", "train/lambda"} <= set(adapt[-1])
+    # an epoch's fixed cost is visible: evaluation and the checkpoint, apart from training
+    assert all(m["time/eval_s"] > 0 and m["time/checkpoint_s"] > 0 for m in adapt)
 
 
 def _tmp(trainer, name="p1"):
@@ -89,7 +91,7 @@ def test_a_split_smaller_than_one_batch_is_a_config_error(tiny_cfg):
 
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     with pytest.raises(ConfigError, match="has 24 samples, fewer than one global batch"):
-        trainer._loader(trainer.task.source_train, 32, 1, 1)
+        trainer._loader(trainer.task.source_train, 32, 1, 1, workers=0)
 
 
 AUGMENT = [
@@ -120,8 +122,9 @@ def test_adapt_resumes_mid_epoch_with_the_same_batches_and_augmentations(tiny_cf
 
     cfg = C.load(
         None,
-        [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1", "regda.iters_per_epoch=4"],
-    )
+        [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1", "regda.iters_per_epoch=4",
+         "adapt.batchnorm=mixed", "adapt.head_init=fresh"],  # only training reads target train
+    )  # fmt: skip
     task = build_task(cfg.data)
     source, _ = Trainer(cfg, task).pretrain(tmp_path / "p1.ckpt")
     state = source.state_dict()
@@ -207,3 +210,13 @@ def test_the_best_candidate_by_the_metric_wins_ties_go_to_the_more_adapted_and_n
     assert candidates(result(1.0, 2.0, 9.0, selected=0.5), "m")["best"] == "adabn"  # the epoch kept
     assert candidates(result(1.0, float("nan"), float("nan")), "m")["best"] == "source_only"
     assert candidates(result(1.0, 2.0, 3.0), "other")["best"] == "adapted"  # nothing to compare
+
+
+def test_preflight_builds_the_model_on_the_cpu_not_on_the_run_device(tiny_cfg):
+    """The driver of a search runs preflight and lives as long as the search: a model built on
+    train.device 'auto' took GPU 0 of the driver's node. The meta device stands for the GPU."""
+    from regda_dist.engine.trainer import preflight
+
+    tiny_cfg.train.device = "meta"
+    model = preflight(tiny_cfg, 21)
+    assert {t.device.type for t in model.state_dict().values()} == {"cpu"}

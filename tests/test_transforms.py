@@ -74,3 +74,25 @@ def _sizes():
         "data.image_size=32", "data.heatmap_size=16", "data.num_train=32", "data.num_val=4",
         "data.num_test=4",
     ]  # fmt: skip
+
+
+def test_a_batch_augmented_at_once_on_the_device_matches_each_sample_alone():
+    """augment_batch (for a GPU worker's device) from each sample's drawn numbers gives the
+    per-sample augmentation (the loader processes') up to float rounding."""
+    from regda_dist.data.loader import sample_seed
+    from regda_dist.data.transforms import augment_batch
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g)
+    kp = torch.rand(8, 5, 2, generator=g) * 32
+    seeds = [sample_seed(0, 1, i) for i in range(8)]
+    for cfg in (REFERENCE, C.AugmentConfig(blur=2.0), C.AugmentConfig(color_jitter=0.25),
+                C.AugmentConfig(rotation=30, scale_min=0.8)):  # fmt: skip
+        augment = Augment(cfg)
+        alone = [augment(images[i], kp[i], torch.Generator().manual_seed(s))
+                 for i, s in enumerate(seeds)]  # fmt: skip
+        params = torch.stack([augment.draw(torch.Generator().manual_seed(s)) for s in seeds])
+        x, moved = augment_batch(cfg, images, kp, params)
+        diff = (x.int() - torch.stack([a[0] for a in alone]).int()).abs()
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01, cfg
+        assert torch.allclose(moved, torch.stack([a[1] for a in alone]), atol=1e-4), cfg

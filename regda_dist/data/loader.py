@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -104,20 +105,98 @@ class ShardBatches(Sampler[list[int]]):
             yield list(range(start, min(start + self.batch_size, stop)))
 
 
-def auto_workers(device: torch.device) -> int:
-    """Loader processes when train.loader_workers is -1: none on a CPU (the training threads
-    use the cores), else this node's cores per GPU minus one for the training process, <= 8."""
+@dataclass(frozen=True)
+class LoaderBudget:
+    """The loader processes of one training worker, for all of its loaders together: the two
+    training loaders of phase 2 (phase 1's one loader takes both shares) and the persistent
+    evaluation pool, which idles while training runs and the reverse. All are alive at once."""
+
+    source: int
+    target: int
+    evaluation: int
+
+    @classmethod
+    def split(cls, total: int) -> LoaderBudget:
+        """A quarter (rounded down) for evaluation, the rest for training, source first."""
+        evaluation = total // 4
+        rest = total - evaluation
+        return cls((rest + 1) // 2, rest // 2, evaluation)
+
+    @property
+    def total(self) -> int:
+        return self.source + self.target + self.evaluation
+
+
+def loader_budget(device: torch.device, cpus: float = 0.0) -> int:
+    """Loader processes per training worker when train.loader_workers is -1: none on a CPU
+    device (its training threads use the cores); on CUDA the cores Ray gives the worker
+    (`cpus`, else this node's cores per GPU) minus one for the training process, at least 1."""
     if device.type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 1) // max(1, torch.cuda.device_count()) - 1))
+    if not cpus:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cpus = (cores or 1) / max(1, torch.cuda.device_count())
+    return max(1, int(cpus) - 1)
+
+
+SMALL_BN_BATCH = 16  # BatchNorm statistics over fewer images per worker are said at start
+
+
+def batch_notes(cfg) -> list[str]:
+    """What the workers do with the batch, said at the start of a run: each phase's per-worker
+    share of its global batch (no learning-rate rule: the configured rates), and where
+    model.batchnorm 'train' normalises over few images per worker, how many (and 'sync')."""
+    workers = cfg.scaling.num_workers
+    if workers == 1:
+        return []
+    shares = {p: getattr(cfg, p).batch_size // workers for p in ("pretrain", "regda")}
+    notes = [
+        f"batch: {workers} workers split each global batch: pretrain.batch_size "
+        f"{cfg.pretrain.batch_size} = {workers} x {shares['pretrain']}, regda.batch_size "
+        f"{cfg.regda.batch_size} = {workers} x {shares['regda']} per domain; learning rates as "
+        "configured (no scaling rule): the reference's schedule at any worker count"
+    ]
+    small = min(shares.values())
+    if cfg.model.batchnorm == "train" and small < SMALL_BN_BATCH:
+        notes.append(
+            f"model.batchnorm 'train': each worker normalises BatchNorm over its own "
+            f"{shares['pretrain']} (pretrain) / {shares['regda']} (regda, per domain) images, "
+            "not the global batch; model.batchnorm: sync normalises over the global batch "
+            "(CUDA workers)"
+        )
+    return notes
+
+
+def loader_notes(cfg) -> list[str]:
+    """Said at the start of a GPU run: each worker's loader processes, for all of its loaders."""
+    t, s = cfg.train, cfg.scaling
+    if not s.use_gpu:
+        return []
+    auto = t.loader_workers < 0
+    total = loader_budget(torch.device("cuda"), s.cpus_per_worker) if auto else t.loader_workers
+    b = LoaderBudget.split(total)
+    why = (
+        f"scaling.cpus_per_worker {s.cpus_per_worker:g} - 1, >= 1"
+        if auto
+        else "train.loader_workers"
+    )
+    note = (
+        f"loaders: {total} loader processes per GPU worker for all of its loaders ({why}): "
+        f"source {b.source}, target {b.target}, evaluation {b.evaluation}"
+    )
+    if auto and s.cpus_per_worker < 4:
+        note += "; JPEG decoding needs more: raise scaling.cpus_per_worker to the cores per GPU"
+    return [note]
+
+
+PREFETCH = 4  # batches each loader process prepares ahead
 
 
 def make_loader(
     dataset: Dataset, batch_sampler: Sampler, workers: int, pin: bool, persistent: bool = True
 ) -> DataLoader:
     """A DataLoader over `batch_sampler` with `workers` processes (0: in this process)."""
-    extra = {"persistent_workers": persistent, "prefetch_factor": 4} if workers > 0 else {}
+    extra = {"persistent_workers": persistent, "prefetch_factor": PREFETCH} if workers > 0 else {}
     return DataLoader(
         dataset, batch_sampler=batch_sampler, num_workers=workers, pin_memory=pin, **extra
     )

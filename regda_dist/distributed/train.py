@@ -11,7 +11,8 @@ BatchNorm: model.batchnorm 'train' normalises with each worker's own batch (like
 
 Files: train.output_dir must be reachable by every worker (a local folder on one machine, a
 shared filesystem on a cluster). Rank 0 writes checkpoints, model.pt and result.json there and
-reports each adaptation epoch with its checkpoint to Ray (`ray.train.report` on every worker).
+reports each adaptation epoch with its checkpoint to Ray (`ray.train.report` on every worker),
+as a hard link in Ray's checkpoint folder inside the run folder: no copy per epoch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os
 import re
 import resource
 import shutil
-import tempfile
 from pathlib import Path
 
 import ray
@@ -34,6 +34,7 @@ import torch.distributed as dist
 from ray.train import (
     Checkpoint,
     CheckpointConfig,
+    CheckpointUploadMode,
     FailureConfig,
     LoggingConfig,
     RunConfig,
@@ -86,12 +87,29 @@ class _Reporter:
             self._report(self.pending)
 
     def _report(self, metrics: dict) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if self.rank == 0:
-                shutil.copy2(self.run_dir / CHECKPOINT, Path(tmp) / CHECKPOINT)
-                checkpoint = Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+        """Rank 0 reports the run folder's checkpoint where Ray keeps it without copying it:
+        Ray's storage is the run folder (fit: storage_path), so a hard link in Ray's checkpoint
+        folder is the epoch's file (the engine replaces adapt.ckpt atomically: the link keeps
+        this epoch's), and Ray uploads nothing (NO_UPLOAD). Without hard links: a copy."""
+        name = f"checkpoint_epoch_{metrics['epoch']:04d}"  # the same on every rank
+        checkpoint = self._link(name) if self.rank == 0 else None
+        ray.train.report(
+            metrics,
+            checkpoint=checkpoint,
+            checkpoint_dir_name=name,
+            checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD,
+        )
+
+    def _link(self, name: str) -> Checkpoint:
+        folder = Path(ray.train.get_context().get_storage().experiment_fs_path) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / CHECKPOINT
+        target.unlink(missing_ok=True)  # an epoch reported again after a restart
+        try:
+            os.link(self.run_dir / CHECKPOINT, target)
+        except OSError:
+            shutil.copy2(self.run_dir / CHECKPOINT, target)
+        return Checkpoint.from_directory(str(folder))
 
 
 def _restore_reported_checkpoint(run_dir: Path, rank: int) -> None:
@@ -144,7 +162,8 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-    runtime = Runtime(device, rank, world, precision=resolve_precision(cfg.train.precision, device))
+    precision = resolve_precision(cfg.train.precision, device)
+    runtime = Runtime(device, rank, world, precision=precision, cpus=cfg.scaling.cpus_per_worker)
     if world > 1:  # one worker keeps the engine's local no-ops: no collective to pay for
         runtime.comm = Collectives(device)
     if config.get("phase") == "pretrain":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -20,6 +21,14 @@ def save(state: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def wait_visible(path: Path, timeout_s: float = 60.0) -> None:
+    """Wait until `path` exists here (another process saw it on a shared filesystem, whose
+    attribute cache can lag by up to a minute); after timeout_s, load() says it is missing."""
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def load(path: Path) -> dict:

@@ -16,8 +16,9 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from regda_dist.data import heatmap
+from regda_dist.data.eval_loader import EvaluationLoader
 from regda_dist.data.keypoints import KeypointSpec
-from regda_dist.data.loader import ShardBatches, make_loader, shard_sizes
+from regda_dist.data.loader import ShardBatches, shard_sizes
 from regda_dist.engine.runtime import Runtime
 from regda_dist.metrics import PCK, pck_radius
 
@@ -43,6 +44,7 @@ class Evaluation:
         self.runtime, self.batch_size, self.workers = runtime, batch_size, workers
         self.image_size, self.heatmap_size = sizes  # px
         self.threshold, self.normalize = threshold, normalize
+        self.pool = EvaluationLoader(workers, runtime.cuda)  # one for every split, persistent
 
     def sizes(self, dataset: Dataset) -> list[int]:
         """Samples of the split on each rank (rank order)."""
@@ -51,11 +53,11 @@ class Evaluation:
     def batches(self, dataset: Dataset, shard: bool = True) -> Iterator:
         """This worker's shard of `dataset` (all of it without `shard`) in batches, on the
         device, with the batch's indices; items as the dataset gives them (an image, or a tuple
-        starting with one)."""
+        starting with one). One pass at a time: passes share the loader processes."""
         rt = self.runtime
         rank, world = (rt.rank, rt.world_size) if shard else (0, 1)
         sampler = ShardBatches(len(dataset), self.batch_size, rank, world)
-        loader = make_loader(dataset, sampler, self.workers, rt.cuda, persistent=False)
+        loader = self.pool.batches(dataset, sampler)
         for item, indices in zip(loader, sampler, strict=True):  # the loader keeps the order
             if isinstance(item, torch.Tensor):
                 yield rt.to_device(item), indices

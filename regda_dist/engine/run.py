@@ -8,11 +8,12 @@ import json
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from regda_dist import config as C
 from regda_dist.data.datasets import ImagesOnly, TaskData, build_task
@@ -94,14 +95,42 @@ def pretrained_source(trainer: Trainer) -> tuple[torch.nn.Module, dict]:
     model = trainer.build_phase1_model()
     folder.mkdir(parents=True, exist_ok=True)
     # One computation per key at a time (concurrent trials of a search share it): rank 0 holds
-    # the lock; the other ranks wait for its decision. Rank 0 decides for every worker: ranks
+    # the lock, every rank waiting for it together. Rank 0 decides for every worker: ranks
     # that saw the cache differently would run different collectives.
-    lock = FileLock(folder / ".lock") if trainer.runtime.is_main else nullcontext()
-    with lock:
+    with phase1_lock(folder, trainer.runtime):
         if trainer.runtime.comm.agree(phase1_cached(trainer.cfg)):
             model.load_state_dict(checkpoint.load(weights))
             return model.eval(), {**json.loads(info_file.read_text()), "cached": True}
         return _pretrain(trainer, folder, weights, info_file)
+
+
+LOCK_POLL_S = 10.0  # far below any collective timeout (gloo 30 min, NCCL 10 min by default)
+
+
+@contextmanager
+def phase1_lock(folder: Path, runtime: Runtime) -> Iterator[None]:
+    """The phase-1 cache lock of `folder`, held by rank 0 while every rank waits together:
+    rank 0 tries for LOCK_POLL_S at a time and all ranks agree on each try, so no rank sits in
+    a collective longer than that while another run computes this phase 1 (an hour, maybe)."""
+    lock = FileLock(folder / ".lock") if runtime.is_main else None
+    while not runtime.comm.agree(_acquired(lock)):
+        pass
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _acquired(lock: FileLock | None) -> bool:
+    """Whether rank 0 took the lock within LOCK_POLL_S (other ranks: no lock, no say)."""
+    if lock is None:
+        return False
+    try:
+        lock.acquire(timeout=LOCK_POLL_S)
+    except Timeout:
+        return False
+    return True
 
 
 def _pretrain(trainer: Trainer, folder: Path, weights: Path, info_file: Path):

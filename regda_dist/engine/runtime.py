@@ -48,6 +48,7 @@ class Runtime:
     world_size: int = 1
     comm: object = field(default_factory=Local)
     precision: str = "fp32"
+    cpus: float = 0.0  # the cores Ray gives this worker (0: unknown; loader_budget)
 
     @property
     def is_main(self) -> bool:

@@ -1,13 +1,16 @@
 """One adaptation iteration per method (adapt.method: a registered step class), and one
 supervised iteration, with their optimisers.
 
-A step class is built by `create_step(name, model, cfg, runtime, domain)` and gives the trainer:
+A step class is built by `create_step(name, model, cfg, runtime, domain, sync)` and gives the
+trainer:
 `optimizers` and `schedules` (checkpointed), `target_data(split)` (what its target loader
 yields), `__call__(x_s, target_s, weight_s, batch_t) -> logs`, `evaluated` (the model that is
 evaluated and exported) and `state_dict()` / `load_state_dict(state)` for what else it keeps.
 
 `sync` all-reduces the gradients of exactly the parameters an optimiser is about to update; it
-is a no-op in one process and an all-reduce under Ray Train. No step depends on DDP's bookkeeping
+is a no-op in one process and an all-reduce under Ray Train (engine/overlap.py: launched during
+backward). Every step zeroes with set_to_none exactly the optimisers it steps, as
+OverlappedSync expects. No step depends on DDP's bookkeeping
 of which parameters received gradients, so none can hang on an unused parameter.
 
 Forward passes run under `autocast` (bf16 on CUDA by default); losses are computed in float32.
@@ -108,12 +111,12 @@ class RegDAStep:
         self.kl, self.disparity = JointsKLLoss(), RegressionDisparity(sigma)
 
     @classmethod
-    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain, sync=None):
         """The step of `cfg` (regda:, optim:) for `model`, with its optimisers and schedules."""
         optimizers, schedules = adaptation_optimizers(model, cfg.optim)
         r, rt = cfg.regda, runtime
-        step = cls(model, optimizers, r.margin, r.trade_off, cfg.adapt_sigma, rt.comm.sync,
-                   rt.autocast, domain)  # fmt: skip
+        step = cls(model, optimizers, r.margin, r.trade_off, cfg.adapt_sigma,
+                   sync or rt.comm.sync, rt.autocast, domain)  # fmt: skip
         step.schedules = schedules
         return step
 
@@ -220,16 +223,17 @@ class MeanTeacherStep(_WithTeacher):
     labelled source plus the teacher's consistency loss on target (engine/mean_teacher.py);
     then the teacher's EMA update."""
 
-    def __init__(self, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
+    def __init__(self, model: RegDAModel, cfg, runtime, domain: Domain = no_domain, sync=None):
         optimizers, schedules = adaptation_optimizers(model, cfg.optim)
         self.model, self.domain, self.runtime = model, domain, runtime
+        self.sync = sync or runtime.comm.sync
         self.optimizers, self.schedules = optimizers[:2], schedules[:2]
         self.kl = JointsKLLoss()
         self._add_teacher(model, cfg, runtime)
 
     @classmethod
-    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
-        return cls(model, cfg, runtime, domain)
+    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain, sync=None):
+        return cls(model, cfg, runtime, domain, sync)
 
     def __call__(self, x_s, target_s, weight_s, batch_t) -> dict:
         x_t, params = batch_t
@@ -241,7 +245,7 @@ class MeanTeacherStep(_WithTeacher):
         loss_c, logs = self.teacher.consistency(x_t, params, self.domain)
         (loss_s + loss_c).backward()
         for opt in self.optimizers:
-            _step(opt, self.runtime.comm.sync)
+            _step(opt, self.sync)
         self.teacher.update()
         return {"train/loss_s": loss_s.detach(), **logs}
 
@@ -251,8 +255,8 @@ class RegDAMeanTeacherStep(_WithTeacher, RegDAStep):
     loss added to step A (the update of every part); the teacher follows the RegDA model."""
 
     @classmethod
-    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
-        step = super().from_config(model, cfg, runtime, domain)
+    def from_config(cls, model: RegDAModel, cfg, runtime, domain: Domain = no_domain, sync=None):
+        step = super().from_config(model, cfg, runtime, domain, sync)
         step._add_teacher(model, cfg, runtime)
         return step
 
@@ -271,6 +275,9 @@ STEPS.register("mean_teacher", MeanTeacherStep)
 STEPS.register("regda+mean_teacher", RegDAMeanTeacherStep)
 
 
-def create_step(method: str, model: RegDAModel, cfg, runtime, domain: Domain = no_domain):
-    """The step class of adapt.method `method`, built for `model` from `cfg`."""
-    return STEPS.get(method).from_config(model, cfg, runtime, domain)
+def create_step(
+    method: str, model: RegDAModel, cfg, runtime, domain: Domain = no_domain, sync: Sync = None
+):
+    """The step class of adapt.method `method`, built for `model` from `cfg`; `sync` (default:
+    the runtime's synchronous one) all-reduces gradients before each optimiser step."""
+    return STEPS.get(method).from_config(model, cfg, runtime, domain, sync)

@@ -22,12 +22,13 @@ from tqdm import tqdm
 from regda_dist.config import Config, ConfigError
 from regda_dist.data import heatmap
 from regda_dist.data.datasets import ImagesOnly, TaskData
-from regda_dist.data.loader import GlobalBatchSampler, auto_workers, make_loader
+from regda_dist.data.loader import GlobalBatchSampler, LoaderBudget, loader_budget, make_loader
 from regda_dist.engine import checkpoint
 from regda_dist.engine.batchnorm import PhaseTwoNorm, freeze
 from regda_dist.engine.collect import collect
 from regda_dist.engine.console import Heartbeat
 from regda_dist.engine.evaluate import Evaluation
+from regda_dist.engine.overlap import grad_sync
 from regda_dist.engine.runtime import Runtime, resolve_device, resolve_precision
 from regda_dist.engine.steps import create_step, sgd, supervised_step
 from regda_dist.models.backbones import list_backbones
@@ -43,9 +44,11 @@ def local_runtime(cfg: Config) -> Runtime:
     return Runtime(device, precision=resolve_precision(cfg.train.precision, device))
 
 
-def preflight(cfg: Config, num_keypoints: int) -> None:
+def preflight(cfg: Config, num_keypoints: int) -> RegDAModel:
     """Every check that needs more than the config file (registry, weights file, shapes,
-    device), run where the command starts: before a run folder, data or Ray workers exist."""
+    device), run where the command starts: before a run folder, data or Ray workers exist.
+    Returns the model it checked, built on the CPU: the driver of a search lives as long as
+    the search and must hold no GPU memory (nor a CUDA context) that its workers need."""
     for name in cfg.train.proxies:
         if name not in list_proxies():
             raise ConfigError(
@@ -57,7 +60,9 @@ def preflight(cfg: Config, num_keypoints: int) -> None:
             f"train.select_metric: {cfg.train.select_metric!r} is not computed; one of "
             f"{', '.join(selectable)} (or '' for the last epoch)"
         )
-    Trainer(cfg, task=None).build_model(num_keypoints)
+    resolve_device(cfg.train.device)  # the device must exist here (one line otherwise)
+    cpu = Runtime(torch.device("cpu"), precision="fp32")
+    return Trainer(cfg, task=None, runtime=cpu).build_model(num_keypoints)
 
 
 def seed_everything(seed: int) -> None:
@@ -76,11 +81,18 @@ class Trainer:
         self.norm: PhaseTwoNorm | None = None  # adapt.batchnorm of phase 2 (set by adapt)
         self.evaluated: RegDAModel | None = None  # the target's model of the last evaluation
         t, rt = cfg.train, self.runtime
-        self.loader_workers = t.loader_workers if t.loader_workers >= 0 else auto_workers(rt.device)
+        budget = t.loader_workers if t.loader_workers >= 0 else loader_budget(rt.device, rt.cpus)
+        self.loaders = LoaderBudget.split(budget)  # for all of this worker's loaders together
         sizes = (cfg.data.image_size, cfg.data.heatmap_size)
         self.eval = Evaluation(
-            rt, t.eval_batch_size, self.loader_workers, sizes, t.pck_threshold, t.pck_normalize
+            rt, t.eval_batch_size, self.loaders.evaluation, sizes, t.pck_threshold, t.pck_normalize
         )
+        if task is not None:  # the evaluation pool starts once, serving every split
+            # (source train: adapt.batchnorm target re-estimates the source's statistics on it)
+            self.eval.pool.register(
+                task.source_val, task.source_test, task.target_val, task.target_test,
+                task.target_train, task.source_train,
+            )  # fmt: skip
         if rt.cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
 
@@ -141,18 +153,24 @@ class Trainer:
                     m.eval()
         return model
 
-    def _loader(self, dataset, batch_size: int, iters: int, salt: int):
-        """A training DataLoader: this worker's slices of seeded global batches of (index,
-        sample seed) items, so augmentation is per global sample (data/loader.py)."""
+    def _loader(self, dataset, batch_size: int, iters: int, salt: int, workers: int):
+        """A training DataLoader with `workers` processes: this worker's slices of seeded global
+        batches of `batch_size` (index, sample seed) items, so augmentation is per global sample
+        (data/loader.py)."""
         rt = self.runtime
-        if len(dataset) < batch_size * rt.world_size:  # a real dataset's split can be small
+        if batch_size % rt.world_size:
+            raise ConfigError(
+                f"the global batch ({batch_size}) does not split evenly across "
+                f"{rt.world_size} workers"
+            )
+        if len(dataset) < batch_size:  # a real dataset's split can be small
             raise ConfigError(
                 f"a training split has {len(dataset)} samples, fewer than one global batch "
-                f"({batch_size} x {rt.world_size} workers): lower the batch size"
+                f"({batch_size}): lower the batch size"
             )
-        seed = self.cfg.train.seed * 7 + salt
-        sampler = GlobalBatchSampler(len(dataset), batch_size, iters, seed, rt.rank, rt.world_size)
-        return make_loader(dataset, sampler, self.loader_workers, rt.cuda)
+        seed, share = self.cfg.train.seed * 7 + salt, batch_size // rt.world_size
+        sampler = GlobalBatchSampler(len(dataset), share, iters, seed, rt.rank, rt.world_size)
+        return make_loader(dataset, sampler, workers, rt.cuda)
 
     def _labels(self, kp, vis, sigma: float):
         """Label heatmaps and weights, encoded on the device."""
@@ -212,19 +230,18 @@ class Trainer:
         opt = sgd(feature_lr, self.cfg.optim) if p.optimizer == "sgd" else Adam(feature_lr)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, p.milestones, p.milestone_gamma)
         state = {"epoch": 0, "best": None, "best_pck": -1.0, "best_epoch": 0}
-        if ckpt_path.is_file():
+        if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, [opt], [sched])
-        rt = self.runtime
+        rt, sync = self.runtime, grad_sync(self.runtime, model, self.cfg.train.grad_bucket_mb)
         rt.comm.broadcast(model)
         self.train_mode(model)
-        loader = self._loader(train_set, p.batch_size, p.iters_per_epoch, 1)
+        workers = self.loaders.source + self.loaders.target  # phase 1's one loader
+        loader = self._loader(train_set, p.batch_size, p.iters_per_epoch, 1, workers)
 
         def step(batch):
             x, kp, vis = batch
             target, weight = self._labels(kp, vis, self.cfg.data.sigma)
-            loss = supervised_step(
-                model, opt, rt.to_device(x), target, weight, rt.comm.sync, rt.autocast
-            )
+            loss = supervised_step(model, opt, rt.to_device(x), target, weight, sync, rt.autocast)
             return {f"{phase}/loss": loss}
 
         def save(s):
@@ -265,11 +282,12 @@ class Trainer:
             {k: v for k, v in pretrained.items() if k.startswith(keep)}, strict=False
         )
         self.norm = norm = PhaseTwoNorm(a.batchnorm, self._reestimate)
-        method = create_step(a.method, model, self.cfg, rt, norm.domain)
+        sync = grad_sync(rt, model, self.cfg.train.grad_bucket_mb)
+        method = create_step(a.method, model, self.cfg, rt, norm.domain, sync)
         norm.attach(method.evaluated)
         optimizers, schedules = method.optimizers, method.schedules
         state = {"epoch": 0, "selected": None}
-        if ckpt_path.is_file():
+        if self._resumes(ckpt_path):
             state = self._restore(ckpt_path, model, optimizers, schedules)
             norm.load_state_dict(state)
             method.load_state_dict(state)
@@ -278,9 +296,10 @@ class Trainer:
             self.train_mode(m)
             if a.batchnorm == "frozen":
                 freeze(m)
-        source = self._loader(self.task.source_train, r.batch_size, r.iters_per_epoch, 2)
+        n, load = r.iters_per_epoch, self.loaders
+        source = self._loader(self.task.source_train, r.batch_size, n, 2, load.source)
         target_data = method.target_data(self.task.target_train)
-        target = self._loader(target_data, r.batch_size, r.iters_per_epoch, 3)
+        target = self._loader(target_data, r.batch_size, n, 3, load.target)
 
         def step(batch_s, batch_t):
             x_s, kp_s, vis_s = batch_s
@@ -305,18 +324,21 @@ class Trainer:
             metrics.update(
                 {
                     "time/epoch_s": seconds,
-                    "time/images_per_s": 2 * r.batch_size * rt.world_size * done / seconds,
+                    "time/images_per_s": 2 * r.batch_size * done / seconds,
                     "train/lr_f": schedules[0].get_last_lr()[0],
                     "train/lr_h": schedules[1].get_last_lr()[0],
                     "epoch": epoch + 1,
                 }
             )
             if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == r.epochs:
+                started = time.perf_counter()
                 evaluated = self.eval_metrics(method.evaluated)
-                metrics.update(evaluated)
+                metrics.update(evaluated, **{"time/eval_s": time.perf_counter() - started})
                 self.last_eval = evaluated if epoch + 1 == r.epochs else None
                 self._select(state, epoch + 1, evaluated, metrics)
+            started = time.perf_counter()
             save(state)
+            metrics["time/checkpoint_s"] = time.perf_counter() - started  # rank 0 writes
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         self.selected = state.get("selected")
         if self.last_eval is None:  # resumed after the last epoch: evaluate it again
@@ -426,7 +448,14 @@ class Trainer:
                 path,
             )
 
+    def _resumes(self, path: Path) -> bool:
+        """Whether a phase restores its checkpoint `path`: rank 0 decides for every rank. Ranks
+        that saw the file differently (NFS attribute caches) would train different epochs and
+        hang in their collectives."""
+        return self.runtime.comm.agree(path.is_file())
+
     def _restore(self, path, model, optimizers, schedules) -> dict:
+        checkpoint.wait_visible(path)  # rank 0 saw it; a shared folder may show it later here
         saved = checkpoint.load(path)
         try:
             model.load_state_dict(saved.pop("model"))

@@ -30,8 +30,22 @@ class Upsampling(nn.Sequential):
         super().__init__(*layers)
 
 
+class Float32Conv2d(nn.Conv2d):
+    """A convolution computed in float32 under any autocast (input cast to float). The heads'
+    last layer: their logits are argmaxed into pseudo labels and PCK, and in bf16 (8 bits of
+    mantissa) neighbouring heatmap pixels tie. A 1x1 convolution to K channels costs little."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kind = x.device.type
+        if not torch.amp.is_autocast_available(kind):  # e.g. the meta device
+            return super().forward(x.float())
+        with torch.autocast(kind, enabled=False):
+            return super().forward(x.float())
+
+
 class Head(nn.Sequential):
-    """(num_layers - 1) x [Conv3x3 -> BN -> ReLU] then Conv1x1 -> K heatmap logits."""
+    """(num_layers - 1) x [Conv3x3 -> BN -> ReLU] then Conv1x1 -> K heatmap logits (the 1x1 in
+    float32: Float32Conv2d)."""
 
     def __init__(self, channels: int, num_keypoints: int, num_layers: int = 2):
         layers: list[nn.Module] = []
@@ -41,7 +55,7 @@ class Head(nn.Sequential):
                 nn.BatchNorm2d(channels),
                 nn.ReLU(True),
             ]
-        layers.append(nn.Conv2d(channels, num_keypoints, 1))
+        layers.append(Float32Conv2d(channels, num_keypoints, 1))
         for m in layers:
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.001)

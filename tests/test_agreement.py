@@ -1,0 +1,124 @@
+"""Ranks decide together, shown in 2 real gloo processes with short collective timeouts:
+whether a phase restores its checkpoint (rank 0's view: a rank that alone sees the file must not
+resume on its own), and when the phase-1 cache lock is theirs (every rank waits with rank 0, so
+no rank sits in a collective while another run holds the lock)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from filelock import FileLock
+
+from regda_dist import config as C
+from regda_dist.data.datasets import build_task
+from regda_dist.distributed.local_cluster import free_port
+from regda_dist.engine import checkpoint, run
+from regda_dist.engine.collectives import Collectives
+from regda_dist.engine.runtime import Runtime
+from regda_dist.engine.trainer import Trainer
+
+
+def _runtime(rank: int, port: int, timeout_s: float) -> Runtime:
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=timedelta(seconds=timeout_s),
+    )
+    return Runtime(rank=rank, world_size=2, comm=Collectives(torch.device("cpu")))
+
+
+def _adapt(rank: int, cfg_dict: dict, folder: str, port: int) -> None:
+    """One rank of phase 2, whose run folder view (its own checkpoint path) is `rank<r>/`."""
+    runtime = _runtime(rank, port, timeout_s=20)
+    cfg = C.from_dict(cfg_dict)
+    trainer = Trainer(cfg, build_task(cfg.data), runtime)
+    start = torch.load(Path(folder) / "start.pt", weights_only=True)
+    model = trainer.adapt(start, Path(folder) / f"rank{rank}" / "adapt.ckpt")
+    torch.save(model.state_dict(), Path(folder) / f"final{rank}.pt")
+    dist.destroy_process_group()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_epoch_1(phase, epoch, metrics):
+    if phase == "adapt" and epoch == 1:
+        raise _Stop
+
+
+def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny_cfg, tmp_path):
+    tiny_cfg.train.proxies = ["source_pck"]  # evaluation (last epoch only) is not the point
+    tiny_cfg.train.eval_every = tiny_cfg.regda.epochs
+    trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    torch.manual_seed(0)
+    start = trainer.build_model().state_dict()
+    torch.save(start, tmp_path / "start.pt")
+    # a run interrupted after epoch 1 left its checkpoint where only rank 1 looks
+    trainer.add_callback("on_eval", _stop_after_epoch_1)
+    with pytest.raises(_Stop):
+        trainer.adapt(start, tmp_path / "rank1" / "adapt.ckpt")
+    assert (tmp_path / "rank1" / "adapt.ckpt").is_file()
+    assert not (tmp_path / "rank0").exists()
+    # rank 0 sees no checkpoint: both start from epoch 0 (rank 1 resuming alone at epoch 1
+    # ran one epoch fewer than rank 0, whose collectives then found no partner)
+    mp.spawn(_adapt, args=(tiny_cfg.to_dict(), str(tmp_path), free_port()), nprocs=2)
+    final = [torch.load(tmp_path / f"final{r}.pt", weights_only=True) for r in (0, 1)]
+    total = tiny_cfg.regda.epochs * tiny_cfg.regda.iters_per_epoch
+    assert int(final[0]["grl.iters"]) == int(final[1]["grl.iters"]) == total
+
+
+def _phase1(rank: int, cfg_dict: dict, port: int, out: str) -> None:
+    runtime = _runtime(rank, port, timeout_s=2)
+    run.LOCK_POLL_S = 0.3  # the test's collective timeout is 2 s
+    cfg = C.from_dict(cfg_dict)
+    trainer = Trainer(cfg, build_task(cfg.data), runtime)
+    Path(out, f"ready{rank}").touch()
+    _, info = run.pretrained_source(trainer)
+    Path(out, f"rank{rank}.json").write_text(json.dumps(info))
+    dist.destroy_process_group()
+
+
+def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(tiny_cfg, tmp_path):
+    """Another run holds the phase-1 lock until 6 s after both ranks are ready (3 x the 2 s
+    collective timeout), then leaves its phase 1 in the cache: both ranks wait for it and then
+    read it."""
+    build_task(tiny_cfg.data)  # the data, once, before the ranks read it
+    folder = run.phase1_folder(tiny_cfg)
+    folder.mkdir(parents=True)
+    model = Trainer(tiny_cfg, task=None).build_model(21)
+    locked = threading.Event()
+
+    def other_run():  # holds the lock 8 s, computing "phase 1"
+        with FileLock(folder / ".lock"):
+            locked.set()
+            deadline = time.monotonic() + 120  # a rank that failed early never gets ready
+            while not all((tmp_path / f"ready{r}").exists() for r in (0, 1)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            time.sleep(6)
+            checkpoint.save(model.state_dict(), folder / "model.pt")
+            (folder / "info.json").write_text(json.dumps({"best_epoch": 1}))
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    assert locked.wait(30)
+    try:
+        args = (tiny_cfg.to_dict(), free_port(), str(tmp_path))
+        mp.spawn(_phase1, args=args, nprocs=2)
+    finally:
+        holder.join()
+    for rank in (0, 1):
+        info = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert info == {"best_epoch": 1, "cached": True}
