@@ -450,6 +450,11 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
         raise ConfigError(
             f"{source}: scaling.gpus_per_worker ({gpus}) above 1 must be a whole number (Ray)"
         )
+    if cfg.adapt.batchnorm == "domain" and "mean_teacher" in cfg.adapt.method:
+        raise ConfigError(
+            f"{source}: adapt.batchnorm 'domain' tracks the statistics of the model that trains; "
+            f"{cfg.adapt.method} evaluates its teacher, which sees no source pass: use target"
+        )
     heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
     if cfg.adapt_head == "phase1" and heads != cfg.model.num_head_layers:
         raise ConfigError(

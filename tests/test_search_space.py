@@ -193,7 +193,7 @@ def test_the_start_says_when_the_experiments_own_values_are_outside_the_space(tm
         "each method at the experiment's own values (regda, mean_teacher, regda+mean_teacher)"
         in " ".join(inside.notes)
     )
-    assert "TPE: the first 2 of 8 trials sample at random" in " ".join(inside.notes)
+    assert "TPE: the first 4 of 8 trials sample at random" in " ".join(inside.notes)
 
 
 @pytest.mark.parametrize(
@@ -262,6 +262,9 @@ def test_a_conditional_space_gives_each_method_only_the_knobs_it_reads():
     assert set(dimensions(CONDITIONAL, "mean_teacher")) == {
         "adapt.method", "regda.sigma", "mean_teacher.keep", "optim.lr"}  # fmt: skip
     assert set(dimensions(CONDITIONAL, "regda+mean_teacher")) == set(CONDITIONAL)
+    # phase 2's schedule lives in regda: but every method trains by it
+    schedule = {"regda.batch_size": {"choice": [16, 32]}, "regda.iters_per_epoch": {"choice": [50]}}
+    assert set(schedule) <= set(dimensions({**CONDITIONAL, **schedule}, "mean_teacher"))
 
 
 def test_optuna_never_samples_another_methods_knobs():
@@ -305,6 +308,8 @@ def test_the_first_trials_are_each_method_at_the_experiments_own_values():
         ({"mean_teacher.keep": {"uniform": [0.2, 0.8]}}, "runs \\(regda\\)"),
         ({"adapt.method": {"grid": ["regda", "mean_teacher"]}, "optim.lr": {"grid": [0.1]}},
          "cannot be a grid"),
+        ({"adapt.method": {"choice": ["regda", "mean_teacher"]}, "adapt.batchnorm":
+          {"choice": ["domain"]}}, "a trial of mean_teacher: .*adapt.batchnorm 'domain'"),
     ],
 )  # fmt: skip
 def test_a_method_dimension_that_cannot_work_is_one_line(tmp_path, space, needle):
@@ -312,3 +317,21 @@ def test_a_method_dimension_that_cannot_work_is_one_line(tmp_path, space, needle
     exp.write_text(yaml.safe_dump({"search": {"space": space}}))
     with pytest.raises(C.ConfigError, match=needle):
         load_search(exp)
+
+
+def test_a_method_the_experiment_cannot_run_is_refused_before_any_trial(tmp_path):
+    """Phase 1's 1x1 head cannot seed a mean teacher's two-layer teacher: refused at start, not
+    in every mean-teacher trial after phase 1 has run."""
+    path = _write(tmp_path, {"space": {"adapt.method": {"choice": ["regda", "mean_teacher"]}}},
+                  pretrain={"head_layers": 1})  # fmt: skip
+    with pytest.raises(C.ConfigError, match="a trial of mean_teacher: .*adapt.head_init 'auto'"):
+        load_search(path)
+
+
+def test_tpe_starts_modelling_after_each_methods_defaults_and_the_random_start():
+    from regda_dist.search.space import startup_trials
+
+    cfg = C.load(None, [])
+    assert startup_trials(cfg, DEFAULT_SPACE, 2, True) == 4  # 3 methods' defaults + 1 random
+    assert startup_trials(cfg, DEFAULT_SPACE, 2, False) == 2
+    assert startup_trials(cfg, {"regda.margin": {"uniform": [1.0, 8.0]}}, 2, True) == 2

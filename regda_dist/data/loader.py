@@ -2,7 +2,8 @@
 per-sample seeds for augmentation.
 
 Training batches are cut from seeded permutations of the split, as global batches of
-batch_size x world_size; rank r takes its slice of each. Each sample also gets a seed made from
+batch_size (the global batch: batch_size / world_size per rank); rank r takes its slice of
+each. Each sample also gets a seed made from
 (seed, epoch, its position in the epoch's global stream), and a split that augments draws from a
 generator seeded with it. So a sample's augmentation differs across ranks and positions, and is
 the same for a given global sample whatever the number of Ray workers or loader processes; an

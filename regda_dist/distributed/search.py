@@ -40,7 +40,7 @@ from regda_dist.engine.trainer import best_logs
 from regda_dist.proxies import create_proxy
 from regda_dist.search import joint
 from regda_dist.search.folder import load_trials
-from regda_dist.search.space import METHOD, apply_params, default_points
+from regda_dist.search.space import METHOD, apply_params, default_points, startup_trials
 from regda_dist.search.spec import Search, SearchConfig, storage_url, study_name
 
 
@@ -205,16 +205,18 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
     scheduler = make_scheduler(s, tasks, group_dir / "trials")
     grid = all("grid" in spec for spec in search.space.values())  # GridSampler: every point once
-    first = []
+    first, own = [], next(iter(tasks.values()))
     if s.start_from_defaults and not grid:  # each method's, in a conditional space
-        first = default_points(next(iter(tasks.values())), search.space)
+        first = default_points(own, search.space)
     conditional = METHOD in search.space  # define-by-run: Tune gets no space of its own
     searcher = EarlyStopAwareOptunaSearch(
         space=define_by_run(search.space) if conditional else None,
         metric=s.objective if conditional else None,
         mode="max" if conditional else None,
         points_to_evaluate=first or None,
-        sampler=sampler(s, search.space),
+        sampler=sampler(
+            s, search.space, startup_trials(own, search.space, s.tpe_startup, s.start_from_defaults)
+        ),
         study_name=study_name(search_dir, group),
         storage=open_storage(s, search_dir),
         last_epoch=max(c.regda.epochs for c in tasks.values()),

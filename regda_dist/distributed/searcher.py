@@ -57,9 +57,10 @@ def tune_space(space: dict) -> dict:
     return {key: make[kind](args) for key, spec in space.items() for kind, args in spec.items()}
 
 
-def sampler(settings: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
+def sampler(settings: SearchConfig, space: dict, startup: int | None = None):
     """GridSampler for a grid; RandomSampler for search.sampler random; else TPE, seeded, model-
-    based after settings.tpe_startup random trials. With concurrent trials, TPE models the
+    based after `startup` trials (default settings.tpe_startup; space.startup_trials counts
+    each method's defaults trial). With concurrent trials, TPE models the
     parameters jointly (multivariate) and treats running trials as bad (constant liar), so
     concurrent suggestions spread out instead of repeating each other."""
     if all("grid" in spec for spec in space.values()):
@@ -72,7 +73,7 @@ def sampler(settings: SearchConfig, space: dict) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # these options are marked experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            n_startup_trials=settings.tpe_startup,
+            n_startup_trials=settings.tpe_startup if startup is None else startup,
             seed=settings.seed,
             multivariate=concurrent or conditional,
             group=conditional,

@@ -7,7 +7,8 @@ exclusive, int fields), choice [values], grid [values] (every dimension a grid).
 With `adapt.method: {choice: [...]}` the space is conditional: a trial samples a method, then
 only the dimensions that method reads. A method reads the section of its own knobs (regda:,
 mean_teacher:, both for regda+mean_teacher) and every dimension outside the methods' sections
-(optim., adapt.batchnorm, data. ...); regda.sigma, phase 2's label sigma, is every method's.
+(optim., adapt.batchnorm, data. ...); regda.sigma and phase 2's schedule (regda.batch_size,
+iters_per_epoch, epochs) are every method's.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def _field(key: str, where: str) -> dataclasses.Field:
 METHOD = "adapt.method"
 SECTIONS = {"regda": ("regda",), "mean_teacher": ("mean_teacher",),
             "regda+mean_teacher": ("regda", "mean_teacher")}  # fmt: skip
-SHARED = ("regda.sigma",)  # read by every method though it lives in regda:
+# read by every method though they live in regda: (phase 2's label sigma and its schedule)
+SHARED = ("regda.sigma", "regda.batch_size", "regda.iters_per_epoch", "regda.epochs")
 
 
 def methods(space: dict) -> list[str]:
@@ -117,6 +119,14 @@ def default_points(cfg: C.Config, space: dict) -> list[dict]:
         if not _outside(values, part):
             points.append(values)
     return points
+
+
+def startup_trials(cfg: C.Config, space: dict, tpe_startup: int, from_defaults: bool) -> int:
+    """TPE's start-up trials (Optuna counts the enqueued defaults among them): tpe_startup, plus
+    one for each method's defaults trial beyond the first, so a conditional space still gets
+    tpe_startup - 1 random trials before TPE models anything."""
+    extra = len(default_points(cfg, space)) - 1 if from_defaults and methods(space) else 0
+    return tpe_startup + max(0, extra)
 
 
 def default_point(cfg: C.Config, space: dict) -> dict | None:

@@ -31,11 +31,13 @@ from regda_dist import config as C
 from regda_dist.config import DEFAULT_SPACE
 from regda_dist.search.space import (
     METHOD,
+    apply_params,
     check_dimension,
     check_methods,
     default_points,
     methods,
     outside_space,
+    startup_trials,
 )
 
 AUTO = "auto"  # search.metric: chosen per keypoint set (auto_metric)
@@ -156,6 +158,17 @@ def resolve(
             )
         settings.num_samples = math.prod(len(spec["grid"]) for spec in space.values())
     check_methods(space, cfg.adapt.method, _where(source, lines, METHOD))
+    # a method the experiment cannot run is refused now, not in every trial of it: with each
+    # value of the other adapt.* choices (BatchNorm mode, head)
+    choices = [(k, v) for k, spec in space.items() if k.startswith("adapt.") and k != METHOD
+               for v in spec.get("choice", [])]  # fmt: skip
+    for method in methods(space):
+        for params in [{METHOD: method}] + [{METHOD: method, k: v} for k, v in choices]:
+            try:
+                apply_params(cfg, params)
+            except C.ConfigError as e:
+                where = _where(source, lines, METHOD)
+                raise C.ConfigError(f"{where}: a trial of {method}: {e}") from None
     if settings.selection == "oracle" and settings.mode == "joint":
         raise C.ConfigError(f"{source}: search.selection oracle is for per_task searches")
     if settings.scheduler_name == "asha" and settings.mode == "joint":
@@ -256,8 +269,8 @@ def _start_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict
     start-up."""
     notes = []
     grid = all("grid" in spec for spec in space.values())
+    cfg = next(iter(tasks.values()))
     if settings.start_from_defaults and not grid:
-        cfg = next(iter(tasks.values()))
         if methods(space):
             notes.append(
                 f"the first trials run each method at the experiment's own values "
@@ -270,7 +283,8 @@ def _start_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict
                 "no trial runs them, and the report has no reference-defaults row"
             )
     if settings.sampler == "tpe" and not grid:
-        n = min(settings.tpe_startup, settings.num_samples)
+        start = startup_trials(cfg, space, settings.tpe_startup, settings.start_from_defaults)
+        n = min(start, settings.num_samples)
         notes.append(
             f"TPE: the first {n} of {settings.num_samples} trials sample at random "
             "(search.startup_trials), the rest from its model"
