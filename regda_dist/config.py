@@ -186,6 +186,9 @@ class AdaptConfig:
     # or auto (Config.adapt_head): phase 1's for a mean teacher (its teacher starts as the
     # source model); for RegDA, REGDA_HEAD_INIT where phase 1 trains the same head, else fresh
     head_init: str = field(default="auto", metadata=_range(choices=("auto", "fresh", "phase1")))
+    # adapt.batchnorm target: re-estimate on at most this many of each domain's train images
+    # (a seeded random subset; 0 = all of them). Every evaluation pays it: cap it on large sets
+    reestimate_images: int = field(default=0, metadata=_range(0))
 
 
 @dataclass

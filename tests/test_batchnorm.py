@@ -87,6 +87,21 @@ def test_target_mode_exports_the_weights_with_statistics_reestimated_on_target(a
     assert _equal(_stats(model), _stats(again), atol=1e-6)
 
 
+def test_target_mode_reestimates_on_at_most_reestimate_images(adapted):
+    """adapt.reestimate_images caps each re-estimation at the first N of its seeded order."""
+    trainer, _, exported = adapted["target"]
+    images, seed = trainer.task.target_train, trainer.cfg.train.seed
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    expected = trainer.eval.adabn(exported, torch.utils.data.Subset(images, order[:6].tolist()), 0)
+    trainer.cfg.adapt.reestimate_images = 6
+    try:
+        capped = trainer._reestimate(exported, "target")
+    finally:
+        trainer.cfg.adapt.reestimate_images = 0
+    assert _equal(_stats(capped), _stats(expected), atol=1e-6)
+    assert not _equal(_stats(capped), _stats(trainer._reestimate(exported, "target")), atol=1e-4)
+
+
 def test_target_mode_evaluates_each_domain_with_its_own_statistics(adapted):
     trainer, _, exported = adapted["target"]
     task, spec = trainer.task, trainer.task.spec

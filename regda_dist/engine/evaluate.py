@@ -96,10 +96,11 @@ class Evaluation:
         return pck.compute()
 
     @torch.no_grad()
-    def adabn(self, model: nn.Module, images: Dataset, seed: int) -> nn.Module:
+    def adabn(self, model: nn.Module, images: Dataset, seed: int, limit: int = 0) -> nn.Module:
         """A copy of `model` whose BatchNorm running statistics are re-estimated on `images` as
-        given (train splits: without augmentation), in a seeded random order, as a cumulative
-        average over batches (combined over workers); no weight changes."""
+        given (train splits: without augmentation), in a seeded random order (its first `limit`
+        images; 0 = all), as a cumulative average over batches (combined over workers); no
+        weight changes."""
         model = copy.deepcopy(model)
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for m in norms:
@@ -107,6 +108,7 @@ class Evaluation:
             m.momentum = None  # cumulative moving average over all batches
         model.train()
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        order = order[:limit] if limit else order
         # SyncBatchNorm exchanges every batch's statistics: each worker then runs every batch
         synced = any(isinstance(m, nn.SyncBatchNorm) for m in norms)
         for x, _ in self.batches(Subset(images, order.tolist()), shard=not synced):

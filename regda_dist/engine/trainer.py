@@ -351,7 +351,8 @@ class Trainer:
         images = (
             ImagesOnly(self.task.source_train) if domain == "source" else self.task.target_train
         )
-        return self.eval.adabn(model, images, self.cfg.train.seed)
+        limit = self.cfg.adapt.reestimate_images
+        return self.eval.adabn(model, images, self.cfg.train.seed, limit)
 
     def _select(self, state: dict, epoch: int, evaluated: dict, metrics: dict) -> None:
         """Keep the epoch with the best train.select_metric (higher is better; NaN never wins)
