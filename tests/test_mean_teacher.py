@@ -136,6 +136,7 @@ def _adapt_rank(rank: int, world: int, cfg_dict: dict, phase1: str, port: int, o
     if rank == 0:
         torch.save(exported.state_dict(), out)
     if world > 1:
+        dist.barrier()  # neither rank tears gloo down while the other still uses it
         dist.destroy_process_group()
 
 
