@@ -4,9 +4,9 @@ time and peak memory; writes benchmarks/results/adaptation.{md,json}.
 
     python benchmarks/adaptation.py [--tasks synth_hand synth_body quadruped lizard]
         [--seeds 0 1 2] [--methods regda mean_teacher regda+mean_teacher] [--jobs 2]
-        [--reuse benchmarks/results/adaptation.json] [--set KEY=VALUE ...]
+        [--reuse benchmarks/results/adaptation.json ...] [--set KEY=VALUE ...]
 
-`--reuse FILE` takes the (kind, task, seed) runs an earlier results file holds instead of
+`--reuse FILE ...` takes the (kind, task, seed) runs earlier results files hold instead of
 running them again (same code only: the table says which runs were reused and from when).
 
 Each (task, seed, kind) runs in a fresh process (its peak RSS is that run's peak memory), `--jobs`
@@ -100,17 +100,27 @@ def _job(args: tuple) -> dict:
     return out
 
 
-def earlier_runs(path: str, keys=("kind", "task", "seed")) -> dict:
-    """(kind, task, seed) (or other `keys`) -> run of an earlier results file."""
-    try:
-        runs = json.loads(Path(path).read_text())["runs"]
-        return {tuple(r[k] for k in keys): r for r in runs}
-    except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"--reuse {path}: not a results file of this benchmark ({err})") from None
+def earlier_runs(paths: str | list[str], keys=("kind", "task", "seed")) -> dict:
+    """(kind, task, seed) (or other `keys`) -> run of earlier results files (a later file's run
+    wins a key two files share)."""
+    out = {}
+    for path in [paths] if isinstance(paths, str) else paths:
+        try:
+            runs = json.loads(Path(path).read_text())["runs"]
+            out.update({tuple(r[k] for k in keys): r for r in runs})
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise SystemExit(
+                f"--reuse {path}: not a results file of this benchmark ({err})"
+            ) from None
+    return out
 
 
-def earlier_date(path: str) -> str:
-    return json.loads(Path(path).read_text())["meta"]["date"]
+def earlier_date(paths: str | list[str]) -> str:
+    dates = {
+        json.loads(Path(p).read_text())["meta"]["date"]
+        for p in ([paths] if isinstance(paths, str) else paths)
+    }
+    return ", ".join(sorted(dates))
 
 
 def rows(runs: list[dict], task: str) -> list[tuple[str, list[dict], list[dict]]]:
@@ -139,10 +149,10 @@ def rows(runs: list[dict], task: str) -> list[tuple[str, list[dict], list[dict]]
     return [row for row in out if row[1]]
 
 
-def _ms(values: list[float]) -> str:
+def _ms(values: list[float], sign: str = "") -> str:
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:{sign}.1f}"
+    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
 def _mean(metrics: list[dict], key: str = ALL) -> float:
@@ -178,12 +188,13 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
         groups = sorted(k for k in table[0][1][0] if k.startswith(ALL + "/"))
         cols = [g.split("/")[-1] for g in groups] + ["all"]
         lines += [f"## {task}", "",
-                  "| method | " + " | ".join(cols) + " | source test | time (s) | peak RSS (MiB) |",
-                  "|---" * (len(cols) + 4) + "|"]  # fmt: skip
+                  "| method | seeds | " + " | ".join(cols)
+                  + " | source test | time (s) | peak RSS (MiB) |",
+                  "|---" * (len(cols) + 5) + "|"]  # fmt: skip
         for label, metrics, done in table:
             vals = [[m[g] for m in metrics] for g in [*groups, ALL]]
             lines.append(
-                f"| {label} | " + " | ".join(_ms(v) for v in vals)
+                f"| {label} | {len(metrics)} | " + " | ".join(_ms(v) for v in vals)
                 + f" | {_ms([m['source/pck'] for m in metrics])}"
                 + f" | {_ms([r['seconds'] for r in done])}"
                 + f" | {_ms([r['peak_rss_mib'] for r in done])} |"
@@ -192,29 +203,49 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _paired(runs: list[dict], task: str, method: str, read) -> list[float]:
+    """Per seed: `read(run)`'s target PCK minus max(source-only, AdaBN) of the same seed (the
+    same phase 1), over the seeds that have both."""
+    base = {
+        r["seed"]: max(r["source_only"][ALL], r["adabn"][ALL])
+        for r in runs
+        if r["task"] == task and r["kind"] == "pretrain"
+    }
+    return [
+        read(r)[ALL] - base[r["seed"]]
+        for r in runs
+        if r["task"] == task and r["kind"] == method and r["seed"] in base
+    ]
+
+
 def _summary(table, runs: list[dict], task: str) -> list[str]:
     by = {label: metrics for label, metrics, _ in table}
-    base = max(_mean(by["source-only"]), _mean(by["AdaBN"]))
     out = []
     for method in METHODS:
         name = NAMES[method]
         if f"{name}, last epoch" not in by:
             continue
-        last, chosen = (
-            _mean(by[f"{name}, last epoch"]),
-            _mean(by[f"{name}, epoch chosen by the proxy"]),
-        )
-        answer = _mean(by[f"{name}: the platform's answer"])
+        gains = {
+            how: _paired(runs, task, method, read)
+            for how, read in (
+                ("last epoch", lambda r: r["last"]),
+                ("proxy's epoch", lambda r: r["selected"]["metrics"]),
+                ("the platform's answer", lambda r: r["answer"]),
+            )
+        }
         done = [r for r in runs if r["task"] == task and r["kind"] == method]
         picks = [r["candidates"]["best"] for r in done]
         curve = [
             statistics.mean(r["curve"][i][1] for r in done) for i in range(len(done[0]["curve"]))
         ]
+        answer = gains["the platform's answer"]
         out.append(
-            f"- {name}: last epoch {last - base:+.1f}, proxy's epoch {chosen - base:+.1f}, the "
-            f"platform's answer {answer - base:+.1f} PCK over max(source-only, AdaBN) (goal: "
-            f">= +3 / +5); the answer per seed: {', '.join(picks)}; target PCK by epoch "
-            f"(mean): {', '.join(f'{v:.1f}' for v in curve)}"
+            f"- {name} over max(source-only, AdaBN) of the same seed (mean ± std over "
+            f"{len(answer)} seeds; goal >= +3 / +5): "
+            + ", ".join(f"{how} {_ms(g, '+')}" for how, g in gains.items())
+            + (f"; the answer's worst seed {min(answer):+.1f}" if len(answer) > 1 else "")
+            + f"; the answer per seed: {', '.join(picks)}; target PCK by epoch (mean): "
+            + ", ".join(f"{v:.1f}" for v in curve)
         )  # fmt: skip
     if "oracle (target labels)" in by:
         gap = _mean(by["oracle (target labels)"]) - _mean(by["source-only"])
@@ -235,7 +266,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default="runs/benchmark-adaptation")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adaptation"))
-    parser.add_argument("--reuse", help="an earlier adaptation.json whose runs are kept")
+    parser.add_argument(
+        "--reuse", nargs="+", help="earlier adaptation.json files whose runs are kept"
+    )
     parser.add_argument("--set", action="append", default=[], help="override for every run")
     args = parser.parse_args()
     start = time.time()
@@ -246,6 +279,27 @@ def main() -> int:
         (m, t, s, args.work, args.set) for m in args.methods for t in args.tasks for s in args.seeds
     ]
     runs = [earlier[j[:3]] for j in first + second if j[:3] in earlier]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def meta(partial: bool) -> dict:
+        import torch
+
+        return {
+            "command": "python " + " ".join(sys.argv),
+            "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
+            f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
+            "seeds": args.seeds,
+            "wall_s": time.time() - start,
+            "partial": partial,
+            "reused": {
+                "from": " ".join(args.reuse) if args.reuse else None,
+                "date": earlier_date(args.reuse) if args.reuse else None,
+                "runs": sorted(f"{k} {t} seed {s}" for k, t, s in earlier),
+            },
+        }
+
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # a method needs the cached phase 1 of its (task, seed)
             for r in pool.imap_unordered(_job, [j for j in stage if j[:3] not in earlier]):
@@ -254,25 +308,14 @@ def main() -> int:
                     flush=True,
                 )
                 runs.append(r)
-    import torch
-
-    meta = {
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
-        f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
-        "seeds": args.seeds,
-        "wall_s": time.time() - start,
-        "reused": {
-            "from": args.reuse,
-            "date": earlier_date(args.reuse) if args.reuse else None,
-            "runs": sorted(f"{k} {t} seed {s}" for k, t, s in earlier),
-        },
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-    out.with_suffix(".md").write_text(render_markdown(runs, meta, args.tasks))
+                # every finished run is kept at once: an interrupted benchmark is resumed with
+                # --reuse on this file (the table is written at the end)
+                out.with_suffix(".json").write_text(
+                    json.dumps({"meta": meta(True), "runs": runs}, indent=1)
+                )
+    final = meta(False)
+    out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
+    out.with_suffix(".md").write_text(render_markdown(runs, final, args.tasks))
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -34,20 +34,13 @@ def _while_running(proc, ready, interval_s: float, why=lambda: "") -> None:
     wait_for(check, 300, interval_s)
 
 
-def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
-    exp = _experiment(tmp_path, scheduler="fifo", num_samples=3)
-    command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "k"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    trials_dir = tmp_path / "runs" / "k" / "synth_hand" / "trials"
-    log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+def _kill_when(command, env, log_path, ready) -> None:
+    """Run `command` (output to log_path) until ready(), then SIGKILL it as a crash or an
+    OOM kill would, and reap the Ray processes it left (only its own)."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _while_running(
-            proc,
-            lambda: list(trials_dir.glob("*/synth_hand/result.json")),
-            0.5,
-            lambda: (tmp_path / "first.log").read_text(),
-        )
+        _while_running(proc, ready, 0.5, log_path.read_text)
         owned = with_descendants([psutil.Process(proc.pid)])  # before the kill: Ray's processes
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -55,6 +48,17 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
         if proc.poll() is None:
             proc.kill()
     reap([p for p in owned if p.is_running()], grace_s=5)
+
+
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
+    exp = _experiment(tmp_path, scheduler="fifo", num_samples=3)
+    command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "k"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trials_dir = tmp_path / "runs" / "k" / "synth_hand" / "trials"
+    _kill_when(
+        command, env, tmp_path / "first.log",
+        lambda: list(trials_dir.glob("*/synth_hand/result.json")),
+    )  # fmt: skip
     before = {
         p.parent.parent.name: p.stat().st_mtime for p in trials_dir.glob("*/synth_hand/result.json")
     }
@@ -91,6 +95,7 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # none repeated
 
 
+@pytest.mark.slow  # ~50 s; `make test-all` runs it (the SIGKILL/--resume path: the test above)
 def test_asha_rungs_survive_a_sigkill_and_resume(tmp_path):
     # Tuner.restore brings ASHA back from the pickle made when the Tuner was built: every rung
     # was empty after --resume, so trials that should stop ran on
@@ -98,17 +103,10 @@ def test_asha_rungs_survive_a_sigkill_and_resume(tmp_path):
     command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "a"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     trials_dir = tmp_path / "runs" / "a" / "synth_hand" / "trials"
-    log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:  # the first trial has passed both rungs
-        _while_running(proc, lambda: list(trials_dir.glob("*/synth_hand/result.json")), 0.5)
-        owned = with_descendants([psutil.Process(proc.pid)])
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reap([p for p in owned if p.is_running()], grace_s=5)
+    _kill_when(  # once the first trial has passed both rungs
+        command, env, tmp_path / "first.log",
+        lambda: list(trials_dir.glob("*/synth_hand/result.json")),
+    )  # fmt: skip
     reached = len(list(trials_dir.glob("*/synth_hand/metrics.jsonl")))
     again = subprocess.run(
         [*command, "--resume"], env=env, capture_output=True, text=True, timeout=600

@@ -1,0 +1,230 @@
+"""A search over every adaptation method, per task and seed: what the label-free search hands
+back beside source-only, AdaBN and the oracle's pick; writes
+benchmarks/results/method_search.{md,json}.
+
+    python benchmarks/method_search.py [--experiment experiments/synth_search_methods.yaml]
+        [--seeds 0 1 2] [--work runs/benchmark-method-search] [--set KEY=VALUE ...]
+
+Each seed is one real `regda-dist tune` (embedded Ray, Optuna, the experiment's own proxy) with
+train.seed and search.seed set to it, then `regda-dist report` on its folder. A finished
+seed's folder (its search.json written) is read again, not re-run; an unfinished one is
+continued with --resume. Per task: the search's answer (the best candidate by the search's
+objective: a trial at the epoch it selected, or source-only / AdaBN where one scored better),
+its target PCK, the best trial of each method by the same objective, and the oracle's pick (the
+candidate with the best target PCK, baselines included: target labels, for judging only).
+Target labels are read only to evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import multiprocessing as mp
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _search(experiment: str, seed: int, work: Path, extra: list[str]) -> tuple[Path, float]:
+    """Run (or continue) the seed's search; its folder and the seconds this call took."""
+    name = f"{Path(experiment).stem}-seed{seed}"
+    folder = work / name
+    start = time.time()
+    if not (folder / "search.json").is_file():
+        sets = [f"train.seed={seed}", f"search.seed={seed}", f"train.output_dir={work}", *extra]
+        command = [str(ROOT / ".venv" / "bin" / "regda-dist"), "tune", experiment, "--name", name]
+        command += [a for s in sets for a in ("--set", s)]
+        if folder.is_dir():
+            command.append("--resume")
+        print("$", " ".join(command), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT)
+    report = [str(ROOT / ".venv" / "bin" / "regda-dist"), "report", str(folder)]
+    subprocess.run(report, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return folder, time.time() - start
+
+
+def summarise(folder: Path) -> dict:
+    """task -> the search's answer, the baselines, each method's pick and the oracle's pick."""
+    from regda_dist.search.candidates import ranked
+    from regda_dist.search.consensus import add_consensus
+    from regda_dist.search.export import ranking
+    from regda_dist.search.folder import ORACLE, load_trials, read_search
+    from regda_dist.search.report import proxy_table
+
+    search = read_search(folder)
+    objective = search.settings.objective
+    out = {}
+    groups = load_trials(folder)
+    add_consensus(groups)  # proxy/consensus, as the report has it
+    for trials in groups.values():
+        scored = ranking(trials, objective)
+        for task in sorted({task for t in trials for task in t.runs}):
+            done = [t for t in trials if t.complete]
+            own = search.tasks[task].adapt.method
+            candidates = ranked(trials, scored, objective)
+            answer = candidates[0]
+            methods = {}
+            for value, trial in scored:  # best first
+                method = trial.params.get("adapt.method", own)
+                methods.setdefault(method, {"trial": trial.trial_id, "value": value,
+                                            "target_pck": trial.value(task, ORACLE)})  # fmt: skip
+            for method in {t.params.get("adapt.method", own) for t in trials}:
+                methods.setdefault(method, None)  # no completed trial
+            oracle = max(done, key=lambda t: t.value(task, ORACLE))
+            base = next(c for c in candidates if not c.baseline).trial
+            pick = {  # the most selection could reach, baselines included
+                "trial": oracle.trial_id,
+                "method": oracle.params.get("adapt.method", own),
+                "target_pck": oracle.value(task, ORACLE),
+            }
+            for name in ("adabn", "source_only"):
+                value = getattr(base, name)[task][ORACLE]
+                if value > pick["target_pck"]:
+                    pick = {"trial": None, "method": name, "target_pck": value}
+            out[task] = {
+                "objective": objective,
+                "trials": len(trials),
+                "completed": len(done),
+                "answer": {
+                    "candidate": answer.name,
+                    "method": answer.baseline or answer.trial.params.get("adapt.method", own),
+                    "value": answer.value,
+                    "target_pck": answer.metrics(task).get(ORACLE, math.nan),
+                },
+                "source_only": base.source_only[task][ORACLE],
+                "adabn": base.adabn[task][ORACLE],
+                "methods": methods,
+                "oracle_pick": pick,
+                "proxies": proxy_table(trials, task),  # every method's trials mixed
+            }
+    return out
+
+
+def _ms(values: list[float], sign: str = "") -> str:
+    if len(values) == 1:
+        return f"{values[0]:{sign}.1f}"
+    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
+
+
+def render_markdown(results: list[dict], meta: dict) -> str:
+    lines = [
+        "# A search over every adaptation method, selected without target labels",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']}",
+        f"- date: {meta['date']}; seeds: {meta['seeds']}; wall time {meta['wall_s']:.0f} s",
+        f"- experiment: `{meta['experiment']}`; selected by: {meta['objective']}",
+        "- PCK@0.05 on the TARGET test split (target labels for evaluation only). 'answer': what "
+        "the search hands back (`regda-dist export`): the best candidate by the search's own "
+        "label-free objective, a trial at its selected epoch or source-only / AdaBN where one "
+        "scored better. 'oracle's pick': the candidate (trial or baseline) with the best "
+        "target PCK (target labels: the most selection could reach, for judging only). Gains "
+        "are per seed (the same phase 1), then mean ± std.",
+        "",
+    ]
+    tasks = sorted({task for r in results for task in r["tasks"]})
+    for task in tasks:
+        rows = [(r["seed"], r["tasks"][task]) for r in results if task in r["tasks"]]
+        methods = sorted({m for _, t in rows for m in t["methods"]})
+        lines += [
+            f"## {task}",
+            "",
+            "| seed | source-only | AdaBN | "
+            + " | ".join(f"best {m} by the proxy" for m in methods)
+            + " | the answer | oracle's pick | answer − max(baselines) | oracle's pick − answer |",
+            "|---" * (len(methods) + 7) + "|",
+        ]
+        gain, regret = [], []
+        for seed, t in rows:
+            base = max(t["source_only"], t["adabn"])
+            a, o = t["answer"], t["oracle_pick"]
+            gain.append(a["target_pck"] - base)
+            regret.append(o["target_pck"] - a["target_pck"])
+            cells = [
+                f"{t['methods'][m]['target_pck']:.1f}" if t["methods"].get(m) else "-"
+                for m in methods
+            ]
+            lines.append(
+                f"| {seed} | {t['source_only']:.1f} | {t['adabn']:.1f} | " + " | ".join(cells)
+                + f" | {a['target_pck']:.1f} ({a['candidate']}, {a['method']}) "
+                f"| {o['target_pck']:.1f} ({o['method']}) | {gain[-1]:+.1f} | {regret[-1]:+.1f} |"
+            )  # fmt: skip
+        lines += [
+            "",
+            f"- the answer over max(source-only, AdaBN): {_ms(gain, '+')} PCK (goal >= +5; "
+            f"worst seed {min(gain):+.1f}); the oracle's pick above the answer: "
+            f"{_ms(regret, '+')} PCK (goal <= 1; worst seed {max(regret):+.1f})",
+            f"- the answer's method per seed: {', '.join(t['answer']['method'] for _, t in rows)}"
+            f"; the oracle's pick's: {', '.join(t['oracle_pick']['method'] for _, t in rows)}",
+            "",
+            "Each proxy's rank correlation with the target PCK over the search's trials, every "
+            "method's mixed (Spearman), and its top-1 regret (the best trial's target PCK minus "
+            "that of the proxy's pick), mean ± std over seeds:",
+            "",
+            "| proxy | Spearman | top-1 regret | trials |",
+            "|---|---|---|---|",
+        ]
+        proxies = sorted({p for _, t in rows for p in t["proxies"]})
+        for proxy in proxies:
+            got = [t["proxies"][proxy] for _, t in rows if proxy in t["proxies"]]
+            rho = [g["spearman"] for g in got if math.isfinite(g["spearman"])]
+            lines.append(
+                f"| {proxy.removeprefix('proxy/')} | {_ms(rho, '+') if rho else '-'} | "
+                f"{_ms([g['regret'] for g in got])} | {sum(g['n'] for g in got)} |"
+            )
+        lines.append("")
+    lines.append(
+        "Each seed's search folder holds its `report/report.md` (the per-method picks table, "
+        "the proxies' rank correlation with the oracle)."
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--experiment", default="experiments/synth_search_methods.yaml")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--work", default="runs/benchmark-method-search")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "method_search"))
+    parser.add_argument("--set", action="append", default=[], help="override for every search")
+    args = parser.parse_args()
+    start = time.time()
+    work = Path(args.work).resolve()
+    results = []
+    for seed in args.seeds:
+        folder, seconds = _search(args.experiment, seed, work, args.set)
+        results.append({"seed": seed, "folder": str(folder), "seconds": seconds,
+                        "tasks": summarise(folder)})  # fmt: skip
+        print(f"seed {seed}: {seconds:.0f} s, {folder}", flush=True)
+    import torch
+
+    meta = {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
+        f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
+        "experiment": args.experiment,
+        "objective": next(iter(results[0]["tasks"].values()))["objective"],
+        "seeds": args.seeds,
+        "wall_s": time.time() - start,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    out.with_suffix(".md").write_text(render_markdown(results, meta))
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
