@@ -17,7 +17,7 @@ from regda_dist.cli import main
 from regda_dist.data.datasets import task_spec
 from tests.conftest import write_experiment
 from tests.keypoint_domains import ARM_BONES, ARM_SET, write_arm_pair, write_categories
-from tests.test_tensorboard import hparams_of, read_events
+from tests.test_tensorboard import columns_of, hparams_of, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -250,6 +250,8 @@ def test_a_search_over_methods_runs_each_with_its_own_knobs(local_ray, tmp_path)
         method = params["adapt.method"]
         assert ("regda.trade_off" in params) == (method == "regda"), params
         assert ("mean_teacher.keep" in params) == (method == "mean_teacher"), params
+        acc = read_events(trial / "synth_hand" / "tb")  # TensorBoard's table: every knob
+        assert columns_of(acc) == set(space) and hparams_of(acc).keys() == params.keys()
         result = json.loads((trial / "synth_hand" / "result.json").read_text())
         assert (
             result["method"] == {"regda": "RegDA", "mean_teacher": "mean teacher (teacher)"}[method]

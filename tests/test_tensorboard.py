@@ -41,3 +41,31 @@ def test_a_run_writes_scalars_images_and_hparams(tiny_cfg, tmp_path):
     image = acc.Images(image_tag)[-1]
     assert "source-only" in image_tag and image.height > image.width / 8  # two rows
     assert hparams_of(acc)["regda.trade_off"] == 1.0
+
+
+def columns_of(acc: EventAccumulator) -> set[str]:
+    """The HParams table's columns a run's experiment record declares."""
+    content = acc.PluginTagToContent("hparams")["_hparams_/experiment"]
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    return {info.name for info in data.experiment.hparam_infos}
+
+
+def test_every_trial_of_a_conditional_search_declares_every_column(tmp_path):
+    # TensorBoard builds the HParams table from the first experiment record it finds: when each
+    # trial declared only its own method's knobs, the other method's columns were missing
+    from regda_dist.engine.tensorboard import TensorBoardLogger
+
+    space = {"adapt.method": "regda", "regda.trade_off": 1.0, "mean_teacher.keep": 0.5}
+    trials = {
+        "regda": {"adapt.method": "regda", "regda.trade_off": 2.0},
+        "mt": {"adapt.method": "mean_teacher", "mean_teacher.keep": 0.3},
+    }
+    for name, values in trials.items():
+        logger = TensorBoardLogger(tmp_path / name)
+        logger.start_session(values, ["oracle/target_pck"], space)
+        logger.end_session()
+        logger.close()
+    for name, values in trials.items():
+        acc = read_events(tmp_path / name)
+        assert columns_of(acc) == set(space)
+        assert hparams_of(acc) == values  # its session: its own knobs only

@@ -141,7 +141,8 @@ def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -
         return result
     callbacks = [TuneReportCallback()] if report else None
     return train.fit(cfg, run_dir, resume=True, fixed_size=spec["fixed_size"],
-                     callbacks=callbacks, hparams=params)  # fmt: skip
+                     callbacks=callbacks, hparams=params,
+                     hparam_columns=spec.get("columns"))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,6 +195,7 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         "metric": s.metric,
         "objective": s.objective,
         "fixed_size": fixed_size,
+        "columns": sorted(search.space),  # TensorBoard's HParams table: every trial, every knob
     }
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, spec=spec), {"cpu": s.driver_cpus}

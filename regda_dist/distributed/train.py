@@ -171,7 +171,8 @@ def train_loop_per_worker(config: dict) -> None:
         return
     _restore_reported_checkpoint(run_dir, rank)
     reporter = _Reporter(run_dir, rank, cfg)
-    run.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"))
+    run.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"),
+                hparam_columns=config.get("hparam_columns"))  # fmt: skip
     reporter.flush()  # the last epoch, now that result.json is written
     identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (workers / f"rank{rank}.json").write_text(json.dumps(identity))
@@ -208,11 +209,13 @@ def fit(
     callbacks: list | None = None,
     hparams: dict | None = None,
     phase: str = "all",
+    hparam_columns: list[str] | None = None,
 ) -> dict:
     """Run one experiment with Ray Train on the connected Ray cluster; returns result.json
     (phase 'pretrain': phase 1 into the shared cache only; returns {}).
     fixed_size: the cluster cannot grow (no autoscaler), so an impossible request is refused.
-    callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback)."""
+    callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback).
+    hparams, hparam_columns: a trial's parameters and its search's space (TensorBoard)."""
     run_dir = run_dir.resolve()
     if fixed_size:
         capacity.check(cfg.scaling)
@@ -225,6 +228,7 @@ def fit(
             "cfg": absolute_output_dir(cfg).to_dict(),
             "run_dir": str(run_dir),
             "hparams": hparams,
+            "hparam_columns": hparam_columns,
             "phase": phase,
         },
         scaling_config=ScalingConfig(

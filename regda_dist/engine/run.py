@@ -216,9 +216,12 @@ def execute(
     callbacks=(),
     task: TaskData | None = None,
     hparams: dict | None = None,
+    hparam_columns: list[str] | None = None,
 ) -> dict:
     """Phase 1 (or its cache), baselines, phase 2 in a prepared run folder. Resumes from the
-    folder's checkpoints; rank 0 writes model.pt, result.json, TensorBoard. Returns the result."""
+    folder's checkpoints; rank 0 writes model.pt, result.json, TensorBoard. Returns the result.
+    hparams: a trial's parameters; hparam_columns: its search's whole space (TensorBoard's
+    HParams columns)."""
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
@@ -236,7 +239,8 @@ def execute(
         # without named hyperparameters (a plain run), the default search space's knobs
         values = hparams if hparams is not None else {k: C.get(cfg, k) for k in C.DEFAULT_SPACE}
         tags = ["source/pck", "oracle/target_pck", *(f"proxy/{p}" for p in cfg.train.proxies)]
-        tb.start_session(values, tags)
+        columns = {k: C.get(cfg, k) for k in hparam_columns or ()}
+        tb.start_session(values, tags, columns)
         trainer.add_callback("on_eval", tb)
     for fn in callbacks:
         trainer.add_callback("on_eval", fn)

@@ -38,13 +38,25 @@ class TensorBoardLogger:
         """One image: each row (H, W, 3) uint8 stacked vertically."""
         self.writer.add_image(tag, np.concatenate(rows, axis=0), step, dataformats="HWC")
 
-    def start_session(self, values: dict, metric_tags: list[str]) -> None:
+    def start_session(
+        self, values: dict, metric_tags: list[str], columns: dict | None = None
+    ) -> None:
         """The run's HParams session: hyperparameters (scalars or str) and the scalar tags whose
-        latest values the HParams table shows."""
-        clean = {
-            k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()
-        }
-        experiment, start, self._end = hparams_summary(clean, dict.fromkeys(metric_tags, 0.0))
+        latest values the HParams table shows. `columns` ({name: a value of its type}): every
+        column of the table, the run's own `values` among them. TensorBoard takes the table's
+        columns from ONE run's experiment record (the first it finds), so every trial of a
+        search writes the search's whole space there, though a trial of a conditional space
+        holds only its own method's knobs."""
+
+        def clean(d: dict) -> dict:
+            return {
+                k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in d.items()
+            }
+
+        own = clean(values)
+        tags = dict.fromkeys(metric_tags, 0.0)
+        experiment, _, _ = hparams_summary({**clean(columns or {}), **own}, tags)
+        _, start, self._end = hparams_summary(own, tags)
         for summary in (experiment, start):
             self.writer.file_writer.add_summary(summary)
         self.writer.flush()
