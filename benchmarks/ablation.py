@@ -158,10 +158,10 @@ def _adapt(trainer, source, ckpt: Path) -> list[dict]:
     return curve
 
 
-def _ms(values: list[float]) -> str:
+def _ms(values: list[float], sign: str = "") -> str:
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:{sign}.1f}"
+    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
 def _mean(values: list[float]) -> float:
@@ -180,18 +180,22 @@ def render(runs: list[dict], meta: dict, tasks: list[str]) -> str:
         "same training: mixed = the running statistics training left (the reference), domain = "
         "tracked per domain in training, target = re-estimated on each domain's un-augmented "
         "train images before the evaluation.",
+        *([f"- not run: {', '.join(meta['not_run'])}"] if meta.get("not_run") else []),
         "",
     ]
     for task in tasks:
         mine = [r for r in runs if r["task"] == task]
-        lines += [f"## {task}", "", "| method | target PCK | source PCK | by epoch (target PCK) |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += [f"## {task}", "",
+                  "| method | seeds | target PCK | source PCK | by epoch (target PCK) |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         for phase1, (_, what) in PHASE1.items():
             base = [r for r in mine if r["kind"] == "phase1" and r["variant"] == phase1]
             for m, label in (("source_only", "source-only"), ("adabn", "AdaBN")):
                 if base:
                     t, s = ([r[m][k] for r in base] for k in ("target", "source"))
-                    lines.append(f"| {label} [{phase1}: {what}] | {_ms(t)} | {_ms(s)} | |")
+                    lines.append(
+                        f"| {label} [{phase1}: {what}] | {len(base)} | {_ms(t)} | {_ms(s)} | |"
+                    )
         for variant, (_, _, what) in VARIANTS.items():
             done = [r for r in mine if r["kind"] == "regda" and r["variant"] == variant]
             for read in READS:
@@ -205,13 +209,41 @@ def render(runs: list[dict], meta: dict, tasks: list[str]) -> str:
                     for e in range(epochs)
                 )
                 lines.append(
-                    f"| RegDA {variant} ({what}), BN {read} | {_ms(t)} | {_ms(s)} | {by} |"
+                    f"| RegDA {variant} ({what}), BN {read} | {len(done)} | {_ms(t)} | {_ms(s)} "
+                    f"| {by} |"
                 )
         oracle = [r["target"] for r in mine if r["kind"] == "oracle"]
         if oracle:
-            lines.append(f"| oracle (target labels) | {_ms(oracle)} | | |")
-        lines.append("")
+            lines.append(f"| oracle (target labels) | {len(oracle)} | {_ms(oracle)} | | |")
+        lines += ["", *_paired(mine), ""]
     return "\n".join(lines)
+
+
+def _paired(mine: list[dict]) -> list[str]:
+    """Target PCK differences paired by seed (the same phase 1): each variant against the
+    reference (both read with BN target, the default), and BN target against BN mixed within
+    each variant."""
+    last = {(r["variant"], r["seed"]): r["curve"][-1] for r in mine if r["kind"] == "regda"}
+    out = []
+    for variant in VARIANTS:
+        seeds = sorted(s for v, s in last if v == variant)
+        if variant != "reference":
+            both = [s for s in seeds if ("reference", s) in last]
+            d = [last[variant, s]["target"]["target"] - last["reference", s]["target"]["target"]
+                 for s in both if "target" in last[variant, s]]  # fmt: skip
+            if d:
+                out.append(f"- {variant} − reference (BN target), paired over seeds {both}: "
+                           f"{_ms(d, '+')} (per seed: {_each(d)})")  # fmt: skip
+        d = [last[variant, s]["target"]["target"] - last[variant, s]["mixed"]["target"]
+             for s in seeds if {"target", "mixed"} <= set(last[variant, s])]  # fmt: skip
+        if d:
+            out.append(f"- {variant}: BN target − BN mixed, paired over seeds {seeds}: "
+                       f"{_ms(d, '+')} (per seed: {_each(d)})")  # fmt: skip
+    return out
+
+
+def _each(values: list[float]) -> str:
+    return ", ".join(f"{x:+.1f}" for x in values)
 
 
 def main() -> int:
@@ -225,9 +257,18 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default="runs/benchmark-ablation")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablation"))
-    parser.add_argument("--reuse", help="an earlier ablation.json whose runs are kept")
+    parser.add_argument(
+        "--reuse", nargs="+", help="earlier ablation.json files whose runs are kept"
+    )
     parser.add_argument("--set", action="append", default=[], help="override for every run")
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="run nothing: the tables of what the --reuse files hold (missing runs are listed)",
+    )
     args = parser.parse_args()
+    if args.no_run and not args.reuse:
+        parser.error("--no-run needs --reuse")
     start = time.time()
     earlier = earlier_runs(args.reuse, ("kind", "task", "seed", "variant")) if args.reuse else {}
     phase1 = sorted({VARIANTS[v][0] for v in args.variants})
@@ -244,6 +285,10 @@ def main() -> int:
     runs = [earlier[j[:4]] for j in first + second if j[:4] in earlier]
     out = Path(args.out)
     meta = {"command": "python " + " ".join(sys.argv), "seeds": args.seeds, "machine": _machine()}
+    if args.no_run:
+        meta["not_run"] = [
+            " ".join(map(str, j[:4])) for j in first + second if j[:4] not in earlier
+        ]
 
     def write() -> None:  # after every run: an interrupted benchmark keeps what it finished
         meta.update(date=datetime.date.today().isoformat(), wall_s=time.time() - start)
@@ -252,7 +297,8 @@ def main() -> int:
 
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # RegDA reads the cached phase 1 of its variant
-            for r in pool.imap_unordered(_job, [j for j in stage if j[:4] not in earlier]):
+            todo = [] if args.no_run else [j for j in stage if j[:4] not in earlier]
+            for r in pool.imap_unordered(_job, todo):
                 print(f"{r['kind']} {r['task']} seed {r['seed']} {r['variant']}: "
                       f"{r['seconds']:.0f} s", flush=True)  # fmt: skip
                 runs.append(r)

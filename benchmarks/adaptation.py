@@ -174,6 +174,7 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
             if meta.get("reused", {}).get("runs")
             else []
         ),  # fmt: skip
+        *([f"- not run: {', '.join(meta['not_run'])}"] if meta.get("not_run") else []),
         "- PCK@0.05 on the TARGET test split (labels used for evaluation only), mean ± std over "
         "seeds. 'epoch chosen by the proxy': the epoch the label-free selection proxy kept; "
         "'the platform's answer': the best of source-only, AdaBN and that epoch by the same "
@@ -270,8 +271,15 @@ def main() -> int:
         "--reuse", nargs="+", help="earlier adaptation.json files whose runs are kept"
     )
     parser.add_argument("--set", action="append", default=[], help="override for every run")
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="run nothing: the tables of what the --reuse files hold (missing runs are listed)",
+    )
     args = parser.parse_args()
     start = time.time()
+    if args.no_run and not args.reuse:
+        parser.error("--no-run needs --reuse")
     earlier = earlier_runs(args.reuse) if args.reuse else {}
     kinds = ["pretrain", *([] if args.no_oracle else ["oracle"])]
     first = [(k, t, s, args.work, args.set) for k in kinds for t in args.tasks for s in args.seeds]
@@ -300,9 +308,11 @@ def main() -> int:
             },
         }
 
+    missing = [j[:3] for j in first + second if j[:3] not in earlier]
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # a method needs the cached phase 1 of its (task, seed)
-            for r in pool.imap_unordered(_job, [j for j in stage if j[:3] not in earlier]):
+            todo = [] if args.no_run else [j for j in stage if j[:3] not in earlier]
+            for r in pool.imap_unordered(_job, todo):
                 print(
                     f"{r['kind']:>18} {r['task']} seed {r['seed']}: {r['seconds']:.0f} s",
                     flush=True,
@@ -314,6 +324,8 @@ def main() -> int:
                     json.dumps({"meta": meta(True), "runs": runs}, indent=1)
                 )
     final = meta(False)
+    if args.no_run:
+        final["not_run"] = sorted(f"{k} {t} seed {s}" for k, t, s in missing)
     out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
     out.with_suffix(".md").write_text(render_markdown(runs, final, args.tasks))
     print(out.with_suffix(".md").read_text())
