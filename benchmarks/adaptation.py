@@ -174,6 +174,10 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
             if meta.get("reused", {}).get("runs")
             else []
         ),  # fmt: skip
+        *(
+            f"- reused runs were made by: `{m['command']}` ({m['date']}, seeds {m['seeds']})"
+            for m in meta.get("sources", [])
+        ),
         *([f"- not run: {', '.join(meta['not_run'])}"] if meta.get("not_run") else []),
         "- PCK@0.05 on the TARGET test split (labels used for evaluation only), mean ± std over "
         "seeds. 'epoch chosen by the proxy': the epoch the label-free selection proxy kept; "
@@ -324,6 +328,12 @@ def main() -> int:
                     json.dumps({"meta": meta(True), "runs": runs}, indent=1)
                 )
     final = meta(False)
+    if args.reuse:  # how the reused runs were made (a source's own sources included)
+        final["sources"] = []
+        for path in args.reuse:
+            m = json.loads(Path(path).read_text())["meta"]
+            final["sources"] += m.get("sources", [])
+            final["sources"].append({k: m.get(k) for k in ("command", "date", "machine", "seeds")})
     if args.no_run:
         final["not_run"] = sorted(f"{k} {t} seed {s}" for k, t, s in missing)
     out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
