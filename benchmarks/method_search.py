@@ -47,7 +47,9 @@ def _search(experiment: str, seed: int, work: Path, extra: list[str]) -> tuple[P
         print("$", " ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=ROOT)
     report = [str(ROOT / ".venv" / "bin" / "regda-dist"), "report", str(folder)]
-    subprocess.run(report, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    done = subprocess.run(report, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:  # its warnings (Optuna's importances on few trials) only on failure
+        raise SystemExit(f"{' '.join(report)} failed:\n{done.stderr[-3000:]}")
     return folder, time.time() - start
 
 
