@@ -165,8 +165,8 @@ def head():
 def test_submit_a_search_export_it_and_a_failed_job_is_one_line(head, tmp_path):
     experiment = write_experiment(tmp_path, scaling={"cpus_per_worker": 1})
     values = yaml.safe_load(experiment.read_text())
-    # one trial: each trial's Ray Train workers start in the job's runtime env (~40 s a trial on
-    # a 2-core machine); two only repeated what the local search tests check
+    # one trial: each trial's Ray Train workers start in the job's runtime env (about 80 s a
+    # trial on 2 shared cores); a second only repeated what the local search tests check
     values["search"] = {"num_samples": 1, "scheduler": "fifo", "seed": 0,
                         "space": {"regda.trade_off": {"loguniform": [0.1, 10.0]}}}  # fmt: skip
     experiment.write_text(yaml.safe_dump(values))
