@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.adaptation import earlier_runs  # noqa: E402
+from benchmarks.adaptation import _ms, earlier_runs  # noqa: E402
 
 AUGMENT = [  # the reference's train transform, scaled to 64 px (blur radius 0.8 px at 256)
     "data.augment.rotation=30",
@@ -156,12 +156,6 @@ def _adapt(trainer, source, ckpt: Path) -> list[dict]:
     trainer.eval_metrics = read_three_ways
     trainer.adapt(source.state_dict(), ckpt)
     return curve
-
-
-def _ms(values: list[float], sign: str = "") -> str:
-    if len(values) == 1:
-        return f"{values[0]:{sign}.1f}"
-    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
 def _mean(values: list[float]) -> float:

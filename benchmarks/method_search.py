@@ -23,7 +23,6 @@ import json
 import math
 import multiprocessing as mp
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.adaptation import _ms  # noqa: E402
 
 
 def _search(experiment: str, seed: int, work: Path, extra: list[str]) -> tuple[Path, float]:
@@ -108,12 +109,6 @@ def summarise(folder: Path) -> dict:
                 "proxies": proxy_table(trials, task),  # every method's trials mixed
             }
     return out
-
-
-def _ms(values: list[float], sign: str = "") -> str:
-    if len(values) == 1:
-        return f"{values[0]:{sign}.1f}"
-    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
 def render_markdown(results: list[dict], meta: dict) -> str:
