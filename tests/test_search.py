@@ -6,6 +6,7 @@ the whole pipeline on a published-style COCO file: two categories, 0-based skele
 from __future__ import annotations
 
 import json
+import time
 
 import optuna
 import pytest
@@ -63,9 +64,12 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
         assert json.loads((trial / "synth_hand" / "workers" / "rank0.json").read_text())["pid"]
         assert (trial / "synth_hand" / "ray-train").is_dir()
     # the console: one line per epoch and trial, and a trial table with the selection metric
-    for trial in trials:
-        for epoch in range(1, len(_epochs(trial)) + 1):
-            assert console.count(f"[trial {trial.name}] adapt {epoch}/3 ") == 1, console[-3000:]
+    lines = [
+        f"[trial {t.name}] adapt {e}/3 " for t in trials for e in range(1, len(_epochs(t)) + 1)
+    ]
+    console = _forwarded(capfd, console, lines)
+    for line in lines:
+        assert console.count(line) == 1, (line, console[-3000:])
     assert "...y/aug_consistency" in console and "oracle/target_pck" in console
     assert "Reporting training result" not in console and "train/loss_b" not in console
     # Optuna: a trial ASHA stopped is PRUNED, never COMPLETE with an early value
@@ -118,6 +122,17 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     report = (search_dir / "report" / "report.md").read_text()
     assert "WARNING: " in report and "completed trial(s) compared; below 5" in report
     assert "Epoch selection by proxy/aug_consistency" in report
+
+
+def _forwarded(capfd, out: str, lines: list[str], wait_s: float = 30.0) -> str:
+    """`out` and what reaches the console after it, until every line shows or `wait_s` passes:
+    the workers print their epoch lines, which Ray's log monitor forwards to the driver
+    asynchronously, so the last ones may arrive after `tune` has returned."""
+    deadline = time.monotonic() + wait_s
+    while not all(line in out for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        out += capfd.readouterr().out
+    return out
 
 
 def _same_weights(a: dict, b: dict) -> bool:
