@@ -123,6 +123,20 @@ def earlier_date(paths: str | list[str]) -> str:
     return ", ".join(sorted(dates))
 
 
+def sources(paths: list[str]) -> list[dict]:
+    """How the runs of earlier results files were made: each file's command and the commands
+    its own sources list, once each; a `--no-run` command (a table of reused runs) ran nothing
+    and is not listed."""
+    found: dict[tuple, dict] = {}
+    for path in paths:
+        meta = json.loads(Path(path).read_text())["meta"]
+        for m in [*meta.get("sources", []), meta]:
+            kept = {k: m.get(k) for k in ("command", "date", "machine", "seeds")}
+            if "--no-run" not in str(kept["command"]).split():
+                found.setdefault((kept["command"], kept["date"]), kept)
+    return list(found.values())
+
+
 def rows(runs: list[dict], task: str) -> list[tuple[str, list[dict], list[dict]]]:
     """(label, metrics per seed, runs) of every row of a task's table."""
     mine = [r for r in runs if r["task"] == task]
@@ -327,12 +341,8 @@ def main() -> int:
                 # interrupted benchmark is resumed with --reuse on this file
                 partial.write_text(json.dumps({"meta": meta(True), "runs": runs}, indent=1))
     final = meta(False)
-    if args.reuse:  # how the reused runs were made (a source's own sources included)
-        final["sources"] = []
-        for path in args.reuse:
-            m = json.loads(Path(path).read_text())["meta"]
-            final["sources"] += m.get("sources", [])
-            final["sources"].append({k: m.get(k) for k in ("command", "date", "machine", "seeds")})
+    if args.reuse:
+        final["sources"] = sources(args.reuse)
     if args.no_run:
         final["not_run"] = sorted(f"{k} {t} seed {s}" for k, t, s in missing)
     out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
