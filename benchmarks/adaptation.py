@@ -307,7 +307,7 @@ def main() -> int:
     runs = [earlier[j[:3]] for j in first + second if j[:3] in earlier]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial.json")
+    partial_file = out.with_suffix(".partial.json")
 
     def meta(partial: bool) -> dict:
         import torch
@@ -339,7 +339,7 @@ def main() -> int:
                 runs.append(r)
                 # every finished run is kept at once, beside the results it will replace: an
                 # interrupted benchmark is resumed with --reuse on this file
-                partial.write_text(json.dumps({"meta": meta(True), "runs": runs}, indent=1))
+                partial_file.write_text(json.dumps({"meta": meta(True), "runs": runs}, indent=1))
     final = meta(False)
     if args.reuse:
         final["sources"] = sources(args.reuse)
@@ -347,7 +347,7 @@ def main() -> int:
         final["not_run"] = sorted(f"{k} {t} seed {s}" for k, t, s in missing)
     out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
     out.with_suffix(".md").write_text(render_markdown(runs, final, args.tasks))
-    partial.unlink(missing_ok=True)
+    partial_file.unlink(missing_ok=True)
     print(out.with_suffix(".md").read_text())
     return 0
 
