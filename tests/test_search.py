@@ -16,6 +16,7 @@ import yaml
 from regda_dist import config as C
 from regda_dist.cli import main
 from regda_dist.data.datasets import task_spec
+from regda_dist.search.folder import load_trials
 from tests.conftest import write_experiment
 from tests.keypoint_domains import ARM_BONES, ARM_SET, write_arm_pair, write_categories
 from tests.test_tensorboard import columns_of, hparams_of, read_events
@@ -75,9 +76,15 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     # Optuna: a trial ASHA stopped is PRUNED, never COMPLETE with an early value
     study = _study(search_dir)
     states = [t.state for t in study.trials]
-    finished = [t for t in trials if (t / "synth_hand" / "result.json").is_file()]
+    # completed in the folder (export, report) as in Optuna: a trial ASHA stopped may still
+    # have written result.json before Tune killed its workers; stopped.json marks it
+    complete = {t.trial_id for t in load_trials(search_dir)["synth_hand"] if t.complete}
+    finished = [t for t in trials if t.name in complete]
+    stopped = [t for t in trials if (t / "stopped.json").is_file()]
     assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished) >= 1
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped) == 4 - len(finished)
+    assert all((t / "synth_hand" / "result.json").is_file() for t in finished)
     assert study.trials[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0,
                                       "regda.sigma": 2.0}  # fmt: skip
     # every finished trial chose an epoch by the selection proxy and kept its weights

@@ -114,6 +114,34 @@ def test_an_early_stopped_trial_is_pruned_at_its_rungs_value_and_a_finished_one_
     assert second.intermediate_values == pytest.approx({1: 0.3, 2: 0.6, 3: 0.7})
 
 
+def test_a_trial_the_scheduler_stopped_stays_stopped_though_its_workers_finished(tmp_path):
+    # CI: Tune stops a trial after ASHA's decision, but its workers train on until they are
+    # killed; a fast trial wrote result.json first and export, report and the summary counted it
+    # completed while Optuna held it PRUNED
+    from regda_dist.search.folder import load_trials
+
+    (tmp_path / "search.yaml").write_text("search: {mode: per_task, storage: ''}\n")
+    trials = tmp_path / "t" / "trials"
+    searcher = _searcher(trials_dir=trials)
+    for trial in ("a", "b"):
+        searcher.suggest(trial)
+        run = trials / trial / "t"
+        run.mkdir(parents=True)
+        (trials / trial / "params.json").write_text("{}")
+        (run / "config.yaml").write_text("regda: {epochs: 3}\n")
+        chosen = {"epoch": 3, "metric": "proxy/p", "value": 0.7, "metrics": {"proxy/p": 0.7}}
+        result = {"regda": {}, "source_only": {}, "selected": chosen}
+        (run / "result.json").write_text(json.dumps(result))  # both ran to the end
+    searcher.on_trial_complete("a", {"best/proxy/p": 0.5, "epoch": 1})  # ASHA's rung: stopped
+    searcher.on_trial_complete("b", {"best/proxy/p": 0.7, "epoch": 3})
+    assert json.loads((trials / "a" / "stopped.json").read_text())["epoch"] == 1
+    assert not (trials / "b" / "stopped.json").exists()
+    complete = {t.trial_id: t.complete for t in load_trials(tmp_path)["t"]}
+    assert complete == {"a": False, "b": True}
+    states = [t.state.name for t in searcher._ot_study.trials]
+    assert states == ["PRUNED", "COMPLETE"]
+
+
 def test_a_failed_trial_is_failed():
     searcher = _searcher()
     searcher.suggest("a")

@@ -5,7 +5,8 @@ Folder of a search (train.output_dir/<name>):
     search.yaml                the resolved run config and search block (what --resume checks)
     optuna.db                  the Optuna study of every group (SQLite unless search.storage)
     <group>/tune/              Tune's experiment state (Tuner.restore reads it)
-    <group>/trials/<trial_id>/ params.json (+ joint.json) and a run folder per task:
+    <group>/trials/<trial_id>/ params.json (+ joint.json; stopped.json: ASHA stopped it) and a
+                               run folder per task:
                  <task>/       config.yaml, metrics.jsonl, result.json, model.pt (the
                                selected epoch), last.pt, target_val_coords.pt, tb/
 A group is one task (mode per_task) or "joint". Phase 1 depends on no searched adaptation field:
@@ -222,6 +223,7 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         study_name=study_name(search_dir, group),
         storage=open_storage(s, search_dir),
         last_epoch=max(c.regda.epochs for c in tasks.values()),
+        trials_dir=group_dir / "trials",
     )
     return tune.Tuner(
         trainable,

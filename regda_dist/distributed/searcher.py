@@ -9,14 +9,17 @@ of `sampler` (and a choice of SearchConfig.sampler); the searcher's outcomes are
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import warnings
+from pathlib import Path
 
 import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from regda_dist.search.folder import STOPPED
 from regda_dist.search.space import METHOD, dimensions
 from regda_dist.search.spec import SearchConfig
 
@@ -85,7 +88,10 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
     """Ray's OptunaSearch, with the outcomes a search of epochs needs:
     - a trial that ASHA stopped before `last_epoch` is PRUNED, its values per epoch the
       intermediate values up to the rung that stopped it (Ray's would tell COMPLETE with an
-      early value, mixing epochs in TPE and the parameter importances);
+      early value, mixing epochs in TPE and the parameter importances), and its trial folder
+      gets `stopped.json` (search/folder.py: STOPPED): the workers train on while Tune stops
+      them, and may write result.json first; the marker keeps such a trial stopped early in
+      the summary, export and report as in Optuna, whatever that race did;
     - a trial without a finite objective (its selection metric NaN at every epoch) is FAIL, said
       in one line (Ray's tells COMPLETE with NaN, which Optuna refuses: it stayed RUNNING);
     - on --resume, a study trial started after Tune's last saved state (no Tune trial will ever
@@ -93,9 +99,10 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
     Every tell is guarded as Ray's own: GridSampler.after_trial calls study.stop(), which raises
     outside study.optimize."""
 
-    def __init__(self, *args, last_epoch: int, **kwargs):
+    def __init__(self, *args, last_epoch: int, trials_dir: Path | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._last_epoch = last_epoch
+        self._trials_dir = trials_dir  # <group>/trials: where stopped.json goes
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._completed_trials:
@@ -118,6 +125,7 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
             # Tune does not pass the result that made the scheduler stop the trial to
             # on_trial_result, only here (as its last result): the rung's value
             self._report(trial_id, result)
+            self._mark_stopped(trial_id, int(result.get("epoch", 0)))
             self._tell(trial_id, State.PRUNED)
         else:
             self._tell(trial_id, State.COMPLETE, float(value))
@@ -133,6 +141,14 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
                     flush=True,
                 )
                 self._guarded(self._ot_study.tell, orphan.number, state=State.FAIL)
+
+    def _mark_stopped(self, trial_id: str, epoch: int) -> None:
+        if self._trials_dir is None:
+            return
+        folder = Path(self._trials_dir) / trial_id
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = {"stopped_by": "scheduler", "epoch": epoch, "last_epoch": self._last_epoch}
+        (folder / STOPPED).write_text(json.dumps(marker))
 
     def _report(self, trial_id: str, result: dict) -> None:
         """The objective as the intermediate value of its epoch (finite values only)."""

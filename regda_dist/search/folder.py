@@ -15,6 +15,10 @@ from regda_dist.config import ConfigError
 from regda_dist.search.spec import Search, load_search
 
 ORACLE = "oracle/target_pck"  # target-test PCK: target labels, for evaluation only
+# in a trial folder: the scheduler stopped the trial (distributed/searcher.py writes it when it
+# tells Optuna PRUNED); the trial is stopped early even where its workers, killed after Tune's
+# decision, finished first and wrote result.json
+STOPPED = "stopped.json"
 
 
 class SearchFolderError(ValueError):
@@ -108,7 +112,7 @@ def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
             else:
                 trial.final[task] = trial.curves[task][-1] if trial.curves[task] else {}
         want = set(expected) if joint else {group}  # a trial killed before a task: incomplete
-        trial.complete = set(done) == want
+        trial.complete = set(done) == want and not (folder / STOPPED).is_file()
         if (folder / "joint.json").is_file():
             trial.joint = json.loads((folder / "joint.json").read_text())
         groups.setdefault(group, []).append(trial)
