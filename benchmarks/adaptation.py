@@ -219,7 +219,117 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
                 + f" | {_ms([r['peak_rss_mib'] for r in done])} |"
             )  # fmt: skip
         lines += ["", *_summary(table, runs, task), ""]
+        lines += across_methods(runs, task)
+    lines += proxy_choice(runs, tasks)
     return "\n".join(lines)
+
+
+def _complete_seeds(runs: list[dict], task: str) -> dict[int, dict[str, dict]]:
+    """{seed: {kind: run}} of the seeds of `task` that have phase 1 and every method."""
+    by_seed: dict[int, dict[str, dict]] = {}
+    for r in runs:
+        if r["task"] == task and r["kind"] in ("pretrain", *METHODS):
+            by_seed.setdefault(r["seed"], {})[r["kind"]] = r
+    return {s: k for s, k in sorted(by_seed.items()) if set(k) == {"pretrain", *METHODS}}
+
+
+def _pool(kinds: dict[str, dict], read) -> dict[str, tuple[dict, float]]:
+    """{candidate: (its metrics, its selection value)}: source-only and AdaBN, and each method
+    at the metrics `read` takes of its run (the selection value: its proxy at that epoch)."""
+    base = kinds["pretrain"]
+    metric = kinds[METHODS[0]]["candidates"]["metric"]
+    pool = {"source-only": base["source_only"], "AdaBN": base["adabn"]}
+    pool |= {NAMES[m]: read(kinds[m]) for m in METHODS}
+    return {name: (m, float(m.get(metric, float("nan")))) for name, m in pool.items()}
+
+
+def _best(pool: dict[str, tuple[dict, float]], key) -> str:
+    """The candidate with the largest key (NaN never wins; a tie to the first listed)."""
+    finite = [n for n, c in pool.items() if key(c) == key(c)]
+    return max(finite, key=lambda n: key(pool[n]))
+
+
+def across_methods(runs: list[dict], task: str) -> list[str]:
+    """One answer over every method at its defaults, per seed: what a search made only of its
+    first trials (each method's defaults) and the baselines hands back, by its selection proxy at
+    the epoch each method kept, beside the oracle's pick among the same candidates."""
+    seeds = _complete_seeds(runs, task)
+    if not seeds:
+        return []
+    metric = next(iter(seeds.values()))[METHODS[0]]["candidates"]["metric"]
+    names = ["source-only", "AdaBN", *(NAMES[m] for m in METHODS)]
+    lines = [
+        f"### {task}: one answer over every method at its defaults",
+        "",
+        f"Each candidate at the epoch {metric} kept (the baselines at theirs); 'the answer': the "
+        f"best candidate by {metric} (no target label), what a search whose only trials are each "
+        "method's defaults hands back; 'oracle's pick': the best by target PCK (labels, for "
+        "judging only).",
+        "",
+        "| seed | " + " | ".join(names) + " | the answer | oracle's pick | answer − max(baselines)"
+        " | oracle's pick − answer |",
+        "|---" * (len(names) + 5) + "|",
+    ]
+    gains, regrets, picks = [], [], []
+    for seed, kinds in seeds.items():
+        pool = _pool(kinds, lambda r: r["selected"]["metrics"])
+        answer = _best(pool, lambda c: c[1])
+        oracle = _best(pool, lambda c: c[0][ALL])
+        pck = {n: c[0][ALL] for n, c in pool.items()}
+        gains.append(pck[answer] - max(pck["source-only"], pck["AdaBN"]))
+        regrets.append(pck[oracle] - pck[answer])
+        picks.append(answer)
+        lines.append(
+            f"| {seed} | " + " | ".join(f"{pck[n]:.1f}" for n in names)
+            + f" | {pck[answer]:.1f} ({answer}) | {pck[oracle]:.1f} ({oracle})"
+            + f" | {gains[-1]:+.1f} | {regrets[-1]:+.1f} |"
+        )  # fmt: skip
+    lines += [
+        "",
+        f"- the answer over max(source-only, AdaBN): {_ms(gains, '+')} PCK (goal >= +5; worst "
+        f"seed {min(gains):+.1f}); the oracle's pick above the answer: {_ms(regrets, '+')} PCK "
+        f"(goal <= 1; worst seed {max(regrets):+.1f}); the answer per seed: {', '.join(picks)}",
+        "",
+    ]
+    return lines
+
+
+def proxy_choice(runs: list[dict], tasks: list[str]) -> list[str]:
+    """Each proxy as the chooser among source-only, AdaBN and every method at its last epoch
+    (an epoch no proxy chose), over every task and seed with all of them: the target PCK of its
+    pick below the best candidate's (regret) and above max(source-only, AdaBN) (gain)."""
+    cases = [
+        (task, seed, kinds) for task in tasks for seed, kinds in _complete_seeds(runs, task).items()
+    ]
+    if not cases:
+        return []
+    proxies = sorted(k for k in cases[0][2]["pretrain"]["adabn"] if k.startswith("proxy/"))
+    lines = [
+        "## Which proxy chooses the method",
+        "",
+        "Each proxy choosing among source-only, AdaBN and each method at its last epoch, on "
+        f"{len(cases)} (task, seed) pairs ({', '.join(sorted({t for t, _, _ in cases}))}): "
+        "the target PCK of its pick below the best candidate's (regret) and above max(source-only, "
+        "AdaBN) (gain), mean ± std, worst; how often it picked the best candidate.",
+        "",
+        "| proxy | regret | worst regret | gain over the baselines | worst gain "
+        "| picked the best |",
+        "|---|---|---|---|---|---|",
+    ]
+    for proxy in proxies:
+        regrets, gains, hits = [], [], 0
+        for _, _, kinds in cases:
+            pool = _pool(kinds, lambda r: r["last"])
+            pck = {n: c[0][ALL] for n, c in pool.items()}
+            pick = _best(pool, lambda c, p=proxy: float(c[0].get(p, float("nan"))))
+            regrets.append(max(pck.values()) - pck[pick])
+            gains.append(pck[pick] - max(pck["source-only"], pck["AdaBN"]))
+            hits += pck[pick] == max(pck.values())
+        lines.append(
+            f"| {proxy.split('/')[-1]} | {_ms(regrets)} | {max(regrets):.1f} | {_ms(gains, '+')}"
+            f" | {min(gains):+.1f} | {hits}/{len(cases)} |"
+        )
+    return [*lines, ""]
 
 
 def _paired(runs: list[dict], task: str, method: str, read) -> list[float]:

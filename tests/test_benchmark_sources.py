@@ -24,3 +24,40 @@ def test_reused_runs_name_each_command_that_ran_them_once(tmp_path):
                    not_run=["x"])  # fmt: skip
     listed = [s["command"] for s in sources([merged, new, again])]
     assert listed == [f"adaptation.py --seeds {seed}" for seed in (0, 1, 2)]
+
+
+def _runs(seed: int, proxy: dict[str, float], pck: dict[str, float]) -> list[dict]:
+    """One (task, seed) of adaptation.json: phase 1 and every method, each with its proxy value
+    and target PCK at the epoch it kept (and its last)."""
+    from benchmarks.adaptation import METHODS
+
+    def m(name):
+        return {"proxy/pose_prior": proxy[name], "proxy/confidence": -proxy[name],
+                "oracle/target_pck": pck[name]}  # fmt: skip
+
+    runs = [{"task": "t", "seed": seed, "kind": "pretrain",
+             "source_only": m("source_only"), "adabn": m("adabn")}]  # fmt: skip
+    for method in METHODS:
+        chosen = {"metrics": m(method), "value": proxy[method]}
+        candidates = {"metric": "proxy/pose_prior"}
+        runs.append({"task": "t", "seed": seed, "kind": method, "selected": chosen,
+                     "last": m(method), "candidates": candidates})  # fmt: skip
+    return runs
+
+
+def test_one_answer_over_every_method_is_the_proxys_pick_beside_the_oracles():
+    from benchmarks.adaptation import across_methods, proxy_choice
+
+    proxy = {"source_only": 0.0, "adabn": 1.0, "regda": 3.0, "mean_teacher": 2.0,
+             "regda+mean_teacher": 2.5}  # fmt: skip
+    pck = {"source_only": 40.0, "adabn": 50.0, "regda": 56.0, "mean_teacher": 60.0,
+           "regda+mean_teacher": 58.0}  # fmt: skip
+    runs = _runs(0, proxy, pck) + [r for r in _runs(1, proxy, pck) if r["kind"] != "regda"]
+    text = "\n".join(across_methods(runs, "t"))
+    # seed 1 lacks a method: left out; seed 0's answer is RegDA (best proxy), the oracle's MT
+    assert "| 0 | 40.0 | 50.0 | 56.0 | 60.0 | 58.0 | 56.0 (RegDA) | 60.0 (mean teacher) |" in text
+    assert "| 1 |" not in text
+    assert "answer over max(source-only, AdaBN): +6.0 PCK" in text
+    table = "\n".join(proxy_choice(runs, ["t"]))
+    assert "| pose_prior | 4.0 | 4.0 | +6.0 | +6.0 | 0/1 |" in table
+    assert "| confidence | 20.0 | 20.0 | -10.0 | -10.0 | 0/1 |" in table  # it picks source-only
