@@ -288,6 +288,16 @@ def test_experiment_files_load(path):
     assert cfg.data.image_size % cfg.data.heatmap_size == 0
 
 
+def test_the_task_search_over_methods_runs_the_tasks_own_schedule():
+    # its results are read beside adaptation.md's runs of synth_hand.yaml: same data, model,
+    # phase 1 (the same cache) and phase-2 schedule
+    root = Path(__file__).parents[1] / "experiments"
+    task, search = C.load(root / "synth_hand.yaml"), C.load(root / "synth_hand_search_methods.yaml")
+    assert search.pretrain_key() == task.pretrain_key()
+    for part in ("data", "model", "regda", "mean_teacher", "adapt"):
+        assert getattr(search, part) == getattr(task, part), part
+
+
 def _float_fields(obj=None, prefix=""):
     """Dotted paths of every float field of the run config."""
     obj = C.Config() if obj is None else obj
