@@ -364,8 +364,14 @@ def _summary(table, runs: list[dict], task: str) -> list[str]:
         }
         done = [r for r in runs if r["task"] == task and r["kind"] == method]
         picks = [r["candidates"]["best"] for r in done]
+        # by epoch: a run resumed from an earlier call's checkpoint has only the epochs after it
+        by_epoch: dict[int, list[float]] = {}
+        for r in done:
+            for epoch, pck in r["curve"]:
+                by_epoch.setdefault(epoch, []).append(pck)
         curve = [
-            statistics.mean(r["curve"][i][1] for r in done) for i in range(len(done[0]["curve"]))
+            f"{statistics.mean(v):.1f}" + (f" ({len(v)} runs)" if len(v) < len(done) else "")
+            for _, v in sorted(by_epoch.items())
         ]
         answer = gains["the platform's answer"]
         out.append(
@@ -374,7 +380,7 @@ def _summary(table, runs: list[dict], task: str) -> list[str]:
             + ", ".join(f"{how} {_ms(g, '+')}" for how, g in gains.items())
             + (f"; the answer's worst seed {min(answer):+.1f}" if len(answer) > 1 else "")
             + f"; the answer per seed: {', '.join(picks)}; target PCK by epoch (mean): "
-            + ", ".join(f"{v:.1f}" for v in curve)
+            + ", ".join(curve)
         )  # fmt: skip
     if "oracle (target labels)" in by:
         gap = _mean(by["oracle (target labels)"]) - _mean(by["source-only"])
