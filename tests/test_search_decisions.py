@@ -140,6 +140,12 @@ def test_a_trial_the_scheduler_stopped_stays_stopped_though_its_workers_finished
     assert complete == {"a": False, "b": True}
     states = [t.state.name for t in searcher._ot_study.trials]
     assert states == ["PRUNED", "COMPLETE"]
+    # --resume of a search whose searcher was pickled before it had a trials folder
+    older = _searcher()
+    del older._trials_dir
+    older.suggest("c")
+    older.on_trial_complete("c", {"best/proxy/p": 0.1, "epoch": 1})
+    assert older._ot_study.trials[0].state.name == "PRUNED"
 
 
 def test_a_failed_trial_is_failed():

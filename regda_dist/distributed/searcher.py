@@ -143,9 +143,10 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
                 self._guarded(self._ot_study.tell, orphan.number, state=State.FAIL)
 
     def _mark_stopped(self, trial_id: str, epoch: int) -> None:
-        if self._trials_dir is None:
+        trials_dir = getattr(self, "_trials_dir", None)  # a searcher pickled before it had one
+        if trials_dir is None:
             return
-        folder = Path(self._trials_dir) / trial_id
+        folder = Path(trials_dir) / trial_id
         folder.mkdir(parents=True, exist_ok=True)
         marker = {"stopped_by": "scheduler", "epoch": epoch, "last_epoch": self._last_epoch}
         (folder / STOPPED).write_text(json.dumps(marker))
