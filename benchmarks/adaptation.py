@@ -233,20 +233,19 @@ def _complete_seeds(runs: list[dict], task: str) -> dict[int, dict[str, dict]]:
     return {s: k for s, k in sorted(by_seed.items()) if set(k) == {"pretrain", *METHODS}}
 
 
-def _pool(kinds: dict[str, dict], read) -> dict[str, tuple[dict, float]]:
-    """{candidate: (its metrics, its selection value)}: source-only and AdaBN, and each method
-    at the metrics `read` takes of its run (the selection value: its proxy at that epoch)."""
+def _pool(kinds: dict[str, dict], read) -> dict[str, dict]:
+    """{candidate: its metrics}: source-only and AdaBN, and each method at the metrics `read`
+    takes of its run."""
     base = kinds["pretrain"]
-    metric = kinds[METHODS[0]]["candidates"]["metric"]
     pool = {"source-only": base["source_only"], "AdaBN": base["adabn"]}
-    pool |= {NAMES[m]: read(kinds[m]) for m in METHODS}
-    return {name: (m, float(m.get(metric, float("nan")))) for name, m in pool.items()}
+    return pool | {NAMES[m]: read(kinds[m]) for m in METHODS}
 
 
-def _best(pool: dict[str, tuple[dict, float]], key) -> str:
-    """The candidate with the largest key (NaN never wins; a tie to the first listed)."""
-    finite = [n for n, c in pool.items() if key(c) == key(c)]
-    return max(finite, key=lambda n: key(pool[n]))
+def _best(pool: dict[str, dict], key: str) -> str:
+    """The candidate with the largest `key` (NaN or missing never wins; a tie to the first
+    listed)."""
+    values = {n: float(m.get(key, float("nan"))) for n, m in pool.items()}
+    return max((n for n, v in values.items() if v == v), key=values.__getitem__)
 
 
 def across_methods(runs: list[dict], task: str) -> list[str]:
@@ -273,9 +272,8 @@ def across_methods(runs: list[dict], task: str) -> list[str]:
     gains, regrets, picks = [], [], []
     for seed, kinds in seeds.items():
         pool = _pool(kinds, lambda r: r["selected"]["metrics"])
-        answer = _best(pool, lambda c: c[1])
-        oracle = _best(pool, lambda c: c[0][ALL])
-        pck = {n: c[0][ALL] for n, c in pool.items()}
+        answer, oracle = _best(pool, metric), _best(pool, ALL)
+        pck = {n: m[ALL] for n, m in pool.items()}
         gains.append(pck[answer] - max(pck["source-only"], pck["AdaBN"]))
         regrets.append(pck[oracle] - pck[answer])
         picks.append(answer)
@@ -316,12 +314,12 @@ def proxy_choice(runs: list[dict], tasks: list[str]) -> list[str]:
         "| picked the best |",
         "|---|---|---|---|---|---|",
     ]
+    pools = [_pool(kinds, lambda r: r["last"]) for _, _, kinds in cases]
     for proxy in proxies:
         regrets, gains, hits = [], [], 0
-        for _, _, kinds in cases:
-            pool = _pool(kinds, lambda r: r["last"])
-            pck = {n: c[0][ALL] for n, c in pool.items()}
-            pick = _best(pool, lambda c, p=proxy: float(c[0].get(p, float("nan"))))
+        for pool in pools:
+            pck = {n: m[ALL] for n, m in pool.items()}
+            pick = _best(pool, proxy)
             regrets.append(max(pck.values()) - pck[pick])
             gains.append(pck[pick] - max(pck["source-only"], pck["AdaBN"]))
             hits += pck[pick] == max(pck.values())
