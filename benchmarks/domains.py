@@ -25,16 +25,21 @@ def config(task: str, work: str | Path, overrides: list[str] = ()) -> C.Config:
     folders under `work`, written once) with `overrides`."""
     if task not in HELDOUT:
         return C.load(ROOT / "experiments" / f"{task}.yaml", overrides)
+    data = [f"{key}={value}" if value else f"{key}=''" for key, value in data_fields(task, work)]
+    return C.load(ROOT / "experiments" / "synth_hand.yaml", [*data, *overrides])
+
+
+def data_fields(task: str, work: str | Path) -> list[tuple[str, str]]:
+    """The data fields that read a held-out pair's COCO folders (written once under `work`)."""
     version = HELDOUT[task].VERSION  # data written by an older rendering is not reused
     folders = HELDOUT[task].write(
         Path(work) / (f"{task}-data" + (f"-v{version}" if version > 1 else ""))
     )
-    data = [
-        "data.task=''",
-        "data.keypoints=from_data",
-        "data.source.dataset=coco",
-        f"data.source.root={folders['source']}",
-        "data.target.dataset=coco",
-        f"data.target.root={folders['target']}",
+    return [
+        ("data.task", ""),
+        ("data.keypoints", "from_data"),
+        ("data.source.dataset", "coco"),
+        ("data.source.root", str(folders["source"])),
+        ("data.target.dataset", "coco"),
+        ("data.target.root", str(folders["target"])),
     ]
-    return C.load(ROOT / "experiments" / "synth_hand.yaml", [*data, *overrides])

@@ -3,6 +3,7 @@ back beside source-only, AdaBN and the oracle's pick; writes
 benchmarks/results/method_search.{md,json}.
 
     python benchmarks/method_search.py [--experiment experiments/synth_search_methods.yaml]
+        [--tasks synth_body quadruped ...]
         [--seeds 0 1 2] [--work runs/benchmark-method-search] [--set KEY=VALUE ...]
 
 Each seed is one real `regda-dist tune` (embedded Ray, Optuna, the experiment's own proxy) with
@@ -34,13 +35,29 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.adaptation import _ms  # noqa: E402
 
 
-def _search(experiment: str, seed: int, work: Path, extra: list[str]) -> tuple[Path, float]:
-    """Run (or continue) the seed's search; its folder and the seconds this call took."""
-    name = f"{Path(experiment).stem}-seed{seed}"
+def task_entry(task: str, work: Path) -> str:
+    """`search.tasks=[...]` for one task: a synthetic task by name, a held-out pair
+    (benchmarks/domains.py) as {name, set: its COCO folders' data fields}."""
+    from benchmarks import domains
+
+    if task not in domains.HELDOUT:
+        return f"search.tasks={json.dumps([task])}"
+    sets = dict(domains.data_fields(task, work))
+    return f"search.tasks={json.dumps([{'name': task, 'set': sets}])}"
+
+
+def _search(
+    experiment: str, seed: int, work: Path, extra: list[str], task: str | None = None
+) -> tuple[Path, float]:
+    """Run (or continue) the seed's search (on `task` in place of the experiment's
+    search.tasks); its folder and the seconds this call took."""
+    name = f"{Path(experiment).stem}-{task + '-' if task else ''}seed{seed}"
     folder = work / name
     start = time.time()
     if not (folder / "search.json").is_file():
         sets = [f"train.seed={seed}", f"search.seed={seed}", f"train.output_dir={work}", *extra]
+        if task:
+            sets.append(task_entry(task, work))
         command = [str(ROOT / ".venv" / "bin" / "regda-dist"), "tune", experiment, "--name", name]
         command += [a for s in sets for a in ("--set", s)]
         if folder.is_dir():
@@ -194,15 +211,22 @@ def main() -> int:
     parser.add_argument("--work", default="runs/benchmark-method-search")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "method_search"))
     parser.add_argument("--set", action="append", default=[], help="override for every search")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        help="one search per task and seed in place of the experiment's search.tasks: a "
+        "synthetic task or a held-out pair of benchmarks/domains.py (quadruped, lizard)",
+    )
     args = parser.parse_args()
     start = time.time()
     work = Path(args.work).resolve()
     results = []
-    for seed in args.seeds:
-        folder, seconds = _search(args.experiment, seed, work, args.set)
-        results.append({"seed": seed, "folder": str(folder), "seconds": seconds,
-                        "tasks": summarise(folder)})  # fmt: skip
-        print(f"seed {seed}: {seconds:.0f} s, {folder}", flush=True)
+    for task in args.tasks or [None]:
+        for seed in args.seeds:
+            folder, seconds = _search(args.experiment, seed, work, args.set, task)
+            results.append({"seed": seed, "folder": str(folder), "seconds": seconds,
+                            "tasks": summarise(folder)})  # fmt: skip
+            print(f"seed {seed}: {seconds:.0f} s, {folder}", flush=True)
     import torch
 
     meta = {

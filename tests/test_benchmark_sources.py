@@ -4,8 +4,13 @@ each, and a `--no-run` table (it ran nothing) is never listed as one of them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from benchmarks.adaptation import sources
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(path, command, date, **meta):
@@ -61,3 +66,33 @@ def test_one_answer_over_every_method_is_the_proxys_pick_beside_the_oracles():
     table = "\n".join(proxy_choice(runs, ["t"]))
     assert "| pose_prior | 4.0 | 4.0 | +6.0 | +6.0 | 0/1 |" in table
     assert "| confidence | 20.0 | 20.0 | -10.0 | -10.0 | 0/1 |" in table  # it picks source-only
+
+
+@pytest.mark.parametrize("task", ["synth_body", "quadruped"])
+def test_a_method_search_on_another_task_runs_that_tasks_own_config(tmp_path, task):
+    """method_search.py --tasks: the search's one task resolves to the config the adaptation
+    benchmark runs for that task (the same phase 1 and data), only the runtime's share differs."""
+    from benchmarks import domains, method_search
+    from regda_dist.search.spec import load_search
+
+    version = domains.HELDOUT["quadruped"].VERSION
+    for d in ("source", "target"):  # a written pair: data_fields reads it, does not render it
+        folder = tmp_path / ("quadruped-data" + (f"-v{version}" if version > 1 else "")) / d
+        folder.mkdir(parents=True)
+        (folder / "test.json").write_text("{}")
+    sets = ["train.seed=1", f"train.output_dir={tmp_path}"]
+    search = load_search(
+        ROOT / "experiments" / "synth_hand_search_methods.yaml",
+        [*sets, "search.seed=1", method_search.task_entry(task, tmp_path)],
+        pick_metric=False,
+    )
+    assert list(search.tasks) == [task]
+    got = search.tasks[task].to_dict()
+    want = domains.config(task, tmp_path, sets).to_dict()
+    assert got["data"] == want["data"]
+    if task == "quadruped":
+        assert got["data"]["target"]["root"] == str(folder)
+    differ = {k for k in got if got[k] != want[k]}
+    assert differ == {"scaling", "train"}
+    for key in ("seed", "output_dir", "proxies", "eval_every"):
+        assert got["train"][key] == want["train"][key]
