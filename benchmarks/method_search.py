@@ -71,6 +71,77 @@ def _search(
     return folder, time.time() - start
 
 
+def _source_labels(cfg):
+    """The source val split as the pose prior reads it (engine/collect.py): keypoints in
+    heatmap px, valid where visible and inside the map, and the keypoint set."""
+    import torch
+
+    from regda_dist.data import heatmap
+    from regda_dist.data.datasets import build_task
+    from regda_dist.proxies.base import SplitOutputs
+
+    task = build_task(cfg.data)
+    items = [task.source_val[i] for i in range(len(task.source_val))]
+    kp = torch.stack([torch.as_tensor(it[1]) for it in items]).float()
+    vis = torch.stack([torch.as_tensor(it[2]) for it in items])
+    size, image = cfg.data.heatmap_size, cfg.data.image_size
+    _, valid = heatmap.targets(kp, vis, image, size)
+    none = torch.zeros(0)
+    return SplitOutputs(coords=none, scores=none, coords_adv=none, features=none,
+                        keypoints=kp * size / image, valid=valid, spec=task.spec)  # fmt: skip
+
+
+def _coords(candidate, task: str):
+    """A candidate's target val predictions at the epoch it is handed back at (engine/run.py
+    PREDICTIONS); None for AdaBN (not saved)."""
+    import torch
+
+    from regda_dist.engine.run import PREDICTIONS
+
+    file = candidate.trial.runs[task] / PREDICTIONS
+    if candidate.baseline == "adabn" or not file.is_file():
+        return None
+    saved = torch.load(file, map_location="cpu", weights_only=True)
+    if candidate.baseline:
+        return saved["source_only"]
+    return saved["selected" if "selected" in saved else "last"]
+
+
+def proxy_gap(answer, pick, task: str, objective: str) -> dict | None:
+    """Was the proxy's miss noise? The pose prior of the answer minus that of the oracle's pick
+    on the same target val images, with the standard error of that paired difference (per-image
+    scores); None where the objective is another proxy or a candidate's predictions are not
+    saved. A difference of many standard errors is the proxy's bias, not its noise: more
+    images would not have fixed the pick."""
+    import torch
+
+    from regda_dist import config as C
+    from regda_dist.proxies.base import SplitOutputs
+    from regda_dist.proxies.pose_prior import PosePrior
+
+    if objective.removeprefix("best/") != "proxy/pose_prior" or pick in (None, answer):
+        return None
+    coords = [_coords(c, task) for c in (answer, pick)]
+    if any(c is None for c in coords):
+        return None
+    source = _source_labels(C.load(answer.trial.runs[task] / "config.yaml"))
+    prior = PosePrior()
+
+    def scores(c):
+        none = torch.zeros(0)
+        return prior.per_image(source, SplitOutputs(c, none, none, none))
+
+    a, b = (scores(c) for c in coords)
+    diff = a - b
+    return {
+        "answer": float(a.mean()),
+        "pick": float(b.mean()),
+        "diff": float(diff.mean()),
+        "se": float(diff.std() / math.sqrt(len(diff))),
+        "images": len(diff),
+    }
+
+
 def summarise(folder: Path) -> dict:
     """task -> the search's answer, the baselines, each method's pick and the oracle's pick."""
     from regda_dist.search.candidates import ranked
@@ -99,6 +170,7 @@ def summarise(folder: Path) -> dict:
             for method in {t.params.get("adapt.method", own) for t in trials}:
                 methods.setdefault(method, None)  # no completed trial
             oracle = max(done, key=lambda t: t.value(task, ORACLE))
+            best = next(c for c in candidates if c.trial is oracle and not c.baseline)
             base = next(c for c in candidates if not c.baseline).trial
             pick = {  # the most selection could reach, baselines included
                 "trial": oracle.trial_id,
@@ -109,6 +181,7 @@ def summarise(folder: Path) -> dict:
                 value = getattr(base, name)[task][ORACLE]
                 if value > pick["target_pck"]:
                     pick = {"trial": None, "method": name, "target_pck": value}
+                    best = next((c for c in candidates if c.baseline == name), None)
             out[task] = {
                 "objective": objective,
                 "trials": len(trials),
@@ -124,6 +197,7 @@ def summarise(folder: Path) -> dict:
                 "methods": methods,
                 "oracle_pick": pick,
                 "proxies": proxy_table(trials, task),  # every method's trials mixed
+                "proxy_gap": proxy_gap(answer, best, task, objective),
             }
     return out
 
@@ -178,6 +252,20 @@ def render_markdown(results: list[dict], meta: dict) -> str:
             f"{_ms(regret, '+')} PCK (goal <= 1; worst seed {max(regret):+.1f})",
             f"- the answer's method per seed: {', '.join(t['answer']['method'] for _, t in rows)}"
             f"; the oracle's pick's: {', '.join(t['oracle_pick']['method'] for _, t in rows)}",
+        ]
+        gaps = [(seed, t["proxy_gap"]) for seed, t in rows if t.get("proxy_gap")]
+        if gaps:
+            lines.append(
+                "- where the answer is not the oracle's pick, the pose prior of the answer minus "
+                "the oracle pick's, on the same target val images (± the standard error of the "
+                "paired difference; many standard errors: the proxy's bias, not its noise): "
+                + "; ".join(
+                    f"seed {seed}: {g['diff']:+.3f} ± {g['se']:.3f} ({g['diff'] / g['se']:.1f} "
+                    f"SE, {g['images']} images)"
+                    for seed, g in gaps
+                )
+            )
+        lines += [
             "",
             "Each proxy's rank correlation with the target PCK over the search's trials, every "
             "method's mixed (Spearman), and its top-1 regret (the best trial's target PCK minus "

@@ -107,6 +107,16 @@ def test_pose_prior_prefers_source_like_skeletons_and_punishes_collapse():
     collapsed = score(torch.full((n, 3, 2), 8, dtype=torch.long))
     assert good > straight > collapsed
     assert collapsed == pytest.approx(-9.0)  # every feature at the cap
+    # per image: the score is their mean; a pose broken in half the images scores the cap there
+    mixed = kp.round().long()
+    mixed[::2] = 8
+    target = _outputs(n=n, k=3, labelled=False)
+    target.coords = mixed
+    each = prior.per_image(source, target)
+    assert each.shape == (n,)
+    assert float(each.mean()) == pytest.approx(score(mixed), abs=1e-6)
+    assert torch.allclose(each[::2], torch.tensor(-9.0))
+    assert float(each[1::2].mean()) == pytest.approx(good, abs=1.0)
 
 
 def test_pose_prior_needs_a_skeleton():

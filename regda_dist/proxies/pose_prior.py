@@ -73,6 +73,12 @@ class PosePrior(Proxy):
         skeleton = source.spec.skeleton if source.spec else ()
         if not skeleton:
             return float("nan")  # a keypoint set without bones has no pose to judge
+        return float(self.per_image(source, target).mean())
+
+    def per_image(self, source: SplitOutputs, target: SplitOutputs) -> torch.Tensor:
+        """(N,) each target image's score (the score is their mean): two models' scores on the
+        same images, paired, give the standard error of their difference."""
+        skeleton = source.spec.skeleton
         fitted = features(source.keypoints.float(), source.valid.bool(), skeleton)
         predicted = features(
             target.coords.float(),
@@ -84,4 +90,4 @@ class PosePrior(Proxy):
             centre, spread = _fit(fitted[i], fitted[i + 2], circular, MIN_STD[i])
             dev = _wrap(predicted[i] - centre) if circular else predicted[i] - centre
             z2.append((dev / spread).square().clamp_max(CAP).flatten(1))
-        return -float(torch.cat(z2, dim=1).mean())
+        return -torch.cat(z2, dim=1).mean(dim=1)
