@@ -46,13 +46,24 @@ def task_entry(task: str, work: Path) -> str:
     return f"search.tasks={json.dumps([{'name': task, 'set': sets}])}"
 
 
+def _folder(experiment: str, seed: int, work: Path, task: str | None) -> Path:
+    return work / f"{Path(experiment).stem}-{task + '-' if task else ''}seed{seed}"
+
+
+def search_minutes(folder: Path) -> float:
+    """The search's wall time, from its provenance (written first) to its search.json (written
+    last); a resumed search counts its pause too."""
+    files = [folder / "provenance.json", folder / "search.json"]
+    return (files[1].stat().st_mtime - files[0].stat().st_mtime) / 60
+
+
 def _search(
     experiment: str, seed: int, work: Path, extra: list[str], task: str | None = None
 ) -> tuple[Path, float]:
     """Run (or continue) the seed's search (on `task` in place of the experiment's
     search.tasks); its folder and the seconds this call took."""
-    name = f"{Path(experiment).stem}-{task + '-' if task else ''}seed{seed}"
-    folder = work / name
+    folder = _folder(experiment, seed, work, task)
+    name = folder.name
     start = time.time()
     if not (folder / "search.json").is_file():
         sets = [f"train.seed={seed}", f"search.seed={seed}", f"train.output_dir={work}", *extra]
@@ -202,6 +213,11 @@ def summarise(folder: Path) -> dict:
     return out
 
 
+def _minutes(task: dict) -> str:
+    minutes = task.get("search_minutes")
+    return f"{minutes:.0f} min" if minutes is not None else "-"
+
+
 def render_markdown(results: list[dict], meta: dict) -> str:
     lines = [
         "# A search over every adaptation method, selected without target labels",
@@ -209,7 +225,14 @@ def render_markdown(results: list[dict], meta: dict) -> str:
         f"- command: `{meta['command']}`",
         f"- machine: {meta['machine']}",
         f"- date: {meta['date']}; seeds: {meta['seeds']}; wall time {meta['wall_s']:.0f} s",
-        f"- experiment: `{meta['experiment']}`; selected by: {meta['objective']}",
+        f"- experiment: `{meta['experiment']}`"
+        + (f" on each of {', '.join(meta['tasks'])}" if meta.get("tasks") else "")
+        + f"; selected by: {meta['objective']}",
+        *(
+            [f"- not run (no finished search): {', '.join(meta['not_run'])}"]
+            if meta.get("not_run")
+            else []
+        ),
         "- PCK@0.05 on the TARGET test split (target labels for evaluation only). 'answer': what "
         "the search hands back (`regda-dist export`): the best candidate by the search's own "
         "label-free objective, a trial at its selected epoch or source-only / AdaBN where one "
@@ -227,8 +250,9 @@ def render_markdown(results: list[dict], meta: dict) -> str:
             "",
             "| seed | source-only | AdaBN | "
             + " | ".join(f"best {m} by the proxy" for m in methods)
-            + " | the answer | oracle's pick | answer − max(baselines) | oracle's pick − answer |",
-            "|---" * (len(methods) + 7) + "|",
+            + " | the answer | oracle's pick | answer − max(baselines) | oracle's pick − answer "
+            "| search wall time |",
+            "|---" * (len(methods) + 8) + "|",
         ]
         gain, regret = [], []
         for seed, t in rows:
@@ -243,7 +267,8 @@ def render_markdown(results: list[dict], meta: dict) -> str:
             lines.append(
                 f"| {seed} | {t['source_only']:.1f} | {t['adabn']:.1f} | " + " | ".join(cells)
                 + f" | {a['target_pck']:.1f} ({a['candidate']}, {a['method']}) "
-                f"| {o['target_pck']:.1f} ({o['method']}) | {gain[-1]:+.1f} | {regret[-1]:+.1f} |"
+                f"| {o['target_pck']:.1f} ({o['method']}) | {gain[-1]:+.1f} | {regret[-1]:+.1f} "
+                f"| {_minutes(t)} |"
             )  # fmt: skip
         lines += [
             "",
@@ -305,16 +330,32 @@ def main() -> int:
         help="one search per task and seed in place of the experiment's search.tasks: a "
         "synthetic task or a held-out pair of benchmarks/domains.py (quadruped, lizard)",
     )
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="run nothing: the tables of the finished searches (the others are listed)",
+    )
     args = parser.parse_args()
     start = time.time()
     work = Path(args.work).resolve()
-    results = []
+    results, not_run = [], []
     for task in args.tasks or [None]:
         for seed in args.seeds:
+            if (
+                args.no_run
+                and not (_folder(args.experiment, seed, work, task) / "search.json").is_file()
+            ):
+                not_run.append(f"{task or 'the experiment'} seed {seed}")
+                continue
             folder, seconds = _search(args.experiment, seed, work, args.set, task)
+            tasks = summarise(folder)
+            for summary in tasks.values():
+                summary["search_minutes"] = search_minutes(folder)
             results.append({"seed": seed, "folder": str(folder), "seconds": seconds,
-                            "tasks": summarise(folder)})  # fmt: skip
+                            "tasks": tasks})  # fmt: skip
             print(f"seed {seed}: {seconds:.0f} s, {folder}", flush=True)
+    if not results:
+        raise SystemExit(f"no finished search under {work}: {', '.join(not_run)}")
     import torch
 
     meta = {
@@ -323,6 +364,8 @@ def main() -> int:
         "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
         f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
         "experiment": args.experiment,
+        "tasks": args.tasks,
+        "not_run": not_run,
         "objective": next(iter(results[0]["tasks"].values()))["objective"],
         "seeds": args.seeds,
         "wall_s": time.time() - start,
