@@ -181,7 +181,7 @@ def summarise(folder: Path) -> dict:
             for method in {t.params.get("adapt.method", own) for t in trials}:
                 methods.setdefault(method, None)  # no completed trial
             oracle = max(done, key=lambda t: t.value(task, ORACLE))
-            best = next(c for c in candidates if c.trial is oracle and not c.baseline)
+            best = next((c for c in candidates if c.trial is oracle and not c.baseline), None)
             base = next(c for c in candidates if not c.baseline).trial
             pick = {  # the most selection could reach, baselines included
                 "trial": oracle.trial_id,
