@@ -74,12 +74,6 @@ def _tune(args) -> int:
     from regda_dist.distributed import cluster
     from regda_dist.distributed import search as tuning
 
-    if not args.address and not cluster.connected() and cluster.other_ray_on_this_machine():
-        raise cluster.ClusterError(
-            "another Ray runs on this machine: beside it, Ray Train cannot free the workers of "
-            "finished trials ('Found multiple active Ray instances') and the search would wait "
-            "forever; join it with --address HOST:PORT or stop it first"
-        )
     if not args.resume:
         tuning.check_new_study(search, search_dir)
     cluster.connect(args.address)

@@ -1,8 +1,8 @@
 """A search SIGKILLed mid-run, then stopped with Ctrl-C (SIGINT: exit 130 and the --resume
 command), that `--resume` finishes without losing or repeating a finished trial; an ASHA search
 SIGKILLed after its rungs have records gets them back on --resume. Its own
-module: the search runs in subprocesses that start their own embedded Ray, which `regda-dist
-tune` refuses while another Ray (another module's fixture) is alive."""
+module: the search runs in subprocesses that start their own embedded Ray (no other module's
+fixture shares the 2 cores with it)."""
 
 from __future__ import annotations
 

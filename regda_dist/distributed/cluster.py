@@ -8,8 +8,9 @@ import os
 import re
 import socket
 
-import psutil
 import ray
+
+from regda_dist.distributed.local_cluster import free_port
 
 # 127.0.0.1 as a node address is rewritten to the machine's outward address (ray #26293);
 # other loopback addresses are kept. Ray 2.60's gcs_server/raylet/core workers still listen on
@@ -34,9 +35,14 @@ def connected() -> bool:
     return ray.is_initialized()
 
 
-def other_ray_on_this_machine() -> bool:
-    """True when a Ray instance (a gcs_server process) already runs on this machine."""
-    return any(p.info["name"] == "gcs_server" for p in psutil.process_iter(["name"]))
+def own_state_api(dashboard_port: int) -> dict:
+    """The job's runtime_env for the embedded Ray: every worker of the job (Ray Train's
+    detached placement-group cleaner included) asks the State API of its own Ray. Left to find
+    it, Ray looks for gcs_server processes; beside another Ray on the machine it finds two and
+    raises "Found multiple active Ray instances", the cleaner's thread dies, and the placement
+    group of a trial the scheduler stopped is never removed: a later trial waits for its CPUs
+    forever (seen: a test search beside a running search)."""
+    return {"env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}}
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: float = 5.0):
@@ -56,15 +62,22 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
         # (benchmarks/results/train_throughput.md).
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         nice = {} if "RAY_worker_niceness" in os.environ else {"worker_niceness": 0}
-        ray.init(
-            _node_ip_address=LOCAL_NODE_IP,
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            num_cpus=num_cpus,
-            _system_config=nice,
-            **quiet,
-        )
-        return
+        for _ in range(3):  # the port chosen can be taken before the dashboard binds it
+            port = free_port("127.0.0.1")
+            context = ray.init(
+                _node_ip_address=LOCAL_NODE_IP,
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                dashboard_port=port,
+                runtime_env=own_state_api(port),
+                num_cpus=num_cpus,
+                _system_config=nice,
+                **quiet,
+            )
+            if str(context.dashboard_url).endswith(f":{port}"):
+                return
+            ray.shutdown()  # its workers would ask another dashboard, maybe another Ray's
+        raise ClusterError("the embedded Ray's dashboard could not keep a free port; run again")
     if address != "auto":  # auto: $RAY_ADDRESS (Ray sets it for a job's driver) or this node's
         host, port = parse_address(address)
         try:
