@@ -96,3 +96,22 @@ def test_a_method_search_on_another_task_runs_that_tasks_own_config(tmp_path, ta
     assert differ == {"scaling", "train"}
     for key in ("seed", "output_dir", "proxies", "eval_every"):
         assert got["train"][key] == want["train"][key]
+
+
+def test_the_method_search_summary_counts_the_searches_that_meet_both_goals():
+    from benchmarks.method_search import overall
+
+    def search(task, seed, answer, source_only, adabn, oracle):
+        summary = {"answer": {"target_pck": answer}, "source_only": source_only,
+                   "adabn": adabn, "oracle_pick": {"target_pck": oracle}}  # fmt: skip
+        return {"seed": seed, "tasks": {task: summary}}
+
+    lines = overall([
+        search("hand", 0, 57.5, 40.7, 47.3, 59.9),  # +10.2 over AdaBN, 2.4 below the oracle's
+        search("body", 0, 76.0, 52.2, 67.4, 76.0),  # +8.6, the oracle's pick
+        search("body", 1, 60.0, 56.0, 58.0, 60.5),  # +2.0: below the +5 goal
+    ])  # fmt: skip
+    assert "- 3 searches; 1 meet both goals" in lines[2]
+    assert "worst +2.0 (body seed 1)" in lines[3]
+    assert "worst +2.4 (hand seed 0)" in lines[4]
+    assert overall([search("hand", 0, 57.5, 40.7, 47.3, 59.9)]) == []  # one search: its table
