@@ -77,7 +77,10 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
             if str(context.dashboard_url).endswith(f":{port}"):
                 return
             ray.shutdown()  # its workers would ask another dashboard, maybe another Ray's
-        raise ClusterError("the embedded Ray's dashboard could not keep a free port; run again")
+        raise ClusterError(
+            "the embedded Ray's dashboard did not start on the free port chosen for it (it "
+            f"reported {context.dashboard_url!r}); run again"
+        )
     if address != "auto":  # auto: $RAY_ADDRESS (Ray sets it for a job's driver) or this node's
         host, port = parse_address(address)
         try:
