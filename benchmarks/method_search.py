@@ -50,18 +50,26 @@ def _folder(experiment: str, seed: int, work: Path, task: str | None) -> Path:
     return work / f"{Path(experiment).stem}-{task + '-' if task else ''}seed{seed}"
 
 
-def search_minutes(folder: Path) -> float:
+def search_minutes(folder: Path) -> float | None:
     """The search's wall time, from its provenance (written first) to its search.json (written
-    last); a resumed search counts its pause too."""
+    last); a resumed search counts its pause too. None without its provenance."""
     files = [folder / "provenance.json", folder / "search.json"]
+    if not all(f.is_file() for f in files):
+        return None
     return (files[1].stat().st_mtime - files[0].stat().st_mtime) / 60
 
 
 def _search(
-    experiment: str, seed: int, work: Path, extra: list[str], task: str | None = None
+    experiment: str,
+    seed: int,
+    work: Path,
+    extra: list[str],
+    task: str | None = None,
+    report: bool = True,
 ) -> tuple[Path, float]:
     """Run (or continue) the seed's search (on `task` in place of the experiment's
-    search.tasks); its folder and the seconds this call took."""
+    search.tasks) and write its report (unless not `report`); its folder and the seconds this
+    call took."""
     folder = _folder(experiment, seed, work, task)
     name = folder.name
     start = time.time()
@@ -75,10 +83,12 @@ def _search(
             command.append("--resume")
         print("$", " ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=ROOT)
-    report = [str(ROOT / ".venv" / "bin" / "regda-dist"), "report", str(folder)]
-    done = subprocess.run(report, cwd=ROOT, capture_output=True, text=True)
+    if not report:
+        return folder, time.time() - start
+    command = [str(ROOT / ".venv" / "bin" / "regda-dist"), "report", str(folder)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:  # its warnings (Optuna's importances on few trials) only on failure
-        raise SystemExit(f"{' '.join(report)} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return folder, time.time() - start
 
 
@@ -114,16 +124,17 @@ def _coords(candidate, task: str):
         return None
     saved = torch.load(file, map_location="cpu", weights_only=True)
     if candidate.baseline:
-        return saved["source_only"]
-    return saved["selected" if "selected" in saved else "last"]
+        return saved.get("source_only")
+    return saved.get("selected", saved.get("last"))  # a baseline run's trial saves neither
 
 
 def proxy_gap(answer, pick, task: str, objective: str) -> dict | None:
     """Was the proxy's miss noise? The pose prior of the answer minus that of the oracle's pick
     on the same target val images, with the standard error of that paired difference (per-image
     scores); None where the objective is another proxy or a candidate's predictions are not
-    saved. A difference of many standard errors is the proxy's bias, not its noise: more
-    images would not have fixed the pick."""
+    saved. A difference of many standard errors points at the proxy's bias rather than its
+    noise (more images would not have fixed the pick); the answer being the best of several
+    candidates by this score on these images inflates it (the winner's curse)."""
     import torch
 
     from regda_dist import config as C
@@ -211,6 +222,10 @@ def summarise(folder: Path) -> dict:
                 "proxy_gap": proxy_gap(answer, best, task, objective),
             }
     return out
+
+
+def _ratio(gap: dict) -> str:
+    return f"{gap['diff'] / gap['se']:.1f}" if gap["se"] > 0 else "-"
 
 
 def _minutes(task: dict) -> str:
@@ -308,10 +323,11 @@ def render_markdown(results: list[dict], meta: dict) -> str:
             lines.append(
                 "- where the answer is not the oracle's pick, the pose prior of the answer minus "
                 "the oracle pick's, on the same target val images (± the standard error of the "
-                "paired difference; many standard errors: the proxy's bias, not its noise): "
+                "paired difference; many: the proxy's bias rather than its noise, though the "
+                "answer, the best of several by this score, has its margin inflated): "
                 + "; ".join(
-                    f"seed {seed}: {g['diff']:+.3f} ± {g['se']:.3f} ({g['diff'] / g['se']:.1f} "
-                    f"SE, {g['images']} images)"
+                    f"seed {seed}: {g['diff']:+.3f} ± {g['se']:.3f} ({_ratio(g)} SE, "
+                    f"{g['images']} images)"
                     for seed, g in gaps
                 )
             )
@@ -373,7 +389,9 @@ def main() -> int:
             ):
                 not_run.append(f"{task or 'the experiment'} seed {seed}")
                 continue
-            folder, seconds = _search(args.experiment, seed, work, args.set, task)
+            folder, seconds = _search(
+                args.experiment, seed, work, args.set, task, report=not args.no_run
+            )
             tasks = summarise(folder)
             for summary in tasks.values():
                 summary["search_minutes"] = search_minutes(folder)

@@ -36,6 +36,34 @@ def test_connect_to_a_closed_port_fails_fast_with_the_address():
         connect("127.0.0.9:1", timeout_s=2)
 
 
+def test_an_embedded_ray_whose_dashboard_port_is_taken_is_one_line(monkeypatch):
+    """The embedded Ray's dashboard port is chosen free, then bound by Ray: taken in between,
+    the failure is one ClusterError line (and what Ray had started is stopped by the test)."""
+    import socket
+
+    import psutil
+    import ray
+
+    from regda_dist.distributed import cluster
+    from regda_dist.distributed.local_cluster import reap, with_descendants
+
+    assert not ray.is_initialized()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(cluster, "free_port", lambda host: taken.getsockname()[1])
+        try:
+            with pytest.raises(
+                ClusterError, match=r"^the embedded Ray did not start: .*run again$"
+            ):
+                connect(num_cpus=1)
+            assert not ray.is_initialized()
+        finally:
+            started = with_descendants(psutil.Process().children())
+            reap([p for p in started if p.pid not in before and p.is_running()], grace_s=5)
+
+
 def test_concurrent_trials_epoch_lines_are_not_folded_by_ray_log_dedup():
     # Ray's driver folds lines that differ only in numbers and hex words, from different
     # workers, into "[repeated Nx across cluster]" (seen: two demo trials showed one epoch line).

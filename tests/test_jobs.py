@@ -220,11 +220,24 @@ class _Probe:
 
 
 @ray.remote(num_cpus=0)
-def _alive(actor_id: str) -> bool:
-    """What Ray Train's placement-group cleaner asks, from a worker of the job."""
-    from ray.train.v2._internal.state.util import is_actor_alive
+class _Asker:
+    def ask(self, actor_id: str) -> bool:
+        """What Ray Train's placement-group cleaner asks."""
+        from ray.train.v2._internal.state.util import is_actor_alive
 
-    return is_actor_alive(actor_id, timeout=30)
+        return is_actor_alive(actor_id, timeout=30)
+
+
+@ray.remote(num_cpus=0)
+def _alive(actor_id: str) -> bool:
+    """Asked as the cleaner asks it: from a detached actor that a worker of the job created with
+    runtime_env variables of its own (Tune's trial and Train's controller set theirs)."""
+    env = {"env_vars": {"REGDA_DIST_PROBE": "1"}}
+    asker = _Asker.options(lifetime="detached", runtime_env=env).remote()
+    try:
+        return ray.get(asker.ask.remote(actor_id))
+    finally:
+        ray.kill(asker)
 
 
 @pytest.mark.integration

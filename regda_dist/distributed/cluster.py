@@ -62,25 +62,23 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
         # (benchmarks/results/train_throughput.md).
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         nice = {} if "RAY_worker_niceness" in os.environ else {"worker_niceness": 0}
-        for _ in range(3):  # the port chosen can be taken before the dashboard binds it
-            port = free_port("127.0.0.1")
-            context = ray.init(
+        port = free_port("127.0.0.1")
+        try:
+            ray.init(
                 _node_ip_address=LOCAL_NODE_IP,
                 include_dashboard=True,
                 dashboard_host="127.0.0.1",
-                dashboard_port=port,
+                dashboard_port=port,  # fixed: Ray raises rather than move to another port
                 runtime_env=own_state_api(port),
                 num_cpus=num_cpus,
                 _system_config=nice,
                 **quiet,
             )
-            if str(context.dashboard_url).endswith(f":{port}"):
-                return
-            ray.shutdown()  # its workers would ask another dashboard, maybe another Ray's
-        raise ClusterError(
-            "the embedded Ray's dashboard did not start on the free port chosen for it (it "
-            f"reported {context.dashboard_url!r}); run again"
-        )
+        except Exception as err:  # e.g. the port was taken between choosing and binding it
+            ray.shutdown()
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ClusterError(f"the embedded Ray did not start: {first}; run again") from None
+        return
     if address != "auto":  # auto: $RAY_ADDRESS (Ray sets it for a job's driver) or this node's
         host, port = parse_address(address)
         try:
