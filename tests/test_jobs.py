@@ -8,20 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 ray = pytest.importorskip("ray")
 
 from regda_dist.distributed import jobs  # noqa: E402
-from regda_dist.distributed.cluster import ClusterError, connect  # noqa: E402
-from regda_dist.distributed.local_cluster import (  # noqa: E402
-    loopback_cluster,
-    reap,
-    wait_for,
-    with_descendants,
-)
+from regda_dist.distributed.cluster import ClusterError  # noqa: E402
+from regda_dist.distributed.local_cluster import loopback_cluster, wait_for  # noqa: E402
 from tests.conftest import write_experiment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,25 +235,18 @@ def _alive(actor_id: str) -> bool:
 
 
 @pytest.mark.integration
-def test_the_embedded_rays_workers_ask_their_own_state_api_beside_another_ray(head):
+def test_the_embedded_rays_workers_ask_their_own_state_api_beside_another_ray(head, local_ray):
     """Beside this module's Ray, the embedded one's workers still ask their own State API.
     Ray Train's placement-group cleaner asks it whether a trial's controller lives; when it
     could not tell its Ray from another ("Found multiple active Ray instances") its thread
     died, the placement group of a trial the scheduler stopped was never removed, and a later
     trial waited for its CPUs forever (the test suite's search beside a running search)."""
-    assert not ray.is_initialized()
-    connect(num_cpus=1)
-    try:
-        probe = _Probe.remote()
-        assert ray.get(probe.ping.remote()) == 1
-        actor_id = probe._actor_id.hex()
-        assert ray.get(_alive.remote(actor_id)) is True
-        ray.kill(probe)
-        assert wait_for(lambda: ray.get(_alive.remote(actor_id)) is False, timeout_s=60)
-    finally:
-        started = with_descendants(psutil.Process().children())  # Ray's, started by us
-        ray.shutdown()
-        reap([p for p in started if p.is_running()], grace_s=5)
+    probe = _Probe.remote()  # local_ray: the embedded Ray (cluster.connect), started second
+    assert ray.get(probe.ping.remote()) == 1
+    actor_id = probe._actor_id.hex()
+    assert ray.get(_alive.remote(actor_id)) is True
+    ray.kill(probe)
+    assert wait_for(lambda: ray.get(_alive.remote(actor_id)) is False, timeout_s=60)
 
 
 def test_checking_a_search_needs_no_data_here(tmp_path):
