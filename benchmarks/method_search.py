@@ -277,8 +277,10 @@ def render_markdown(results: list[dict], meta: dict) -> str:
         "the search hands back (`regda-dist export`): the best candidate by the search's own "
         "label-free objective, a trial at its selected epoch or source-only / AdaBN where one "
         "scored better. 'oracle's pick': the candidate (trial or baseline) with the best "
-        "target PCK (target labels: the most selection could reach, for judging only). Gains "
-        "are per seed (the same phase 1), then mean ± std.",
+        "target PCK (target labels: the most selection could reach, for judging only). 'best "
+        "<method> by the proxy': that method's best completed trial by the same objective ('-': "
+        "no trial of it completed, e.g. the scheduler stopped each early). Gains are per seed "
+        "(the same phase 1), then mean ± std.",
         "",
     ]
     tasks = sorted({task for r in results for task in r["tasks"]})
