@@ -64,6 +64,44 @@ def test_an_embedded_ray_whose_dashboard_port_is_taken_is_one_line(monkeypatch):
             reap([p for p in started if p.pid not in before and p.is_running()], grace_s=5)
 
 
+def test_an_embedded_ray_beside_another_ray_gets_its_own_agent_port():
+    """Another Ray on the machine holds the dashboard agent's default port (52365) on 127.0.0.1
+    and the node address: the embedded Ray's agent listens on a port of its own. Before, it
+    could not bind, served no HTTP (port -1), and on a loaded machine its raylet died waiting
+    for it ("The current node timed out during startup": the suite beside a search)."""
+    import socket
+
+    import psutil
+    import ray
+
+    from regda_dist.distributed import cluster
+    from regda_dist.distributed.local_cluster import reap, with_descendants
+
+    assert not ray.is_initialized()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    held = []
+    for host in ("127.0.0.1", cluster.LOCAL_NODE_IP):
+        sock = socket.socket()
+        try:
+            sock.bind((host, 52365))
+            sock.listen()
+            held.append(sock)
+        except OSError:  # already held: another Ray on this machine (the condition tested)
+            sock.close()
+    try:
+        connect(num_cpus=1)
+        (node,) = ray.nodes()
+        assert node["Alive"]
+        assert node["DashboardAgentListenPort"] not in (-1, 0, 52365)
+        assert ray.get(ray.remote(lambda: 1).remote(), timeout=120) == 1
+    finally:
+        ray.shutdown()
+        for sock in held:
+            sock.close()
+        started = with_descendants(psutil.Process().children())
+        reap([p for p in started if p.pid not in before and p.is_running()], grace_s=5)
+
+
 def test_concurrent_trials_epoch_lines_are_not_folded_by_ray_log_dedup():
     # Ray's driver folds lines that differ only in numbers and hex words, from different
     # workers, into "[repeated Nx across cluster]" (seen: two demo trials showed one epoch line).

@@ -3,6 +3,7 @@ existing one at --address. Failures end in one ClusterError line."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -45,6 +46,29 @@ def own_state_api(dashboard_port: int) -> dict:
     return {"env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}}
 
 
+@contextlib.contextmanager
+def agent_port_chosen_by_the_os():
+    """While the embedded Ray starts, its dashboard agent's HTTP port is 0 (the OS picks a free
+    one; the agent reports it to its raylet). Its default, 52365, is bound on 127.0.0.1 and the
+    node address by the first Ray on the machine; a second Ray's agent fails to bind it and,
+    on a loaded machine, its raylet dies waiting for the agent's ports ("The current node timed
+    out during startup"; seen: the test suite beside a running search). `ray start` has a flag
+    for this port, ray.init has none (ray #34886), hence the narrow patch of the parameters
+    ray.init builds; tests/test_cluster.py fails if a Ray upgrade stops honouring it."""
+    params = ray._private.parameter.RayParams
+
+    class Params(params):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("dashboard_agent_listen_port", 0)
+            super().__init__(*args, **kwargs)
+
+    ray._private.parameter.RayParams = Params
+    try:
+        yield
+    finally:
+        ray._private.parameter.RayParams = params
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: float = 5.0):
     """ray.init for the embedded local cluster (address None) or an existing cluster
     (HOST:PORT, ray://HOST:PORT, or "auto" as in ray.init: what a submitted job passes)."""
@@ -64,16 +88,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
         nice = {} if "RAY_worker_niceness" in os.environ else {"worker_niceness": 0}
         port = free_port("127.0.0.1")
         try:
-            ray.init(
-                _node_ip_address=LOCAL_NODE_IP,
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                dashboard_port=port,  # fixed: Ray raises rather than move to another port
-                runtime_env=own_state_api(port),
-                num_cpus=num_cpus,
-                _system_config=nice,
-                **quiet,
-            )
+            with agent_port_chosen_by_the_os():
+                ray.init(
+                    _node_ip_address=LOCAL_NODE_IP,
+                    include_dashboard=True,
+                    dashboard_host="127.0.0.1",
+                    dashboard_port=port,  # fixed: Ray raises rather than move to another port
+                    runtime_env=own_state_api(port),
+                    num_cpus=num_cpus,
+                    _system_config=nice,
+                    **quiet,
+                )
         except Exception as err:  # e.g. the port was taken between choosing and binding it
             ray.shutdown()
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
