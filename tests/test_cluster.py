@@ -82,6 +82,7 @@ def test_an_embedded_ray_beside_another_ray_gets_its_own_agent_port():
     held = []
     for host in ("127.0.0.1", cluster.LOCAL_NODE_IP):
         sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the agent binds
         try:
             sock.bind((host, 52365))
             sock.listen()
@@ -89,7 +90,9 @@ def test_an_embedded_ray_beside_another_ray_gets_its_own_agent_port():
         except OSError:  # already held: another Ray on this machine (the condition tested)
             sock.close()
     try:
+        params = ray._private.parameter.RayParams
         connect(num_cpus=1)
+        assert ray._private.parameter.RayParams is params  # the patch lasts ray.init only
         (node,) = ray.nodes()
         assert node["Alive"]
         assert node["DashboardAgentListenPort"] not in (-1, 0, 52365)
