@@ -25,6 +25,12 @@ class ClusterError(RuntimeError):
     """Ray cannot be reached or used; the message is one line."""
 
 
+def one_line(err: BaseException | str) -> str:
+    """The first line of an error's message (its type's name where it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def parse_address(address: str) -> tuple[str, int]:
     match = _ADDRESS.match(address.strip())
     if not match or not 0 < int(match["port"]) < 65536:
@@ -101,8 +107,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
                 )
         except Exception as err:  # e.g. the port was taken between choosing and binding it
             ray.shutdown()
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ClusterError(f"the embedded Ray did not start: {first}; run again") from None
+            message = f"the embedded Ray did not start: {one_line(err)}; run again"
+            raise ClusterError(message) from None
         return
     if address != "auto":  # auto: $RAY_ADDRESS (Ray sets it for a job's driver) or this node's
         host, port = parse_address(address)
@@ -115,5 +121,4 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
     try:
         ray.init(address=address, **quiet)
     except Exception as err:  # ray raises ConnectionError, RuntimeError, auth errors, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ClusterError(f"cannot connect to Ray at {address}: {first}") from None
+        raise ClusterError(f"cannot connect to Ray at {address}: {one_line(err)}") from None

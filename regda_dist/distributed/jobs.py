@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import regda_dist
-from regda_dist.distributed.cluster import ClusterError
+from regda_dist.distributed.cluster import ClusterError, one_line
 
 _JOBS_ADDRESS = re.compile(
     r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?/?$"
@@ -70,11 +70,6 @@ def _auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 @contextlib.contextmanager
 def _errors(address: str):
     """Jobs SDK exceptions (auth, HTTP, connection) as one ClusterError line."""
@@ -92,7 +87,7 @@ def _errors(address: str):
         )
         raise ClusterError(f"Ray at {address}: {why}") from None
     except Exception as err:  # requests/aiohttp errors, RuntimeError of the SDK, ...
-        first = _one_line(err)
+        first = one_line(err)
         if "404" in first and "does not exist" in first:
             raise ClusterError(f"Ray at {address}: {first.split(': ', 1)[-1]}") from None
         raise ClusterError(f"Ray Jobs API at {address}: {first}") from None
@@ -258,7 +253,7 @@ def listing(head: Head) -> str:
 def status(head: Head, job_id: str) -> str:
     with _errors(head.url):
         info = head.sdk.get_job_info(job_id)
-    message = _one_line(info.message) if info.message else ""
+    message = one_line(info.message) if info.message else ""
     return (
         f"{job_id}: {info.status.value}  started {_when(info.start_time)}  "
         f"ended {_when(info.end_time)}  {message}"

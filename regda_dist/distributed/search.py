@@ -29,6 +29,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from regda_dist import config as C
 from regda_dist.distributed import capacity, train
+from regda_dist.distributed.cluster import one_line
 from regda_dist.distributed.scheduler import make_scheduler
 from regda_dist.distributed.searcher import (
     EarlyStopAwareOptunaSearch,
@@ -78,8 +79,7 @@ def open_storage(settings: SearchConfig, search_dir: Path) -> optuna.storages.RD
     try:
         return optuna.storages.RDBStorage(storage_url(settings, search_dir))
     except Exception as err:  # SQLAlchemy: bad URL, missing driver, unreachable database
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise C.ConfigError(f"search.storage {settings.storage!r}: {first}") from None
+        raise C.ConfigError(f"search.storage {settings.storage!r}: {one_line(err)}") from None
 
 
 # ------------------------------------------------------------------------------------------
