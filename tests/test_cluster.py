@@ -36,49 +36,52 @@ def test_connect_to_a_closed_port_fails_fast_with_the_address():
         connect("127.0.0.9:1", timeout_s=2)
 
 
-def test_an_embedded_ray_whose_dashboard_port_is_taken_is_one_line(monkeypatch):
-    """The embedded Ray's dashboard port is chosen free, then bound by Ray: taken in between,
-    the failure is one ClusterError line (and what Ray had started is stopped by the test)."""
-    import socket
-
+@pytest.fixture
+def own_ray():
+    """For a test that starts the embedded Ray itself: at its end Ray is shut down and the
+    processes it started (and only those) are stopped."""
     import psutil
     import ray
 
-    from regda_dist.distributed import cluster
     from regda_dist.distributed.local_cluster import reap, with_descendants
 
     assert not ray.is_initialized()
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    ray.shutdown()
+    started = with_descendants(psutil.Process().children())
+    reap([p for p in started if p.pid not in before and p.is_running()], grace_s=5)
+
+
+def test_an_embedded_ray_whose_dashboard_port_is_taken_is_one_line(monkeypatch, own_ray):
+    """The embedded Ray's dashboard port is chosen free, then bound by Ray: taken in between,
+    the failure is one ClusterError line (and what Ray had started is stopped by the test)."""
+    import socket
+
+    import ray
+
+    from regda_dist.distributed import cluster
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         monkeypatch.setattr(cluster, "free_port", lambda host: taken.getsockname()[1])
-        try:
-            with pytest.raises(
-                ClusterError, match=r"^the embedded Ray did not start: .*run again$"
-            ):
-                connect(num_cpus=1)
-            assert not ray.is_initialized()
-        finally:
-            started = with_descendants(psutil.Process().children())
-            reap([p for p in started if p.pid not in before and p.is_running()], grace_s=5)
+        with pytest.raises(ClusterError, match=r"^the embedded Ray did not start: .*run again$"):
+            connect(num_cpus=1)
+        assert not ray.is_initialized()
 
 
-def test_an_embedded_ray_beside_another_ray_gets_its_own_agent_port():
+def test_an_embedded_ray_beside_another_ray_gets_its_own_agent_port(own_ray):
     """Another Ray on the machine holds the dashboard agent's default port (52365) on 127.0.0.1
     and the node address: the embedded Ray's agent listens on a port of its own. Before, it
     could not bind, served no HTTP (port -1), and on a loaded machine its raylet died waiting
     for it ("The current node timed out during startup": the suite beside a search)."""
     import socket
 
-    import psutil
     import ray
 
     from regda_dist.distributed import cluster
-    from regda_dist.distributed.local_cluster import reap, with_descendants
 
-    assert not ray.is_initialized()
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
     held = []
     for host in ("127.0.0.1", cluster.LOCAL_NODE_IP):
         sock = socket.socket()
@@ -98,11 +101,8 @@ def test_an_embedded_ray_beside_another_ray_gets_its_own_agent_port():
         assert node["DashboardAgentListenPort"] not in (-1, 0, 52365)
         assert ray.get(ray.remote(lambda: 1).remote(), timeout=120) == 1
     finally:
-        ray.shutdown()
         for sock in held:
             sock.close()
-        started = with_descendants(psutil.Process().children())
-        reap([p for p in started if p.pid not in before and p.is_running()], grace_s=5)
 
 
 def test_concurrent_trials_epoch_lines_are_not_folded_by_ray_log_dedup():
