@@ -9,10 +9,13 @@ benchmarks/results/method_search.{md,json}.
 Each seed is one real `regda-dist tune` (embedded Ray, Optuna, the experiment's own proxy) with
 train.seed and search.seed set to it, then `regda-dist report` on its folder. A finished
 seed's folder (its search.json written) is read again, not re-run; an unfinished one is
-continued with --resume. Per task: the search's answer (the best candidate by the search's
-objective: a trial at the epoch it selected, or source-only / AdaBN where one scored better),
-its target PCK, the best trial of each method by the same objective, and the oracle's pick (the
-candidate with the best target PCK, baselines included: target labels, for judging only).
+continued with --resume. With --no-run, a search whose folder is not on this machine (another
+machine's, or one since removed) is carried from the earlier record at --out (its .json),
+marked as carried in the table; the .md's "## Notes (by hand)" section is kept either way.
+Per task: the search's answer (the best candidate by the search's objective: a trial at the
+epoch it selected, or source-only / AdaBN where one scored better), its target PCK, the best
+trial of each method by the same objective, and the oracle's pick (the candidate with the best
+target PCK, baselines included: target labels, for judging only).
 Target labels are read only to evaluate.
 """
 
@@ -258,7 +261,39 @@ def overall(results: list[dict]) -> list[str]:
     ]
 
 
+NOTES = "## Notes (by hand)"
+
+
+def earlier_record(out: Path) -> dict[str, dict]:
+    """The earlier record's results at `out` (.json), by search folder name ({} without one),
+    each with the date it was recorded."""
+    path = out.with_suffix(".json")
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+        date = record["meta"]["date"]
+        return {Path(r["folder"]).name: {**r, "recorded": r.get("recorded", date)}
+                for r in record["results"]}  # fmt: skip
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not a record of this script ({err!r})") from None
+
+
+def hand_notes(out: Path) -> str:
+    """The .md's "## Notes (by hand)" section to its end ("" without one)."""
+    path = out.with_suffix(".md")
+    text = path.read_text() if path.is_file() else ""
+    at = text.find("\n" + NOTES + "\n")
+    return text[at + 1 :] if at >= 0 else ""
+
+
 def render_markdown(results: list[dict], meta: dict) -> str:
+    carried: dict[str, list[str]] = {}  # the date recorded -> its searches
+    for r in sorted(results, key=lambda r: (sorted(r["tasks"]), r["seed"])):
+        if r.get("carried"):
+            carried.setdefault(r["recorded"], []).extend(
+                f"{t} seed {r['seed']}" for t in r["tasks"]
+            )
     lines = [
         "# A search over every adaptation method, selected without target labels",
         "",
@@ -271,6 +306,17 @@ def render_markdown(results: list[dict], meta: dict) -> str:
         *(
             [f"- not run (no finished search): {', '.join(meta['not_run'])}"]
             if meta.get("not_run")
+            else []
+        ),
+        *(
+            [
+                "- carried from the earlier record at this path (their search folders are not "
+                "on the machine that rendered this; seed marked *): "
+                + "; ".join(
+                    f"recorded {date}: {', '.join(names)}" for date, names in carried.items()
+                )
+            ]
+            if carried
             else []
         ),
         "- PCK@0.05 on the TARGET test split (target labels for evaluation only). 'answer': what "
@@ -286,6 +332,7 @@ def render_markdown(results: list[dict], meta: dict) -> str:
     tasks = sorted({task for r in results for task in r["tasks"]})
     for task in tasks:
         rows = [(r["seed"], r["tasks"][task]) for r in results if task in r["tasks"]]
+        mark = {r["seed"]: "*" if r.get("carried") else "" for r in results if task in r["tasks"]}
         methods = sorted({m for _, t in rows for m in t["methods"]})
         lines += [
             f"## {task}",
@@ -307,7 +354,8 @@ def render_markdown(results: list[dict], meta: dict) -> str:
                 for m in methods
             ]
             lines.append(
-                f"| {seed} | {t['source_only']:.1f} | {t['adabn']:.1f} | " + " | ".join(cells)
+                f"| {seed}{mark[seed]} | {t['source_only']:.1f} | {t['adabn']:.1f} | "
+                + " | ".join(cells)
                 + f" | {a['target_pck']:.1f} ({a['candidate']}, {a['method']}) "
                 f"| {o['target_pck']:.1f} ({o['method']}) | {gain[-1]:+.1f} | {regret[-1]:+.1f} "
                 f"| {_minutes(t)} |"
@@ -377,18 +425,23 @@ def main() -> int:
     parser.add_argument(
         "--no-run",
         action="store_true",
-        help="run nothing: the tables of the finished searches (the others are listed)",
+        help="run nothing: the tables of the finished searches, and of those the earlier record at "
+        "--out holds whose folders are not here (the others are listed)",
     )
     args = parser.parse_args()
     start = time.time()
     work = Path(args.work).resolve()
+    out = Path(args.out)
+    earlier = earlier_record(out) if args.no_run else {}
+    notes = hand_notes(out)
     results, not_run = [], []
     for task in args.tasks or [None]:
         for seed in args.seeds:
-            if (
-                args.no_run
-                and not (_folder(args.experiment, seed, work, task) / "search.json").is_file()
-            ):
+            folder = _folder(args.experiment, seed, work, task)
+            if args.no_run and not (folder / "search.json").is_file():
+                if folder.name in earlier:
+                    results.append({**earlier[folder.name], "carried": True})
+                    continue
                 not_run.append(f"{task or 'the experiment'} seed {seed}")
                 continue
             folder, seconds = _search(
@@ -398,6 +451,7 @@ def main() -> int:
             for summary in tasks.values():
                 summary["search_minutes"] = search_minutes(folder)
             results.append({"seed": seed, "folder": str(folder), "seconds": seconds,
+                            "recorded": datetime.date.today().isoformat(),
                             "tasks": tasks})  # fmt: skip
             print(f"seed {seed}: {seconds:.0f} s, {folder}", flush=True)
     if not results:
@@ -416,10 +470,10 @@ def main() -> int:
         "seeds": args.seeds,
         "wall_s": time.time() - start,
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    out.with_suffix(".md").write_text(render_markdown(results, meta))
+    text = render_markdown(results, meta)
+    out.with_suffix(".md").write_text(text + ("\n\n" + notes if notes else ""))
     print(out.with_suffix(".md").read_text())
     return 0
 

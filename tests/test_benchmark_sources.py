@@ -4,6 +4,7 @@ each, and a `--no-run` table (it ran nothing) is never listed as one of them."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,41 @@ def test_the_method_search_summary_counts_the_searches_that_meet_both_goals():
     assert "worst +2.0 (body seed 1)" in lines[3]
     assert "worst +2.4 (hand seed 0)" in lines[4]
     assert overall([search("hand", 0, 57.5, 40.7, 47.3, 59.9)]) == []  # one search: its table
+
+
+def test_a_method_search_render_carries_searches_whose_folders_are_gone(tmp_path, monkeypatch):
+    """--no-run on a machine without a search's folder: that search is carried from the
+    earlier record at --out (marked so), one never recorded is listed as not run, and the
+    .md's hand-written notes are kept."""
+    from benchmarks import method_search
+
+    summary = {
+        "objective": "best/proxy/pose_prior",
+        "answer": {"candidate": "trial abc", "method": "mean_teacher", "target_pck": 60.0},
+        "source_only": 40.0,
+        "adabn": 47.0,
+        "methods": {"mean_teacher": {"trial": "abc", "value": -1.9, "target_pck": 60.0}},
+        "oracle_pick": {"trial": "abc", "method": "mean_teacher", "target_pck": 60.0},
+        "proxies": {},
+        "proxy_gap": None,
+        "search_minutes": 40.0,
+    }
+    out = tmp_path / "results" / "ms"
+    out.parent.mkdir()
+    folder = tmp_path / "gone" / "exp-synth_hand-seed0"  # another machine's folder
+    result = {"seed": 0, "folder": str(folder), "tasks": {"synth_hand": summary}}
+    record = {"meta": {"date": "2026-12-01"}, "results": [result]}
+    out.with_suffix(".json").write_text(json.dumps(record))
+    out.with_suffix(".md").write_text("# old\n\n## Notes (by hand)\n\n- seed 0 ran beside a test\n")
+    argv = ["method_search.py", "--experiment", "exp.yaml", "--tasks", "synth_hand", "--seeds",
+            "0", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--no-run"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert method_search.main() == 0
+    text = out.with_suffix(".md").read_text()
+    assert "| 0* | 40.0 | 47.0 | 60.0 | 60.0 (trial abc, mean_teacher) |" in text
+    assert "seed marked *): recorded 2026-12-01: synth_hand seed 0" in text
+    assert "- not run (no finished search): synth_hand seed 1" in text
+    assert text.endswith("## Notes (by hand)\n\n- seed 0 ran beside a test\n")
+    assert text.count("## Notes (by hand)") == 1
+    again = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert [(r["seed"], r["carried"], r["recorded"]) for r in again] == [(0, True, "2026-12-01")]
