@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.adaptation import _ms, earlier_runs  # noqa: E402
+from benchmarks.record import write_markdown  # noqa: E402
 
 AUGMENT = [  # the reference's train transform, scaled to 64 px (blur radius 0.8 px at 256)
     "data.augment.rotation=30",
@@ -287,7 +288,7 @@ def main() -> int:
     def write() -> None:  # after every run: an interrupted benchmark keeps what it finished
         meta.update(date=datetime.date.today().isoformat(), wall_s=time.time() - start)
         out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-        out.with_suffix(".md").write_text(render(runs, meta, args.tasks))
+        write_markdown(out.with_suffix(".md"), render(runs, meta, args.tasks))
 
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for stage in (first, second):  # RegDA reads the cached phase 1 of its variant

@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import write_markdown  # noqa: E402
+
 METHODS = ("regda", "mean_teacher", "regda+mean_teacher")
 NAMES = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA + MT"}
 ALL = "oracle/target_pck"
@@ -460,7 +462,7 @@ def main() -> int:
     if args.no_run:
         final["not_run"] = sorted(f"{k} {t} seed {s}" for k, t, s in missing)
     out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
-    out.with_suffix(".md").write_text(render_markdown(runs, final, args.tasks))
+    write_markdown(out.with_suffix(".md"), render_markdown(runs, final, args.tasks))
     partial_file.unlink(missing_ok=True)
     print(out.with_suffix(".md").read_text())
     return 0

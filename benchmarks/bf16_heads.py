@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.record import write_markdown  # noqa: E402
 from regda_dist import config as C  # noqa: E402
 from regda_dist.data import heatmap  # noqa: E402
 from regda_dist.data.datasets import ImagesOnly, build_task  # noqa: E402
@@ -105,7 +106,7 @@ def main() -> int:
     }
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, **results}, indent=1))
-    out.with_suffix(".md").write_text(render(meta, results))
+    write_markdown(out.with_suffix(".md"), render(meta, results))
     print(render(meta, results))
     return 0
 

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.record import write_markdown  # noqa: E402
 
 
 def timed(command: list[str], cwd: Path, env: dict, log: Path) -> float:
@@ -69,7 +72,7 @@ def main() -> int:
     }
     out = ROOT / "benchmarks" / "results" / "demo"
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(render(result))
+    write_markdown(out.with_suffix(".md"), render(result))
     print(render(result))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

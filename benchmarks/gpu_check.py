@@ -46,6 +46,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from benchmarks.coco_folders import write_folder  # noqa: E402
+from benchmarks.record import write_markdown  # noqa: E402
 from regda_dist import config as C  # noqa: E402
 from regda_dist.data.datasets import build_task  # noqa: E402
 from regda_dist.data.loader import PREFETCH  # noqa: E402
@@ -392,7 +393,7 @@ def main() -> int:
     result["machine"] = f"{platform.machine()}, {platform.platform()}"
     command = "PYTHONPATH=. python benchmarks/gpu_check.py " + " ".join(sys.argv[1:])
     out.with_suffix(".json").write_text(json.dumps({**result, "command": command}, indent=2))
-    out.with_suffix(".md").write_text(render(result, s, command))
+    write_markdown(out.with_suffix(".md"), render(result, s, command))
     print(render(result, s, command))
     p2 = result["phase2"]
     passed = all(result["collectives"].values()) and p2["finite"] and p2["within_budget"]

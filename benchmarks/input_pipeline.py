@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.coco_folders import KINDS, write_folder  # noqa: E402
+from benchmarks.record import write_markdown  # noqa: E402
 from regda_dist import config as C  # noqa: E402
 from regda_dist.data.datasets import Augmented  # noqa: E402
 from regda_dist.data.images import ImageSamples  # noqa: E402
@@ -118,7 +119,7 @@ def main() -> None:
     }
     result = {"meta": meta, "rows": rows, "decode": decode, "gpu": gpu_appetite()}
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
-    Path(args.out).with_suffix(".md").write_text(render(result))
+    write_markdown(Path(args.out).with_suffix(".md"), render(result))
     print(render(result))
 
 

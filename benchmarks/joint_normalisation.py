@@ -30,6 +30,7 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import write_markdown  # noqa: E402
 from regda_dist.proxies import create_proxy  # noqa: E402
 from regda_dist.search.folder import load_trials  # noqa: E402
 from regda_dist.search.joint import rescore, task_scores  # noqa: E402
@@ -116,7 +117,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     text = json.dumps({"meta": meta, "result": result, "values": merged}, indent=2)
     (out / "joint_normalisation.json").write_text(text)
-    (out / "joint_normalisation.md").write_text(render(result, meta))
+    write_markdown(out / "joint_normalisation.md", render(result, meta))
     print(render(result, meta))
 
 

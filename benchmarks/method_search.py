@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.adaptation import _ms  # noqa: E402
+from benchmarks.record import write_markdown  # noqa: E402
 
 
 def task_entry(task: str, work: Path) -> str:
@@ -261,9 +262,6 @@ def overall(results: list[dict]) -> list[str]:
     ]
 
 
-NOTES = "## Notes (by hand)"
-
-
 def earlier_record(out: Path) -> dict[str, dict]:
     """The earlier record's results at `out` (.json), by search folder name ({} without one),
     each with the date it was recorded."""
@@ -277,14 +275,6 @@ def earlier_record(out: Path) -> dict[str, dict]:
                 for r in record["results"]}  # fmt: skip
     except (ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"{path}: not a record of this script ({err!r})") from None
-
-
-def hand_notes(out: Path) -> str:
-    """The .md's "## Notes (by hand)" section to its end ("" without one)."""
-    path = out.with_suffix(".md")
-    text = path.read_text() if path.is_file() else ""
-    at = text.find("\n" + NOTES + "\n")
-    return text[at + 1 :] if at >= 0 else ""
 
 
 def render_markdown(results: list[dict], meta: dict) -> str:
@@ -433,7 +423,6 @@ def main() -> int:
     work = Path(args.work).resolve()
     out = Path(args.out)
     earlier = earlier_record(out) if args.no_run else {}
-    notes = hand_notes(out)
     results, not_run = [], []
     for task in args.tasks or [None]:
         for seed in args.seeds:
@@ -472,8 +461,7 @@ def main() -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    text = render_markdown(results, meta)
-    out.with_suffix(".md").write_text(text + ("\n\n" + notes if notes else ""))
+    write_markdown(out.with_suffix(".md"), render_markdown(results, meta))
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.record import write_markdown  # noqa: E402
 
 PHASE1 = {  # name -> overrides of experiments/<task>.yaml
     "sgd-32": [],
@@ -189,7 +192,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.render:
         saved = json.loads(Path(args.render).read_text())
-        Path(args.out).with_suffix(".md").write_text(render(saved["runs"], saved["meta"]))
+        write_markdown(Path(args.out).with_suffix(".md"), render(saved["runs"], saved["meta"]))
         return 0
     start = time.time()
     grid = [(t, s) for t in args.tasks for s in args.seeds]
@@ -226,7 +229,7 @@ def main() -> int:
     }
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
-    out.with_suffix(".md").write_text(render(results, meta))
+    write_markdown(out.with_suffix(".md"), render(results, meta))
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -35,6 +35,7 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import write_markdown  # noqa: E402
 from regda_dist.search.folder import ORACLE, load_trials  # noqa: E402
 from regda_dist.search.spec import SearchConfig  # noqa: E402
 
@@ -176,7 +177,7 @@ def main() -> None:
     }
     out = ROOT / "benchmarks" / "results"
     (out / "tpe_study.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    (out / "tpe_study.md").write_text(render(results, meta))
+    write_markdown(out / "tpe_study.md", render(results, meta))
     print(render(results, meta))
 
 

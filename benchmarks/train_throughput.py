@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import write_markdown  # noqa: E402
+
 # the synth_hand model of the embedded recipe, pinned so that every revision trains the same one
 PINNED = [
     "model.backbone=small_resnet",
@@ -240,7 +242,7 @@ def write(measured: dict, args) -> None:
     out.with_suffix(".json").write_text(
         json.dumps({"meta": meta, "runs": measured, "ratios": ratio}, indent=1)
     )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_markdown(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -154,3 +154,20 @@ def test_a_method_search_render_carries_searches_whose_folders_are_gone(tmp_path
     assert text.count("## Notes (by hand)") == 1
     again = json.loads(out.with_suffix(".json").read_text())["results"]
     assert [(r["seed"], r["carried"], r["recorded"]) for r in again] == [(0, True, "2026-12-01")]
+
+
+def test_a_benchmark_rewriting_its_results_keeps_the_hand_written_notes(tmp_path, capsys):
+    """Re-running a benchmark rewrites its tables; the notes a person added under them stay,
+    and the run says so (they were written about the earlier numbers)."""
+    from benchmarks.record import write_markdown
+
+    path = tmp_path / "results" / "study.md"
+    assert write_markdown(path, "# study\n\n| a |\n| 1 |\n") == ""  # a first run: no notes
+    notes = "## Notes (written by hand after the run)\n\n- ran beside a test\n"
+    path.write_text(path.read_text() + "\n" + notes)
+    assert write_markdown(path, "# study\n\n| a |\n| 2 |\n") == notes
+    assert path.read_text() == "# study\n\n| a |\n| 2 |\n\n" + notes
+    assert "kept its hand-written notes" in capsys.readouterr().out
+    own = "# study\n\n| a |\n| 3 |\n\n## Notes\n\n- new\n"  # a render with notes of its own
+    assert write_markdown(path, own) == ""
+    assert path.read_text() == own
