@@ -1,18 +1,21 @@
-"""How well each target validation proxy selects RegDA configurations AND epochs, judged by the
+"""How well each target validation proxy selects configurations AND epochs, judged by the
 oracle (target-test PCK), over seeds, on both synthetic tasks and a held-out domain.
 
     python benchmarks/proxy_study.py [--seeds 0 1 2] [--trials 16] [--heldout-trials 16]
+        [--experiment experiments/synth_search.yaml] [--out benchmarks/results/proxy_study]
 
-Runs `regda-dist tune experiments/synth_search.yaml` with FIFO scheduling (every trial runs
-every epoch and evaluates each, so any proxy's choice of epoch can be replayed) once per seed,
-and the same search on a held-out domain (benchmarks/heldout_domain.py: a 13-keypoint quadruped
-read as COCO with data.keypoints from_data) that no proxy or default was designed on. Then, per
-search, task and proxy: each trial's epoch chosen by the proxy; Spearman of the proxy with the
-oracle over trials (at those epochs) and over epochs within a trial; top-1 regret against the
-best trial at the proxy's epochs, and the gap to the oracle's own pick of trial and epoch; the
-reference defaults (the first trial) for comparison. The consensus proxy is read at the epoch
-the search's own metric chose. Writes benchmarks/results/proxy_study.{md,json}. Target labels
-are read here only to judge the proxies.
+Runs `regda-dist tune EXPERIMENT` (by default synth_search.yaml: RegDA's space; with
+synth_search_methods.yaml the trials of every adaptation method mixed) with FIFO scheduling
+(every trial runs every epoch and evaluates each, so any proxy's choice of epoch can be
+replayed) once per seed, and the same search on a held-out domain (benchmarks/heldout_domain.py:
+a 13-keypoint quadruped read as COCO with data.keypoints from_data) that no proxy or default
+was designed on. Then, per search, task and proxy: each trial's epoch chosen by the proxy;
+Spearman of the proxy with the oracle over trials (at those epochs) and over epochs within a
+trial; top-1 regret against the best trial at the proxy's epochs, and the gap to the oracle's
+own pick of trial and epoch; the reference defaults (the first trial) for comparison; where
+methods are mixed, the method of each proxy's pick. The consensus proxy is read at the epoch
+the search's own metric chose. Writes OUT.{md,json}. Target labels are read here only to judge
+the proxies.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -36,10 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import heldout_domain  # noqa: E402
+from benchmarks.record import write_markdown  # noqa: E402
 from regda_dist.search.consensus import KEY as CONSENSUS  # noqa: E402
 from regda_dist.search.consensus import add_consensus  # noqa: E402
 from regda_dist.search.folder import ORACLE, load_trials  # noqa: E402
-from regda_dist.search.space import default_point  # noqa: E402
+from regda_dist.search.space import METHOD, default_point  # noqa: E402
 from regda_dist.search.spec import load_search  # noqa: E402
 
 
@@ -68,10 +73,10 @@ def tune(experiment: Path, name: str, output_dir: Path, trials: int, seed: int) 
     return search_dir
 
 
-def heldout_experiment(output_dir: Path) -> Path:
-    """synth_search.yaml's recipe on the held-out COCO pair (its own keypoint set)."""
+def heldout_experiment(output_dir: Path, experiment: Path) -> Path:
+    """The experiment's recipe on the held-out COCO pair (its own keypoint set)."""
     folders = heldout_domain.write(output_dir / "heldout-data")
-    values = yaml.safe_load((ROOT / "experiments" / "synth_search.yaml").read_text())
+    values = yaml.safe_load(experiment.read_text())
     values["data"].update(task="", keypoints="from_data")
     values["data"]["source"] = {"dataset": "coco", "root": str(folders["source"])}
     values["data"]["target"] = {"dataset": "coco", "root": str(folders["target"])}
@@ -95,6 +100,7 @@ def analyse_task(trials, task: str, defaults: dict | None) -> dict:
     proxies = sorted({k for c in curves.values() for r in c for k in r if k.startswith("proxy/")})
     out = {"trials": len(done), "oracle_pick": oracle_any, "proxies": {}}
     default_trial = next((t for t in done if t.params == defaults), None)
+    method = {t.trial_id: t.params.get(METHOD) for t in done}  # None: a search of one method
     for proxy in [*proxies, CONSENSUS]:
         chosen = {}  # trial -> (proxy value, oracle) at the epoch the proxy chose
         within = []
@@ -102,12 +108,12 @@ def analyse_task(trials, task: str, defaults: dict | None) -> dict:
             if proxy == CONSENSUS:
                 metrics = t.metrics(task)
                 if CONSENSUS in metrics:
-                    chosen[t.trial_id] = (metrics[CONSENSUS], metrics[ORACLE], None)
+                    chosen[t.trial_id] = (metrics[CONSENSUS], metrics[ORACLE], t.trial_id)
                 continue
             rows = [r for r in curves[t.trial_id] if _finite(r.get(proxy))]
             if rows:
                 best = max(rows, key=lambda r: r[proxy])
-                chosen[t.trial_id] = (best[proxy], best[ORACLE], best["epoch"])
+                chosen[t.trial_id] = (best[proxy], best[ORACLE], t.trial_id)
                 within.append(_rho([r[proxy] for r in rows], [r[ORACLE] for r in rows]))
         if len(chosen) < 2:
             continue
@@ -122,6 +128,8 @@ def analyse_task(trials, task: str, defaults: dict | None) -> dict:
             "epoch_spearman": _mean([r for r in within if not math.isnan(r)]),
             "mean_chosen": _mean([v[1] for v in values]),
         }
+        if method[pick[2]] is not None:
+            entry["picked_method"] = method[pick[2]]
         if default_trial is not None and default_trial.trial_id in chosen:
             entry["defaults"] = chosen[default_trial.trial_id][1]
         out["proxies"][proxy] = entry
@@ -157,15 +165,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--heldout-trials", type=int, default=16)
-    parser.add_argument("--output-dir", default=str(ROOT / "runs" / "proxy_study"))
+    parser.add_argument("--experiment", default="experiments/synth_search.yaml")
+    parser.add_argument(
+        "--output-dir", help="the searches' folder (default: runs/proxy_study/EXPERIMENT's stem)"
+    )
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "proxy_study"))
     args = parser.parse_args()
-    output_dir = Path(args.output_dir).resolve()
+    experiment = (ROOT / args.experiment).resolve()
+    if not experiment.is_file():
+        raise SystemExit(f"--experiment {args.experiment}: no such file")
+    output_dir = Path(args.output_dir or ROOT / "runs" / "proxy_study" / experiment.stem).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results = {}
     for seed in args.seeds:
         search_dir = tune(
-            ROOT / "experiments" / "synth_search.yaml",
+            experiment,
             f"synth-s{seed}",
             output_dir,
             args.trials,
@@ -174,31 +189,38 @@ def main() -> None:
         results[f"seed {seed}"] = analyse(search_dir)
     if args.heldout_trials:
         search_dir = tune(
-            heldout_experiment(output_dir), "heldout-s0", output_dir, args.heldout_trials, 0
+            heldout_experiment(output_dir, experiment),
+            "heldout-s0",
+            output_dir,
+            args.heldout_trials,
+            0,
         )
         results["held-out, seed 0"] = analyse(search_dir)
     command = "python benchmarks/proxy_study.py " + " ".join(sys.argv[1:])
-    write(results, command, (time.time() - started) / 60)
+    write(results, command, (time.time() - started) / 60, experiment, Path(args.out))
 
 
-def write(results: dict, command: str, minutes: float) -> None:
-    out = ROOT / "benchmarks" / "results"
+def write(results: dict, command: str, minutes: float, experiment: Path, out: Path) -> None:
     meta = {
         "command": command,
+        "experiment": str(experiment.relative_to(ROOT)),
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "python": platform.python_version(),
         "minutes": round(minutes, 1),
     }
-    (out / "proxy_study.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    (out / "proxy_study.md").write_text(render(results, meta))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    write_markdown(out.with_suffix(".md"), render(results, meta))
     print(render(results, meta))
 
 
 def summary(results: dict) -> list[str]:
-    """Per proxy over every (task, seed) search: the issue's goals side by side."""
+    """Per proxy over every (task, seed) search: the issue's goals side by side (and, where
+    methods are mixed, how often its pick was each method's trial)."""
     runs = [(f"{task}, {run}", r) for run, tasks in results.items() for task, r in tasks.items()]
     proxies = sorted({p for _, r in runs for p in r["proxies"]})
+    mixed = any("picked_method" in p for _, r in runs for p in r["proxies"].values())
     lines = [
         "",
         "## Summary over every search",
@@ -208,8 +230,9 @@ def summary(results: dict) -> list[str]:
         "defaults.",
         "",
         "| proxy | mean Spearman (trials) | min | mean Spearman (epochs) | mean gap to oracle's "
-        "pick | within 1 PCK | pick > defaults | mean PCK of trials at its epochs |",
-        "|---|---|---|---|---|---|---|---|",
+        "pick | within 1 PCK | pick > defaults | mean PCK of trials at its epochs |"
+        + (" its picks' methods |" if mixed else ""),
+        "|---" * (9 if mixed else 8) + "|",
     ]
     for proxy in proxies:
         entries = [r["proxies"][proxy] for _, r in runs if proxy in r["proxies"]]
@@ -222,6 +245,7 @@ def summary(results: dict) -> list[str]:
             f"{_mean(epoch_rho):.2f} | {_mean(gaps):.1f} | "
             f"{sum(g <= 1.0 for g in gaps)}/{len(gaps)} | {sum(beats)}/{len(beats)} | "
             f"{_mean([e['mean_chosen'] for e in entries]):.1f} |"
+            + (f" {_counts(e.get('picked_method') for e in entries)} |" if mixed else "")
         )
     lines += [
         "",
@@ -235,16 +259,33 @@ def summary(results: dict) -> list[str]:
     return lines
 
 
+def _counts(names) -> str:
+    counts = Counter(name or "?" for name in names)
+    return ", ".join(f"{name} {n}" for name, n in counts.most_common())
+
+
+def _searches(results: dict) -> list[dict]:
+    return [r for tasks in results.values() for r in tasks.values()]
+
+
 def render(results: dict, meta: dict) -> str:
+    mixed = any("picked_method" in p for r in _searches(results) for p in r["proxies"].values())
     lines = [
-        "# Proxy study: selecting RegDA configurations and epochs without target labels",
+        f"# Proxy study: selecting {'every method' if mixed else 'RegDA'}'s configurations and "
+        "epochs without target labels",
         "",
         f"- command: `{meta['command']}` (wall time {meta['minutes']:.0f} min)",
         f"- date: {meta['date']}; machine: {meta['machine']}; Python {meta['python']}",
-        "- searches: experiments/synth_search.yaml per seed (both tasks) and the held-out "
-        "quadruped (COCO, from_data), FIFO (every trial runs and evaluates every epoch), TPE "
-        "over the default space guided by the default search.metric; the first trial runs the "
-        "reference defaults. Oracle = target TEST PCK, read only to judge.",
+        f"- searches: {meta.get('experiment', 'experiments/synth_search.yaml')} per seed (both "
+        "tasks) and the held-out quadruped (COCO, from_data), FIFO (every trial runs and "
+        "evaluates every epoch), TPE over the experiment's space guided by its search.metric; "
+        + (
+            "the first trials run each method at the experiment's own values, every method's "
+            "trials mixed; 'defaults' = the experiment's own method's (RegDA's) values. "
+            if mixed
+            else "the first trial runs the reference defaults. "
+        )
+        + "Oracle = target TEST PCK, read only to judge.",
         "- per proxy: each trial at the epoch the proxy chose. Spearman over trials and, "
         "averaged, over the epochs of a trial; regret = best trial at the proxy's epochs minus "
         "its pick; gap = the oracle's own pick (any trial, any epoch) minus its pick; defaults "
@@ -266,10 +307,11 @@ def render(results: dict, meta: dict) -> str:
                 "|---|---|---|---|---|---|---|---|",
             ]
             for proxy, p in sorted(r["proxies"].items(), key=lambda kv: kv[1]["regret"]):
+                method = f" ({p['picked_method']})" if "picked_method" in p else ""
                 lines.append(
                     f"| {proxy} | {p['spearman']:.2f} | {p['epoch_spearman']:.2f} | "
-                    f"{p['regret']:.1f} | {p['gap_to_oracle_pick']:.1f} | {p['picked']:.1f} | "
-                    f"{p.get('defaults', math.nan):.1f} | {p['mean_chosen']:.1f} |"
+                    f"{p['regret']:.1f} | {p['gap_to_oracle_pick']:.1f} | {p['picked']:.1f}"
+                    f"{method} | {p.get('defaults', math.nan):.1f} | {p['mean_chosen']:.1f} |"
                 )
     return "\n".join(lines) + "\n"
 
