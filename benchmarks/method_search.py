@@ -11,7 +11,8 @@ train.seed and search.seed set to it, then `regda-dist report` on its folder. A 
 seed's folder (its search.json written) is read again, not re-run; an unfinished one is
 continued with --resume. With --no-run, a search whose folder is not on this machine (another
 machine's, or one since removed) is carried from the earlier record at --out (its .json),
-marked as carried in the table; the .md's "## Notes (by hand)" section is kept either way.
+matched by folder name (experiment, task, seed; not --set), marked as carried in the table.
+The .md's hand-written "## Notes" section is kept either way (benchmarks/record.py).
 Per task: the search's answer (the best candidate by the search's objective: a trial at the
 epoch it selected, or source-only / AdaBN where one scored better), its target PCK, the best
 trial of each method by the same objective, and the oracle's pick (the candidate with the best

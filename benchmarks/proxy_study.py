@@ -47,6 +47,17 @@ from regda_dist.search.folder import ORACLE, load_trials  # noqa: E402
 from regda_dist.search.space import METHOD, default_point  # noqa: E402
 from regda_dist.search.spec import load_search  # noqa: E402
 
+DEFAULT_EXPERIMENT = ROOT / "experiments" / "synth_search.yaml"
+
+
+def study_name(experiment: Path) -> str:
+    """proxy_study for the default experiment (RegDA's space), proxy_study_NAME for another
+    (synth_search_methods.yaml: proxy_study_methods), so that one study's results and searches
+    never overwrite another's."""
+    if experiment == DEFAULT_EXPERIMENT:
+        return "proxy_study"
+    return "proxy_study_" + (experiment.stem.removeprefix("synth_search_") or experiment.stem)
+
 
 def tune(experiment: Path, name: str, output_dir: Path, trials: int, seed: int) -> Path:
     search_dir = output_dir / name
@@ -165,16 +176,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--heldout-trials", type=int, default=16)
-    parser.add_argument("--experiment", default="experiments/synth_search.yaml")
+    parser.add_argument("--experiment", default=str(DEFAULT_EXPERIMENT.relative_to(ROOT)))
     parser.add_argument(
-        "--output-dir", help="the searches' folder (default: runs/proxy_study/EXPERIMENT's stem)"
+        "--output-dir", help="the searches' folder (default: runs/proxy_study[_NAME])"
     )
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "proxy_study"))
+    parser.add_argument(
+        "--out", help="the results, .md and .json (default: benchmarks/results/proxy_study[_NAME])"
+    )
     args = parser.parse_args()
     experiment = (ROOT / args.experiment).resolve()
     if not experiment.is_file():
         raise SystemExit(f"--experiment {args.experiment}: no such file")
-    output_dir = Path(args.output_dir or ROOT / "runs" / "proxy_study" / experiment.stem).resolve()
+    name = study_name(experiment)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / name)
+    output_dir = Path(args.output_dir or ROOT / "runs" / name).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results = {}
@@ -197,13 +212,15 @@ def main() -> None:
         )
         results["held-out, seed 0"] = analyse(search_dir)
     command = "python benchmarks/proxy_study.py " + " ".join(sys.argv[1:])
-    write(results, command, (time.time() - started) / 60, experiment, Path(args.out))
+    write(results, command, (time.time() - started) / 60, experiment, out)
 
 
 def write(results: dict, command: str, minutes: float, experiment: Path, out: Path) -> None:
     meta = {
         "command": command,
-        "experiment": str(experiment.relative_to(ROOT)),
+        "experiment": str(
+            experiment.relative_to(ROOT) if experiment.is_relative_to(ROOT) else experiment
+        ),
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "python": platform.python_version(),

@@ -171,3 +171,15 @@ def test_a_benchmark_rewriting_its_results_keeps_the_hand_written_notes(tmp_path
     own = "# study\n\n| a |\n| 3 |\n\n## Notes\n\n- new\n"  # a render with notes of its own
     assert write_markdown(path, own) == ""
     assert path.read_text() == own
+
+
+def test_a_proxy_study_of_another_experiment_writes_its_own_files():
+    """--experiment without --out: the RegDA study's results (and their notes) stay; another
+    experiment's study writes proxy_study_NAME.{md,json} and searches in runs/proxy_study_NAME."""
+    from benchmarks.proxy_study import DEFAULT_EXPERIMENT, ROOT, study_name
+
+    assert study_name(DEFAULT_EXPERIMENT) == "proxy_study"
+    methods = ROOT / "experiments" / "synth_search_methods.yaml"
+    assert study_name(methods) == "proxy_study_methods"
+    other = ROOT / "experiments" / "synth_hand_search_methods.yaml"
+    assert study_name(other) == "proxy_study_synth_hand_search_methods"

@@ -174,7 +174,11 @@ def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
     """Phase 1 runs alone, before any trial: on the embedded (one-node) cluster each CPU worker
     takes its share of the node's CPUs, whole ones, with as many torch threads, where the trials'
     own share is smaller (trials sized to run two at a time would leave cores idle). Neither
-    field is part of phase 1's cache key: the same model comes out."""
+    field is part of phase 1's cache key: they change its speed and, as another thread count
+    sums floats in another order, the last bits of its weights, which training can grow (the likely
+    reason a synth_hand phase 1 with 2 threads and one with 1 reached 43.1 and 43.3 target PCK
+    source-only, benchmarks/results/method_search_task.md); whichever computes it first is the
+    one cached."""
     s = cfg.scaling
     share = int(cpus // s.num_workers)
     if s.use_gpu or share <= s.cpus_per_worker:
