@@ -119,17 +119,17 @@ def analyse_task(trials, task: str, defaults: dict | None) -> dict:
             if proxy == CONSENSUS:
                 metrics = t.metrics(task)
                 if CONSENSUS in metrics:
-                    chosen[t.trial_id] = (metrics[CONSENSUS], metrics[ORACLE], t.trial_id)
+                    chosen[t.trial_id] = (metrics[CONSENSUS], metrics[ORACLE])
                 continue
             rows = [r for r in curves[t.trial_id] if _finite(r.get(proxy))]
             if rows:
                 best = max(rows, key=lambda r: r[proxy])
-                chosen[t.trial_id] = (best[proxy], best[ORACLE], t.trial_id)
+                chosen[t.trial_id] = (best[proxy], best[ORACLE])
                 within.append(_rho([r[proxy] for r in rows], [r[ORACLE] for r in rows]))
         if len(chosen) < 2:
             continue
         values = list(chosen.values())
-        pick = max(values, key=lambda v: v[0])
+        picked_trial, pick = max(chosen.items(), key=lambda kv: kv[1][0])
         best_same = max(v[1] for v in values)
         entry = {
             "spearman": _rho([v[0] for v in values], [v[1] for v in values]),
@@ -139,8 +139,8 @@ def analyse_task(trials, task: str, defaults: dict | None) -> dict:
             "epoch_spearman": _mean([r for r in within if not math.isnan(r)]),
             "mean_chosen": _mean([v[1] for v in values]),
         }
-        if method[pick[2]] is not None:
-            entry["picked_method"] = method[pick[2]]
+        if method[picked_trial] is not None:
+            entry["picked_method"] = method[picked_trial]
         if default_trial is not None and default_trial.trial_id in chosen:
             entry["defaults"] = chosen[default_trial.trial_id][1]
         out["proxies"][proxy] = entry
@@ -237,7 +237,7 @@ def summary(results: dict) -> list[str]:
     methods are mixed, how often its pick was each method's trial)."""
     runs = [(f"{task}, {run}", r) for run, tasks in results.items() for task, r in tasks.items()]
     proxies = sorted({p for _, r in runs for p in r["proxies"]})
-    mixed = any("picked_method" in p for _, r in runs for p in r["proxies"].values())
+    mixed = methods_mixed(results)
     lines = [
         "",
         "## Summary over every search",
@@ -281,12 +281,14 @@ def _counts(names) -> str:
     return ", ".join(f"{name} {n}" for name, n in counts.most_common())
 
 
-def _searches(results: dict) -> list[dict]:
-    return [r for tasks in results.values() for r in tasks.values()]
+def methods_mixed(results: dict) -> bool:
+    """Whether the searches mixed methods (a proxy's pick has a method)."""
+    searches = [r for tasks in results.values() for r in tasks.values()]
+    return any("picked_method" in p for r in searches for p in r["proxies"].values())
 
 
 def render(results: dict, meta: dict) -> str:
-    mixed = any("picked_method" in p for r in _searches(results) for p in r["proxies"].values())
+    mixed = methods_mixed(results)
     lines = [
         f"# Proxy study: selecting {'every method' if mixed else 'RegDA'}'s configurations and "
         "epochs without target labels",
