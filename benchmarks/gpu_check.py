@@ -53,7 +53,9 @@ from regda_dist.data.loader import PREFETCH  # noqa: E402
 from regda_dist.engine.collectives import Collectives  # noqa: E402
 from regda_dist.engine.overlap import OverlappedSync  # noqa: E402
 from regda_dist.engine.runtime import Runtime  # noqa: E402
-from regda_dist.engine.steps import RegDAStep, adaptation_optimizers  # noqa: E402
+from regda_dist.methods.base import adaptation_optimizers  # noqa: E402
+from regda_dist.methods.regda import RegDAStep  # noqa: E402
+from regda_dist.engine.build import train_mode  # noqa: E402
 from regda_dist.engine.trainer import Trainer  # noqa: E402
 
 
@@ -99,9 +101,9 @@ def config(s: Setup, folder: Path, out: Path, precision: str, loaders: int = 0) 
             f"data.heatmap_size={s.heatmap_size}",
             f"model.backbone={s.backbone}",
             f"model.upsample_channels={s.channels}",
-            f"regda.batch_size={s.batch}",
-            f"regda.iters_per_epoch={s.phase2_iters}",
-            "regda.epochs=1",
+            f"adapt.batch_size={s.batch}",
+            f"adapt.iters_per_epoch={s.phase2_iters}",
+            "adapt.epochs=1",
             f"train.device={s.device}",
             f"train.precision={precision}",
             f"train.output_dir={out}",
@@ -176,7 +178,7 @@ def device_batches(trainer: Trainer, s: Setup) -> tuple:
 
 def preloaded(trainer: Trainer, s: Setup) -> dict:
     """(a): the same two device batches every iteration: the GPU's own rate."""
-    model = trainer.train_mode(trainer.build_model())
+    model = train_mode(trainer.cfg, trainer.build_model())
     batches = [device_batches(trainer, s)] * (5 + s.iters)
     return timed(_step(trainer, model), batches, 5, trainer.runtime.device)
 
@@ -193,7 +195,7 @@ def fed(trainer: Trainer, s: Setup, budget: int) -> dict:
         trainer._loader(task.source_train, s.batch, iters, 2, source_workers),
         trainer._loader(task.target_train, s.batch, iters, 3, target_workers),
     ]
-    model = trainer.train_mode(trainer.build_model())
+    model = train_mode(trainer.cfg, trainer.build_model())
     batches = zip(*loaders, strict=True)
     return {"iterations": iters - warm, **timed(_step(trainer, model), batches, warm,
                                                 trainer.runtime.device)}  # fmt: skip
@@ -214,7 +216,7 @@ def collectives(trainer: Trainer) -> dict:
         "reduce_sum": comm.reduce_sum(torch.arange(3, device=device)).tolist() == [0, 1, 2],
         "gather": comm.gather(torch.ones(2, 3, dtype=torch.bool, device=device), [2]).all().item(),
     }
-    metrics = trainer.eval_metrics(model)  # shards summed and gathered through the group
+    metrics = trainer.evaluator(model)  # shards summed and gathered through the group
     proxies = {f"proxy/{name}" for name in trainer.cfg.train.proxies}
     checks["evaluation"] = proxies <= set(metrics) and math.isfinite(metrics["oracle/target_pck"])
     return checks
@@ -255,7 +257,7 @@ def overlap(trainer: Trainer, s: Setup) -> dict:
     out = {}
     for name in ("synchronous", "overlapped"):
         torch.manual_seed(0)
-        model = trainer.train_mode(trainer.build_model())
+        model = train_mode(trainer.cfg, trainer.build_model())
         sync = (
             OverlappedSync(trainer.runtime.comm, model, s.bucket_mb)
             if name != "synchronous"

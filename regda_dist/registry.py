@@ -47,6 +47,11 @@ class Registry(Generic[T]):
         self._load()
         return sorted(self._entries)
 
+    def ordered(self) -> list[str]:
+        """The names in the order they were registered."""
+        self._load()
+        return list(self._entries)
+
     def __contains__(self, name: object) -> bool:
         self._load()
         return name in self._entries

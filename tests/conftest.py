@@ -20,8 +20,8 @@ TINY = [
     "data.image_size=32", "data.heatmap_size=16", "data.num_train=24", "data.num_val=8",
     "data.num_test=8", "model.backbone=small_resnet", "model.upsample_channels=8",
     "pretrain.epochs=2", "pretrain.iters_per_epoch=2", "pretrain.batch_size=4",
-    "pretrain.milestones=[1]", "regda.epochs=2", "regda.iters_per_epoch=2",
-    "regda.batch_size=4", "regda.warm_max_iters=2", "train.progress=false",
+    "pretrain.milestones=[1]", "adapt.epochs=2", "adapt.iters_per_epoch=2",
+    "adapt.batch_size=4", "regda.warm_max_iters=2", "train.progress=false",
     "train.eval_batch_size=8",
 ]  # fmt: skip
 

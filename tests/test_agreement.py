@@ -20,7 +20,7 @@ from filelock import FileLock
 from regda_dist import config as C
 from regda_dist.data.datasets import build_task
 from regda_dist.distributed.local_cluster import free_port
-from regda_dist.engine import checkpoint, run
+from regda_dist.engine import checkpoint, phase1
 from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.trainer import Trainer
@@ -43,7 +43,7 @@ def _adapt(rank: int, cfg_dict: dict, folder: str, port: int) -> None:
     cfg = C.from_dict(cfg_dict)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     start = torch.load(Path(folder) / "start.pt", weights_only=True)
-    model = trainer.adapt(start, Path(folder) / f"rank{rank}" / "adapt.ckpt")
+    model = trainer.adapt(start, Path(folder) / f"rank{rank}" / "adapt.ckpt").model
     torch.save(model.state_dict(), Path(folder) / f"final{rank}.pt")
     dist.destroy_process_group()
 
@@ -59,7 +59,7 @@ def _stop_after_epoch_1(phase, epoch, metrics):
 
 def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny_cfg, tmp_path):
     tiny_cfg.train.proxies = ["source_pck"]  # evaluation (last epoch only) is not the point
-    tiny_cfg.train.eval_every = tiny_cfg.regda.epochs
+    tiny_cfg.train.eval_every = tiny_cfg.adapt.epochs
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     torch.manual_seed(0)
     start = trainer.build_model().state_dict()
@@ -74,17 +74,17 @@ def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny
     # ran one epoch fewer than rank 0, whose collectives then found no partner)
     mp.spawn(_adapt, args=(tiny_cfg.to_dict(), str(tmp_path), free_port()), nprocs=2)
     final = [torch.load(tmp_path / f"final{r}.pt", weights_only=True) for r in (0, 1)]
-    total = tiny_cfg.regda.epochs * tiny_cfg.regda.iters_per_epoch
+    total = tiny_cfg.adapt.epochs * tiny_cfg.adapt.iters_per_epoch
     assert int(final[0]["grl.iters"]) == int(final[1]["grl.iters"]) == total
 
 
 def _phase1(rank: int, cfg_dict: dict, port: int, out: str) -> None:
     runtime = _runtime(rank, port, timeout_s=2)
-    run.LOCK_POLL_S = 0.3  # the test's collective timeout is 2 s
+    phase1.LOCK_POLL_S = 0.3  # the test's collective timeout is 2 s
     cfg = C.from_dict(cfg_dict)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     Path(out, f"ready{rank}").touch()
-    _, info = run.pretrained_source(trainer)
+    _, info = phase1.pretrained_source(trainer)
     Path(out, f"rank{rank}.json").write_text(json.dumps(info))
     dist.destroy_process_group()
 
@@ -94,7 +94,7 @@ def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(ti
     collective timeout), then leaves its phase 1 in the cache: both ranks wait for it and then
     read it."""
     build_task(tiny_cfg.data)  # the data, once, before the ranks read it
-    folder = run.phase1_folder(tiny_cfg)
+    folder = phase1.phase1_cache(tiny_cfg).path
     folder.mkdir(parents=True)
     model = Trainer(tiny_cfg, task=None).build_model(21)
     locked = threading.Event()

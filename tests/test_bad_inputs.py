@@ -12,7 +12,7 @@ import yaml
 
 from regda_dist import config as C
 from regda_dist.cli import main
-from regda_dist.engine.run import phase1_folder
+from regda_dist.engine.phase1 import phase1_cache
 from tests import data_fixtures as fx
 from tests.conftest import write_experiment
 
@@ -97,7 +97,7 @@ def test_a_bad_checkpoint_on_resume_is_one_line_and_writes_nothing(tmp_path, cap
 @pytest.mark.parametrize("name", ["model.pt", "checkpoint.pt"])
 def test_a_bad_phase1_cache_file_is_one_line_before_any_run_folder(tmp_path, capsys, name):
     exp = write_experiment(tmp_path)
-    cache = phase1_folder(C.load(exp))
+    cache = phase1_cache(C.load(exp)).path
     cache.mkdir(parents=True)
     (cache / name).write_bytes(_bad_file(tmp_path, "truncated").read_bytes())
     if name == "model.pt":

@@ -58,7 +58,8 @@ def adapted(tmp_path_factory):
         trainer = Trainer(cfg, build_task(cfg.data))
         source, _ = trainer.pretrain(tmp_path / f"p1-{mode}.ckpt")
         torch.manual_seed(0)
-        runs[mode] = trainer, source, trainer.adapt(source.state_dict(), tmp_path / f"{mode}.ckpt")
+        out = trainer.adapt(source.state_dict(), tmp_path / f"{mode}.ckpt")
+        runs[mode] = trainer, source, out.model, out
     return runs
 
 
@@ -73,14 +74,14 @@ def test_every_mode_but_frozen_trains_the_same_weights(adapted, mode):
 
 
 def test_target_mode_exports_the_weights_with_statistics_reestimated_on_target(adapted):
-    trainer, _, exported = adapted["target"]
+    trainer, _, exported, out = adapted["target"]
     expected = trainer.eval.adabn(exported, trainer.task.target_train, trainer.cfg.train.seed)
     assert _equal(_stats(exported), _stats(expected), atol=1e-6)
     source = trainer.eval.adabn(exported, ImagesOnly(trainer.task.source_train), seed=0)
     assert not _equal(_stats(exported), _stats(source), atol=1e-3)
     # the epoch selection keeps the same kind of model: its statistics are the target's too
     selected = dict(exported.state_dict())
-    selected.update(trainer.selected["weights"])
+    selected.update(out.selected["weights"])
     model = trainer.build_model()
     model.load_state_dict(selected)
     again = trainer.eval.adabn(model, trainer.task.target_train, trainer.cfg.train.seed)
@@ -89,45 +90,43 @@ def test_target_mode_exports_the_weights_with_statistics_reestimated_on_target(a
 
 def test_target_mode_reestimates_on_at_most_reestimate_images(adapted):
     """adapt.reestimate_images caps each re-estimation at the first N of its seeded order."""
-    trainer, _, exported = adapted["target"]
+    trainer, _, exported, _ = adapted["target"]
     images, seed = trainer.task.target_train, trainer.cfg.train.seed
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     expected = trainer.eval.adabn(exported, torch.utils.data.Subset(images, order[:6].tolist()), 0)
     trainer.cfg.adapt.reestimate_images = 6
     try:
-        capped = trainer._reestimate(exported, "target")
+        capped = trainer.evaluator.reestimate(exported, "target")
     finally:
         trainer.cfg.adapt.reestimate_images = 0
     assert _equal(_stats(capped), _stats(expected), atol=1e-6)
-    assert not _equal(_stats(capped), _stats(trainer._reestimate(exported, "target")), atol=1e-4)
+    assert not _equal(
+        _stats(capped), _stats(trainer.evaluator.reestimate(exported, "target")), atol=1e-4
+    )
 
 
 def test_target_mode_evaluates_each_domain_with_its_own_statistics(adapted):
-    trainer, _, exported = adapted["target"]
+    trainer, _, exported, out = adapted["target"]
     task, spec = trainer.task, trainer.task.spec
-    source_model = trainer._reestimate(exported, "source")
+    source_model = trainer.evaluator.reestimate(exported, "source")
     assert (
-        trainer.last_eval["oracle/target_pck"]
-        == trainer.eval.pck(exported, task.target_test, spec)["all"]
+        out.last["oracle/target_pck"] == trainer.eval.pck(exported, task.target_test, spec)["all"]
     )
-    assert (
-        trainer.last_eval["source/pck"]
-        == trainer.eval.pck(source_model, task.source_test, spec)["all"]
-    )
+    assert out.last["source/pck"] == trainer.eval.pck(source_model, task.source_test, spec)["all"]
 
 
 def test_mixed_mode_evaluates_with_the_statistics_training_left(adapted):
-    trainer, _, exported = adapted["mixed"]
+    trainer, _, exported, out = adapted["mixed"]
     task = trainer.task
-    assert exported is trainer.norm.models(exported)["target"]
+    assert exported is trainer.evaluator.norm.models(exported)["target"]
     assert (
-        trainer.last_eval["oracle/target_pck"]
+        out.last["oracle/target_pck"]
         == trainer.eval.pck(exported, task.target_test, task.spec)["all"]
     )
 
 
 def test_frozen_mode_keeps_phase_one_statistics_in_the_feature_generator(adapted):
-    _, source, exported = adapted["frozen"]
+    _, source, exported, _ = adapted["frozen"]
     feature = [
         m for name, m in exported.named_modules() if name.startswith(("backbone", "upsampling"))
     ]
@@ -141,12 +140,12 @@ def test_frozen_mode_keeps_phase_one_statistics_in_the_feature_generator(adapted
 
 
 def test_domain_mode_statistics_survive_a_resume(tmp_path):
-    cfg = _cfg(tmp_path, "adapt.batchnorm=domain", "regda.epochs=2")
+    cfg = _cfg(tmp_path, "adapt.batchnorm=domain", "adapt.epochs=2")
     task = build_task(cfg.data)
     trainer = Trainer(cfg, task)
     source, _ = trainer.pretrain(tmp_path / "p1.ckpt")
     torch.manual_seed(1)
-    straight = trainer.adapt(source.state_dict(), tmp_path / "straight.ckpt")
+    straight = trainer.adapt(source.state_dict(), tmp_path / "straight.ckpt").model
 
     def crash(phase, epoch, metrics):
         if phase == "adapt" and epoch == 1:
@@ -157,7 +156,7 @@ def test_domain_mode_statistics_survive_a_resume(tmp_path):
     torch.manual_seed(1)
     with pytest.raises(KeyboardInterrupt):
         interrupted.adapt(source.state_dict(), tmp_path / "resumed.ckpt")
-    resumed = Trainer(cfg, task).adapt(source.state_dict(), tmp_path / "resumed.ckpt")
+    resumed = Trainer(cfg, task).adapt(source.state_dict(), tmp_path / "resumed.ckpt").model
     for name, value in resumed.state_dict().items():
         assert torch.equal(value, straight.state_dict()[name]), name
 
@@ -171,6 +170,6 @@ def test_an_unknown_mode_and_a_head_that_cannot_be_carried_over_are_refused():
         C.load(None, ["adapt.method=mean_teacher", "pretrain.head_layers=1"])
     # RegDA's auto: phase 1's head where phase 1 trains the same head, else a fresh one
     assert C.load(None, ["pretrain.head_layers=1"]).adapt_head == "fresh"
-    assert C.load(None, []).adapt_head == C.REGDA_HEAD_INIT == "phase1"
+    assert C.load(None, []).adapt_head == "phase1"
     with pytest.raises(ValueError, match="adapt.batchnorm must be one of"):
         PhaseTwoNorm("sometimes", None)

@@ -32,8 +32,8 @@ def test_train_runs_both_phases_and_prints_the_comparison(tmp_path, capsys):
         assert label in out
     run = tmp_path / "runs" / "tiny"
     result = json.loads((run / "result.json").read_text())
-    assert {"source_only", "adabn", "regda", "pretrain"} <= set(result)
-    assert 0 <= result["regda"]["oracle/target_pck"] <= 100
+    assert {"source_only", "adabn", "adapted", "pretrain"} <= set(result)
+    assert 0 <= result["adapted"]["oracle/target_pck"] <= 100
     assert (run / "model.pt").is_file() and (run / "config.yaml").is_file()
     # the resolved config is complete and loadable
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -126,7 +126,7 @@ def test_resume_with_an_unreadable_saved_config_is_one_line(tmp_path, capsys):
 
 def test_a_run_that_selects_an_epoch_prints_and_keeps_that_epoch(tmp_path, capsys):
     # as `export` names it: model.pt and the printed RegDA row are the selected epoch's
-    exp = _experiment(tmp_path, train__select_metric="proxy/source_pck", regda__epochs=3)
+    exp = _experiment(tmp_path, train__select_metric="proxy/source_pck", adapt__epochs=3)
     assert cli.main(["train", "--no-ray", str(exp)]) == 0
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "tiny"
@@ -162,7 +162,7 @@ def test_a_baseline_as_the_method_runs_no_phase_two_and_is_its_own_answer(tmp_pa
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "tiny"
     result = json.loads((run / "result.json").read_text())
-    assert result["regda"] == result["adabn"] and result["method"] == "AdaBN"
+    assert result["adapted"] == result["adabn"] and result["method"] == "AdaBN"
     assert "selected" not in result and not (run / "adapt.ckpt").exists()
     cached = torch.load(result["baseline_weights"]["adabn"], weights_only=True)
     saved = torch.load(run / "model.pt", weights_only=True)

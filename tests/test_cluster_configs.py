@@ -242,7 +242,7 @@ def _calls(attr: str):
 
 
 def test_checkpoints_load_weights_only_and_yaml_is_read_safely():
-    from regda_dist import config_yaml
+    from regda_dist.config import yaml_io as config_yaml
 
     for path, call in _calls("load"):
         owner = getattr(call.func.value, "id", None)

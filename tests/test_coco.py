@@ -51,11 +51,11 @@ def test_coco_round_trip_trains_to_the_same_pck(tiny_cfg, tmp_path):
     memory = run.run_here(tiny_cfg, tmp_path / "runs" / "memory")
     coco_cfg = _coco_cfg(tmp_path, tmp_path / "coco")
     coco = run.run_here(coco_cfg, tmp_path / "runs_coco" / "coco")
-    for method in ("source_only", "adabn", "regda"):
+    for method in ("source_only", "adabn", "adapted"):
         same = {k: v for k, v in memory[method].items() if k != "seconds"}
         assert same == {k: v for k, v in coco[method].items() if k != "seconds"}, method
     # a real number was compared (the tiny model's PCKs are near 0: any of them, any method)
-    assert any(v > 0 for m in ("source_only", "adabn", "regda")
+    assert any(v > 0 for m in ("source_only", "adabn", "adapted")
                for k, v in memory[m].items() if "pck" in k)  # fmt: skip
 
 
@@ -65,4 +65,4 @@ def test_pck_normalised_by_the_annotation_box_is_stated_in_the_result(tiny_cfg, 
     cfg.train.pck_normalize = "bbox"
     result = run.run_here(cfg, tmp_path / "runs_coco" / "bbox")
     assert result["pck"] == {"threshold": 0.05, "normalize": "bbox"}
-    assert 0 <= result["regda"]["oracle/target_pck"] <= 100
+    assert 0 <= result["adapted"]["oracle/target_pck"] <= 100

@@ -11,8 +11,9 @@ from regda_dist.config import ModelConfig, OptimConfig
 from regda_dist.data import heatmap
 from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.runtime import Local, Runtime
-from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, supervised_step
 from regda_dist.engine.trainer import Trainer
+from regda_dist.methods.base import adaptation_optimizers, supervised_step
+from regda_dist.methods.regda import RegDAStep
 from regda_dist.models.regda import build_model
 
 META = torch.device("meta")
@@ -150,7 +151,7 @@ def _evaluate(rank: int, world_size: int, cfg_dict: dict, weights: str, port: in
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     model = trainer.build_model()
     model.load_state_dict(torch.load(weights, weights_only=True))
-    metrics = trainer.eval_metrics(model)
+    metrics = trainer.evaluator(model)
     adapted = trainer.eval.adabn(model, trainer.task.target_train, seed=0)
     stats = {k: v.tolist() for k, v in adapted.state_dict().items() if "running" in k}
     if rank == 0:

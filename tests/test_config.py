@@ -28,8 +28,8 @@ def _error(path=None, overrides=()):
 def test_defaults_are_the_reference_values():
     cfg = C.Config()
     assert (cfg.data.image_size, cfg.data.heatmap_size, cfg.data.sigma) == (256, 64, 2.0)
-    r = cfg.regda
-    assert (r.margin, r.trade_off, r.epochs, r.iters_per_epoch, r.batch_size) == (4, 1, 30, 500, 32)
+    r, a = cfg.regda, cfg.adapt
+    assert (r.margin, r.trade_off, a.epochs, a.iters_per_epoch, a.batch_size) == (4, 1, 30, 500, 32)
     assert (r.warm_hi, r.warm_max_iters) == (0.1, 1000)
     o = cfg.optim
     assert (o.lr, o.backbone_lr, o.momentum, o.weight_decay) == (0.1, 0.01, 0.9, 1e-4)
@@ -63,15 +63,15 @@ def test_load_applies_file_values_and_keeps_other_defaults(tmp_path):
     [
         ("data:\n  image_size: 64\n  heatmap_size: 32\nsearchh:\n  x: 1\n", "searchh", 4),
         ("# header\nregda:\n  trade_off: 0.5\n  tradeoff: 2\n", "regda.tradeoff", 4),
-        ("regda:\n  epochs: ten\n", "regda.epochs", 2),
+        ("regda:\n  epochs: ten\n", "adapt.epochs", 2),
         ("\n\npretrain:\n  epochs: true\n", "pretrain.epochs", 4),
-        ("regda:\n  iters_per_epoch: 2.5\n", "regda.iters_per_epoch", 2),
+        ("regda:\n  iters_per_epoch: 2.5\n", "adapt.iters_per_epoch", 2),
         ("regda:\n  margin: yes\n", "regda.margin", 2),
         ("model:\n  backbone: 18\n", "model.backbone", 2),
         ("train:\n  progress: 1\n", "train.progress", 2),
         ("optim:\n  lr: 0.1\n  momentum: 1.5\n", "optim.momentum", 3),
         ("data:\n  sigma: 0.0\n", "data.sigma", 2),
-        ("regda:\n  batch_size: 0\n", "regda.batch_size", 2),
+        ("regda:\n  batch_size: 0\n", "adapt.batch_size", 2),
         ("data:\n  task: synth_face\n", "data.task", 2),
         ("pretrain:\n  milestones: 45\n", "pretrain.milestones", 2),
         ("pretrain:\n  milestones: [45, sixty]\n", "pretrain.milestones", 2),
@@ -179,8 +179,8 @@ def test_later_override_wins_and_strings_and_bools_parse():
         ("regda.trade_off", "regda.trade_off"),
         ("regda.nope=1", "regda.nope"),
         ("nope=1", "nope"),
-        ("regda.epochs=abc", "regda.epochs"),
-        ("regda.epochs=true", "regda.epochs"),
+        ("adapt.epochs=abc", "adapt.epochs"),
+        ("adapt.epochs=true", "adapt.epochs"),
         ("regda.trade_off=[1,", "regda.trade_off"),
         ("regda=3", "regda"),
         ("data.task=synth_face", "data.task"),
@@ -197,7 +197,7 @@ def test_override_can_break_a_cross_field_check():
 
 def test_error_in_override_after_file_still_raises(tmp_path):
     path = _write(tmp_path, "regda:\n  margin: 2\n")
-    assert "regda.epochs" in _error(path, ["regda.epochs=-1"])
+    assert "adapt.epochs" in _error(path, ["adapt.epochs=-1"])
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_error_in_override_after_file_still_raises(tmp_path):
     [
         "regda.margin=2",
         "regda.trade_off=0.5",
-        "regda.epochs=3",
+        "adapt.epochs=3",
         "regda.warm_max_iters=10",
         "optim.lr=0.5",
         "optim.backbone_lr=0.5",
@@ -278,7 +278,7 @@ def test_from_dict_round_trips_and_rejects_unknown_keys():
 
 
 def test_from_dict_checks_types():
-    with pytest.raises(C.ConfigError, match="regda.epochs"):
+    with pytest.raises(C.ConfigError, match="adapt.epochs"):
         C.from_dict({"regda": {"epochs": "3"}})
 
 
@@ -334,7 +334,7 @@ def test_batch_size_is_the_global_batch_and_must_split_evenly_across_workers():
     message = _error(None, ["scaling.num_workers=3"])  # 32 does not split over 3
     assert "pretrain.batch_size (32) is the global batch" in message
     assert "scaling.num_workers (3)" in message and "use 30 or 33" in message
-    assert C.load(None, ["scaling.num_workers=4"]).regda.batch_size == 32  # 4 x 8
+    assert C.load(None, ["scaling.num_workers=4"]).adapt.batch_size == 32  # 4 x 8
 
 
 def test_the_pretrain_key_follows_the_global_batch_not_the_worker_count():

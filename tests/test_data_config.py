@@ -95,7 +95,7 @@ def test_real_experiment_yamls_are_valid_reference_configs(name, spec, epochs):
     assert (cfg.model.backbone, cfg.data.image_size, cfg.data.heatmap_size) == (
         "resnet101", 256, 64
     )  # fmt: skip
-    assert (cfg.pretrain.epochs, cfg.regda.epochs, cfg.pretrain.batch_size) == (70, epochs, 32)
+    assert (cfg.pretrain.epochs, cfg.adapt.epochs, cfg.pretrain.batch_size) == (70, epochs, 32)
     assert cfg.scaling.use_gpu and cfg.model.pretrained
     assert cfg.data.augment.scale_min == 0.6 and cfg.data.augment.color_jitter == 0.25
     assert cfg.data.augment.rotation == (180 if spec is HAND21 else 30)

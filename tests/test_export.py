@@ -136,7 +136,7 @@ def test_not_a_search_folder(tmp_path):
 def test_the_report_says_what_the_search_found(tmp_path):
     from regda_dist.search.report import report
 
-    text = report(_search(tmp_path)).read_text()
+    text = report(_search(tmp_path)).path.read_text()
     assert "What the search found (selected by proxy/source_pck;" in text
     # a: chosen by the proxy at epoch 1; b is the oracle's pick; source-only = the last epoch
     assert "- hand: trial a (epoch 1, proxy/source_pck 90) reaches 50.0 target PCK vs " in text
@@ -171,7 +171,7 @@ def test_a_baseline_that_scores_better_than_every_trial_is_what_export_writes(tm
     assert torch.equal(torch.load(out / "hand" / "model.pt")["w"], torch.full((1,), 7.0))
     summary = (out / "summary.md").read_text()
     assert "**AdaBN scored better than every trial on hand: it is what is exported.**" in summary
-    first = report(exp).read_text().split("\n\n")[1]
+    first = report(exp).path.read_text().split("\n\n")[1]
     assert first.startswith("**A baseline is the search's answer: hand: AdaBN")
 
 
@@ -191,13 +191,13 @@ def test_the_report_lists_each_methods_pick_and_the_baselines(tmp_path):
     exp = _with_baselines(tmp_path, adabn_proxy=95.0)
     params = exp / "hand" / "trials" / "b" / "params.json"
     params.write_text(json.dumps({"adapt.method": "mean_teacher"}))
-    text = report(exp).read_text()
+    text = report(exp).path.read_text()
     assert "| regda | 2 | a | 90 | 50.0 |" in text  # trial c did not complete
     assert "| mean_teacher | 1 | b | 80 | 60.0 |" in text
     # a method none of whose trials completed is a row without a pick (not a crash)
     incomplete = exp / "hand" / "trials" / "c" / "params.json"
     incomplete.write_text(json.dumps({"adapt.method": "regda+mean_teacher"}))
-    text = report(exp).read_text()
+    text = report(exp).path.read_text()
     assert "| regda | 1 | a | 90 | 50.0 |" in text
     assert "| regda+mean_teacher | 1 | - | - | - |" in text
     assert "| AdaBN | - | - | 95 | 66.0 |" in text

@@ -244,7 +244,7 @@ def test_a_workers_loaders_stay_within_one_loader_process_budget(tiny_cfg, tmp_p
 
     tiny_cfg.train.loader_workers = 4
     tiny_cfg.train.proxies = ["source_pck"]  # target val is still collected (predictions)
-    tiny_cfg.pretrain.epochs = tiny_cfg.regda.epochs = 1
+    tiny_cfg.pretrain.epochs = tiny_cfg.adapt.epochs = 1
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     assert trainer.loaders.total == 4
 
@@ -309,6 +309,6 @@ def test_batch_notes_say_the_per_worker_batch_and_the_batchnorm_share():
 
     assert batch_notes(C.Config()) == []
     batch, norm = batch_notes(C.load(None, ["scaling.num_workers=16"]))
-    assert "regda.batch_size 32 = 16 x 2 per domain" in batch and "no scaling rule" in batch
+    assert "adapt.batch_size 32 = 16 x 2 per domain" in batch and "no scaling rule" in batch
     assert "normalises BatchNorm over its own 2" in norm and "sync" in norm
     assert len(batch_notes(C.load(None, ["scaling.num_workers=2"]))) == 1  # 16 each

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from regda_dist import config as C
-from regda_dist.engine.mean_teacher import MeanTeacher, TeacherViews, rampup
 from regda_dist.engine.runtime import Runtime
+from regda_dist.methods.mean_teacher import MeanTeacher, TeacherViews, rampup
 
 SIZE = 64
 
@@ -132,7 +132,9 @@ def _adapt_rank(rank: int, world: int, cfg_dict: dict, phase1: str, port: int, o
     cfg = C.from_dict(cfg_dict)
     trainer = Trainer(cfg, build_task(cfg.data), Runtime(rank=rank, world_size=world, **comm))
     torch.manual_seed(0)
-    exported = trainer.adapt(torch.load(phase1, weights_only=True), Path(f"{out}.{rank}.ckpt"))
+    exported = trainer.adapt(
+        torch.load(phase1, weights_only=True), Path(f"{out}.{rank}.ckpt")
+    ).model
     if rank == 0:
         torch.save(exported.state_dict(), out)
     if world > 1:
@@ -159,7 +161,7 @@ def test_one_and_two_workers_adapt_to_the_same_teacher(tiny_cfg, tmp_path, metho
     source, _ = Trainer(tiny_cfg, build_task(tiny_cfg.data)).pretrain(tmp_path / "p1.ckpt")
     torch.save(source.state_dict(), tmp_path / "p1.pt")
     single, double = tiny_cfg.to_dict(), tiny_cfg.to_dict()
-    single["regda"]["batch_size"] = double["regda"]["batch_size"] = 8  # global: 2 x 4
+    single["adapt"]["batch_size"] = double["adapt"]["batch_size"] = 8  # global: 2 x 4
     _adapt_rank(0, 1, single, str(tmp_path / "p1.pt"), 0, str(tmp_path / "one.pt"))
     args = (double, str(tmp_path / "p1.pt"), free_port(), str(tmp_path / "two.pt"))
     mp.spawn(_adapt_rank, args=(2, *args), nprocs=2)

@@ -16,7 +16,8 @@ from regda_dist.data import heatmap
 from regda_dist.distributed.local_cluster import free_port
 from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.overlap import OverlappedSync
-from regda_dist.engine.steps import RegDAStep, adaptation_optimizers, supervised_step
+from regda_dist.methods.base import adaptation_optimizers, supervised_step
+from regda_dist.methods.regda import RegDAStep
 from regda_dist.models.regda import build_model
 
 K, STEPS = 3, 2

@@ -78,7 +78,7 @@ def test_train_from_data_end_to_end(tmp_path, arm, capsys):
     assert table == ["method", "all", "source"]  # one group: "all"
     run = tmp_path / "runs" / "tiny"
     result = json.loads((run / "result.json").read_text())
-    assert not [k for k in result["regda"] if k.startswith("oracle/target_pck/")]
+    assert not [k for k in result["adapted"] if k.startswith("oracle/target_pck/")]
     state = torch.load(run / "model.pt", weights_only=True)
     for head in ("head.", "head_adv."):  # its last convolution has one channel per keypoint
         last = [v for k, v in state.items() if k.startswith(head) and v.dim() == 4][-1]
@@ -94,7 +94,7 @@ def test_train_with_a_yaml_set_reports_its_groups(tmp_path, arm, capsys):
     header = out.split("target PCK")[1].splitlines()[1].split()
     assert sorted(header[1:3]) == ["claws", "joints"] and header[3:] == ["all", "source"]
     result = json.loads((tmp_path / "runs" / "tiny" / "result.json").read_text())
-    for method in ("source_only", "adabn", "regda"):
+    for method in ("source_only", "adabn", "adapted"):
         assert {"oracle/target_pck/joints", "oracle/target_pck/claws", "source/pck/claws"} <= set(
             result[method]
         )

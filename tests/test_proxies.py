@@ -220,19 +220,20 @@ def test_a_constant_prediction_scores_badly_on_augmentation_consistency():
 
 def test_trainer_hands_proxies_target_val_as_images_only(tiny_cfg, monkeypatch):
     from regda_dist.data.datasets import build_task
-    from regda_dist.engine import trainer as trainer_module
+    from regda_dist.engine import evaluator as evaluator_module
+    from regda_dist.engine.trainer import Trainer
 
     seen = {}
-    real = trainer_module.collect
+    real = evaluator_module.collect
 
     def spy(model, dataset, ev, **kwargs):
         seen[kwargs["labelled"]] = type(dataset)
         return real(model, dataset, ev, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "collect", spy)
-    t = trainer_module.Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    monkeypatch.setattr(evaluator_module, "collect", spy)
+    t = Trainer(tiny_cfg, build_task(tiny_cfg.data))
     model = t.build_model()
-    values = t.proxy_metrics({"source": model, "target": model})
+    values = t.evaluator.proxy_metrics({"source": model, "target": model})
     assert {k for k in values if not k.startswith("diag/")} == {
         f"proxy/{n}" for n in tiny_cfg.train.proxies
     }

@@ -44,13 +44,13 @@ def test_two_workers_split_the_global_batch_as_one_worker_takes_it(local_ray, tm
     # the two runs' phase 1 (equal to 1e-4) can flip an argmax tie at 1e-5 (seen: head_adv bias
     # 1.1e-5 apart); phase 1's head across workers: tests/test_mean_teacher.py
     common = ["model.batchnorm=frozen", "adapt.head_init=fresh", "scaling.cpus_per_worker=1",
-              "regda.epochs=2", "data.augment.rotation=180", "data.augment.scale_min=0.6",
+              "adapt.epochs=2", "data.augment.rotation=180", "data.augment.scale_min=0.6",
               "data.augment.color_jitter=0.25", "data.augment.blur=0.8"]  # fmt: skip
-    single_cfg = _cfg(tmp_path, *common, "pretrain.batch_size=8", "regda.batch_size=8")
+    single_cfg = _cfg(tmp_path, *common, "pretrain.batch_size=8", "adapt.batch_size=8")
     single = fit(single_cfg, tmp_path / "runs" / "single")
     # the same phase-1 key (frozen BN: the workers change nothing), so a folder of its own, or
     # the double run would read the single run's phase 1 from the cache instead of training it
-    double_cfg = _cfg(tmp_path, *common, "pretrain.batch_size=8", "regda.batch_size=8",
+    double_cfg = _cfg(tmp_path, *common, "pretrain.batch_size=8", "adapt.batch_size=8",
                       "scaling.num_workers=2", f"train.output_dir={tmp_path}/runs2")  # fmt: skip
     assert double_cfg.pretrain_key() == single_cfg.pretrain_key()
     double = fit(double_cfg, tmp_path / "runs2" / "double")
@@ -78,9 +78,9 @@ def test_two_workers_split_the_global_batch_as_one_worker_takes_it(local_ray, tm
         ):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=rel), key
-    for key, value in single["regda"].items():
+    for key, value in single["adapted"].items():
         if "pck" in key:
-            assert double["regda"][key] == pytest.approx(value, abs=1e-6), key
+            assert double["adapted"][key] == pytest.approx(value, abs=1e-6), key
     w1 = torch.load(runs["single"] / "model.pt", weights_only=True)
     w2 = torch.load(runs["double"] / "model.pt", weights_only=True)
     for name, tensor in w1.items():
@@ -96,8 +96,8 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint(local_ray, tmp_p
         "scaling.num_workers=2",
         "scaling.cpus_per_worker=1",
         "scaling.max_failures=2",
-        f"regda.epochs={epochs}",
-        f"regda.iters_per_epoch={iters}",
+        f"adapt.epochs={epochs}",
+        f"adapt.iters_per_epoch={iters}",
     )
     run = tmp_path / "runs" / "fault"
     outcome = {}

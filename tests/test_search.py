@@ -33,14 +33,14 @@ SEARCH = {
     "space": {
         "regda.trade_off": {"loguniform": [0.1, 10.0]},
         "regda.margin": {"uniform": [1.0, 8.0]},
-        "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
+        "adapt.sigma": {"choice": [1.5, 2.0, 3.0]},
     },
 }
 
 
 def _experiment(tmp_path, **search):
     path = write_experiment(
-        tmp_path, scaling={"cpus_per_worker": 1}, train={"num_threads": 1}, regda={"epochs": 3}
+        tmp_path, scaling={"cpus_per_worker": 1}, train={"num_threads": 1}, adapt={"epochs": 3}
     )
     values = yaml.safe_load(path.read_text())
     values["search"] = {**SEARCH, **search}
@@ -86,7 +86,7 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped) == 4 - len(finished)
     assert all((t / "synth_hand" / "result.json").is_file() for t in finished)
     assert study.trials[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0,
-                                      "regda.sigma": 2.0}  # fmt: skip
+                                      "adapt.sigma": 2.0}  # fmt: skip
     # every finished trial chose an epoch by the selection proxy and kept its weights
     result = json.loads((finished[0] / "synth_hand" / "result.json").read_text())
     chosen = result["selected"]
@@ -207,7 +207,7 @@ def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
         assert joint["joint/objective"] == pytest.approx(sum(parts) / 2)
         assert {p.name for p in trial.iterdir() if p.is_dir()} == {"synth_hand", "arm7"}
         result = json.loads((trial / "arm7" / "result.json").read_text())
-        assert {"oracle/target_pck/joints", "oracle/target_pck/claws"} <= set(result["regda"])
+        assert {"oracle/target_pck/joints", "oracle/target_pck/claws"} <= set(result["adapted"])
         assert len(read_events(trial / "arm7" / "tb").Tags()["images"]) == 1  # arm keypoints
     assert main(["export", str(search_dir)]) == 0
     hand = json.loads((search_dir / "best" / "synth_hand" / "meta.json").read_text())
@@ -232,11 +232,11 @@ def test_pipeline_across_two_categories_of_one_file_with_a_zero_based_skeleton(
             "source": {"dataset": "coco", "root": str(arms), "categories": ["factory_arm"]},
             "target": {"dataset": "coco", "root": str(arms), "categories": [2]}}  # fmt: skip
     path = write_experiment(tmp_path, data=data, scaling={"cpus_per_worker": 1},
-                            train={"num_threads": 1}, regda={"epochs": 2})  # fmt: skip
+                            train={"num_threads": 1}, adapt={"epochs": 2})  # fmt: skip
     assert main(["train", "--no-ray", str(path), "--name", "plain"]) == 0
     out = capfd.readouterr().out
     assert "used: factory_arm;" in out and "used: field_arm;" in out  # said at the start
-    assert json.loads((tmp_path / "runs" / "plain" / "result.json").read_text())["regda"]
+    assert json.loads((tmp_path / "runs" / "plain" / "result.json").read_text())["adapted"]
     values = yaml.safe_load(path.read_text())
     values["search"] = {"num_samples": 1, "seed": 0, "scheduler": "fifo"}
     path.write_text(yaml.safe_dump(values))

@@ -13,15 +13,17 @@ from regda_dist.distributed.scheduler import make_scheduler
 from regda_dist.distributed.search import phase1_scaling
 from regda_dist.distributed.searcher import EarlyStopAwareOptunaSearch, sampler
 from regda_dist.distributed.train import worker_threads
+from regda_dist.methods.regda import warm_start_epochs as grace_epochs
 from regda_dist.models.regda import warm_start_lambda
-from regda_dist.search.spec import SearchConfig, asha_rungs, grace_epochs
+from regda_dist.search.rungs import asha_rungs
+from regda_dist.search.settings import SearchConfig
 
 REFERENCE = C.Config()  # 30 x 500 iterations, warm-start 0 -> 0.1 over N = 1000
 
 
 def _lambda_at_epoch(cfg, epoch):
     r = cfg.regda
-    i = epoch * r.iters_per_epoch
+    i = epoch * cfg.adapt.iters_per_epoch
     return warm_start_lambda(i, r.warm_lo, r.warm_hi, r.warm_alpha, r.warm_max_iters)
 
 
@@ -32,17 +34,17 @@ def test_asha_first_rung_at_the_reference_schedule_waits_for_the_warm_start(tmp_
     assert grace == 6
     assert _lambda_at_epoch(REFERENCE, grace) >= 0.09 > _lambda_at_epoch(REFERENCE, grace - 1)
     search = SearchConfig()
-    assert asha_rungs(search, {"t": REFERENCE}) == (6, 31, [6, 12, 24])
-    scheduler = make_scheduler(search, {"t": REFERENCE}, tmp_path)
+    assert asha_rungs(search, {"t": REFERENCE}, {}) == (6, 31, [6, 12, 24])
+    scheduler = make_scheduler(search, {"t": REFERENCE}, {}, tmp_path)
     (bracket,) = scheduler._brackets
     assert sorted(milestone for milestone, _ in bracket._rungs) == [6, 12, 24]  # Tune's own
 
 
 def test_asha_rungs_follow_the_schedule_and_an_explicit_grace_period():
-    short = C.load(None, ["regda.epochs=3", "regda.iters_per_epoch=100", "regda.warm_max_iters=60"])
+    short = C.load(None, ["adapt.epochs=3", "adapt.iters_per_epoch=100", "regda.warm_max_iters=60"])
     assert grace_epochs(short, 0.9) == 2  # iteration 177 of 300
-    assert asha_rungs(SearchConfig(), {"t": short}) == (2, 4, [2])
-    assert asha_rungs(SearchConfig(grace_period=1), {"t": short}) == (1, 4, [1, 2])
+    assert asha_rungs(SearchConfig(), {"t": short}, {}) == (2, 4, [2])
+    assert asha_rungs(SearchConfig(grace_period=1), {"t": short}, {}) == (1, 4, [1, 2])
     flat = C.load(None, ["regda.warm_hi=0.0"])
     assert grace_epochs(flat, 0.9) == 1  # lambda never rises: nothing to wait for
 
@@ -64,10 +66,10 @@ def _rungs(scheduler) -> dict:
 
 def test_asha_rungs_come_back_on_resume_from_the_trials_saved_results(tmp_path, capsys):
     # Tuner.restore brings the scheduler back from its pickle at build time: empty rungs
-    tasks = {"t": C.load(None, ["regda.epochs=5"])}
+    tasks = {"t": C.load(None, ["adapt.epochs=5"])}
     settings = SearchConfig(grace_period=1)  # rungs at epochs 1, 2, 4
     curves = {"a": [0.1, 0.4, 0.5, 0.6, 0.7], "b": [0.3, 0.2], "c": [0.2]}  # c: killed after 1
-    live = make_scheduler(settings, tasks, tmp_path)
+    live = make_scheduler(settings, tasks, {}, tmp_path)
     live.set_search_properties("best/proxy/p", "max")
     for trial_id, values in curves.items():
         live.on_trial_add(_Controller(), _Trial(trial_id))
@@ -77,7 +79,7 @@ def test_asha_rungs_come_back_on_resume_from_the_trials_saved_results(tmp_path, 
                 row = {"epoch": epoch, "proxy/p": value, "best/proxy/p": max(values[:epoch])}
                 lines.write(json.dumps({"phase": "adapt", **row}) + "\n")
                 live.on_trial_result(_Controller(), _Trial(trial_id), row)
-    restored = make_scheduler(settings, tasks, tmp_path)
+    restored = make_scheduler(settings, tasks, {}, tmp_path)
     restored.set_search_properties("best/proxy/p", "max")
     assert all(not recorded for recorded in _rungs(restored).values())
     for trial_id in curves:

@@ -4,8 +4,10 @@ import pytest
 import yaml
 
 from regda_dist import config as C
+from regda_dist.methods import default_space
+from regda_dist.search.setup import prepare_search_dir
 from regda_dist.search.space import apply_params, default_point, default_points
-from regda_dist.search.spec import DEFAULT_SPACE, load_search, prepare_search_dir
+from regda_dist.search.spec import load_search
 
 
 def _write(tmp_path, search, **sections):
@@ -15,13 +17,13 @@ def _write(tmp_path, search, **sections):
 
 
 def test_defaults_space_tasks_and_overrides(tmp_path):
-    search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "regda.epochs=8"])
-    assert search.space == DEFAULT_SPACE and list(search.tasks) == ["synth_hand"]
-    assert search.settings.num_samples == 3 and search.cfg.regda.epochs == 8
+    search = load_search(_write(tmp_path, {}), ["search.num_samples=3", "adapt.epochs=8"])
+    assert search.space == default_space() and list(search.tasks) == ["synth_hand"]
+    assert search.settings.num_samples == 3 and search.cfg.adapt.epochs == 8
     assert search.settings.objective == "best/proxy/pose_prior"  # auto: hands have bones
     assert search.settings.scheduler_name == "asha"
     # a train run of the same file ignores the search block
-    assert C.load(tmp_path / "exp.yaml").regda.epochs == 30
+    assert C.load(tmp_path / "exp.yaml").adapt.epochs == 30
 
 
 def test_auto_metric_is_pose_prior_with_bones_else_source_pck(tmp_path):
@@ -80,13 +82,13 @@ def test_tasks_by_name_or_with_overrides(tmp_path):
         ({"space": {"regda.trade_off": {"loguniform": [0, 1]}}}, "needs low > 0"),
         ({"space": {"regda.trade_off": {"uniform": [2, 1]}}}, "low < high"),
         ({"space": {"regda.margin": {"uniform": [-1, 1]}}}, "must be >= 0.0, got -1"),
-        ({"space": {"regda.epochs": {"uniform": [1, 3]}}}, "regda.epochs is int: use randint"),
+        ({"space": {"adapt.epochs": {"uniform": [1, 3]}}}, "adapt.epochs is int: use randint"),
         ({"space": {"train.device": {"uniform": ["a", "b"]}}}, "train.device is not numeric"),
         ({"space": {"train.progress": {"uniform": [False, True]}}}, "not numeric"),
         ({"space": {"regda.margin": {"normal": [1, 3]}}}, "DISTRIBUTION one of loguniform"),
         ({"space": {"data.task": {"choice": ["synth_cat"]}}}, "must be one of"),
         (
-            {"space": {"regda.margin": {"grid": [1, 2]}, "regda.sigma": {"choice": [1, 2]}}},
+            {"space": {"regda.margin": {"grid": [1, 2]}, "adapt.sigma": {"choice": [1, 2]}}},
             "mixes grid",
         ),
         ({"tasks": [{"nme": "x"}]}, r"search.tasks\[0\]: expected a task name"),
@@ -108,7 +110,7 @@ def test_per_task_search_needs_an_evaluation_every_epoch(tmp_path):
 
 
 def test_a_grid_runs_each_combination_once(tmp_path):
-    grid = {"regda.margin": {"grid": [2.0, 4.0]}, "regda.sigma": {"grid": [1.5, 2.0, 3.0]}}
+    grid = {"regda.margin": {"grid": [2.0, 4.0]}, "adapt.sigma": {"grid": [1.5, 2.0, 3.0]}}
     assert load_search(_write(tmp_path, {"space": grid})).settings.num_samples == 6
 
 
@@ -130,19 +132,19 @@ def test_default_point_is_the_configs_own_values_when_inside_the_space(tmp_path)
     search = load_search(_write(tmp_path, {}))
     point = default_point(search.tasks["synth_hand"], search.space)
     assert point == {"adapt.method": "regda", "regda.trade_off": 1.0, "regda.margin": 4.0,
-                     "regda.sigma": 2.0, "regda.warm_hi": 0.1, "optim.lr": 0.1,
+                     "adapt.sigma": 2.0, "regda.warm_hi": 0.1, "optim.lr": 0.1,
                      "optim.backbone_lr": 0.01}  # fmt: skip
     # the default space searches the method: the first trials are each method at its defaults
     points = default_points(search.tasks["synth_hand"], search.space)
     assert [p["adapt.method"] for p in points] == ["regda", "mean_teacher", "regda+mean_teacher"]
-    assert points[1] == {"adapt.method": "mean_teacher", "regda.sigma": 2.0, "optim.lr": 0.1,
+    assert points[1] == {"adapt.method": "mean_teacher", "adapt.sigma": 2.0, "optim.lr": 0.1,
                          "optim.backbone_lr": 0.01, "mean_teacher.ema_decay": 0.999,
                          "mean_teacher.keep": 0.5, "mean_teacher.weight": 1.0}  # fmt: skip
     assert set(points[2]) == set(point) | set(points[1])
     narrow = {"regda.margin": {"uniform": [5.0, 8.0]}}
     assert default_point(search.tasks["synth_hand"], narrow) is None
-    cfg = apply_params(search.tasks["synth_hand"], {"regda.margin": 6.5, "regda.epochs": 3})
-    assert cfg.regda.margin == 6.5 and cfg.regda.epochs == 3
+    cfg = apply_params(search.tasks["synth_hand"], {"regda.margin": 6.5, "adapt.epochs": 3})
+    assert cfg.regda.margin == 6.5 and cfg.adapt.epochs == 3
 
 
 def test_search_folder_is_never_overwritten_and_resume_needs_the_same_search(tmp_path):
@@ -164,9 +166,13 @@ def test_search_folder_is_never_overwritten_and_resume_needs_the_same_search(tmp
 @pytest.mark.parametrize(
     ("sets", "why"),
     [
-        (["regda.warm_max_iters=100000"], "the warm-start lambda at 90% of its rise"),
-        (["search.grace_period=12", "regda.epochs=10"], "search.grace_period"),
-        (["regda.epochs=3", "regda.iters_per_epoch=30", "regda.warm_max_iters=30"], "lambda"),
+        (["regda.warm_max_iters=100000"], "RegDA's warm-start lambda at 90% of its rise"),
+        (["search.grace_period=12", "adapt.epochs=10"], "search.grace_period"),
+        # RegDA is judged from epoch 3 (lambda at iteration 88), the mean teacher from epoch 29
+        (
+            ["adapt.epochs=3", "adapt.iters_per_epoch=30", "regda.warm_max_iters=30"],
+            "mean teacher's consistency ramp-up at 90%",
+        ),
     ],
 )
 def test_a_warm_up_as_long_as_the_run_falls_back_to_fifo_with_a_note_at_load(tmp_path, sets, why):
@@ -177,8 +183,11 @@ def test_a_warm_up_as_long_as_the_run_falls_back_to_fifo_with_a_note_at_load(tmp
     assert search.settings.scheduler_name == "fifo"
     (note,) = [n for n in search.notes if n.startswith("search.scheduler asha")]
     assert why in note and "running FIFO" in note and "\n" not in note
-    assert type(make_scheduler(search.settings, search.tasks, tmp_path)).__name__ == "FIFOScheduler"
-    kept = load_search(_write(tmp_path, {"scheduler": "asha"}), ["regda.epochs=8"])
+    assert (
+        type(make_scheduler(search.settings, search.tasks, search.space, tmp_path)).__name__
+        == "FIFOScheduler"
+    )
+    kept = load_search(_write(tmp_path, {"scheduler": "asha"}), ["adapt.epochs=8"])
     assert kept.settings.scheduler_name == "asha" and not any("FIFO" in n for n in kept.notes)
 
 
@@ -199,11 +208,11 @@ def test_the_start_says_when_the_experiments_own_values_are_outside_the_space(tm
 @pytest.mark.parametrize(
     ("key", "spec", "scheduler", "message"),
     [
-        ("regda.epochs", {"randint": [2, 5]}, "fifo", "every trial's last epoch"),
+        ("adapt.epochs", {"randint": [2, 5]}, "fifo", "every trial's last epoch"),
         ("train.eval_every", {"choice": [1, 2]}, "fifo", "each epoch"),
         ("train.select_metric", {"choice": ["proxy/dev"]}, "fifo", "the search sets it"),
         ("regda.warm_max_iters", {"randint": [10, 2000]}, "asha", "under ASHA: its rungs"),
-        ("regda.iters_per_epoch", {"randint": [10, 500]}, "auto", "under ASHA"),
+        ("adapt.iters_per_epoch", {"randint": [10, 500]}, "auto", "under ASHA"),
         ("regda.warm_alpha", {"uniform": [0.5, 2.0]}, "asha", "use search.scheduler fifo"),
     ],
 )
@@ -248,7 +257,7 @@ def _boneless(tmp_path) -> dict:
 CONDITIONAL = {
     "adapt.method": {"choice": ["regda", "mean_teacher", "regda+mean_teacher"]},
     "regda.trade_off": {"loguniform": [0.1, 10.0]},
-    "regda.sigma": {"choice": [1.5, 2.0, 3.0]},
+    "adapt.sigma": {"choice": [1.5, 2.0, 3.0]},
     "mean_teacher.keep": {"uniform": [0.2, 0.8]},
     "optim.lr": {"loguniform": [0.01, 0.3]},
 }
@@ -258,12 +267,12 @@ def test_a_conditional_space_gives_each_method_only_the_knobs_it_reads():
     from regda_dist.search.space import dimensions
 
     assert set(dimensions(CONDITIONAL, "regda")) == {
-        "adapt.method", "regda.trade_off", "regda.sigma", "optim.lr"}  # fmt: skip
+        "adapt.method", "regda.trade_off", "adapt.sigma", "optim.lr"}  # fmt: skip
     assert set(dimensions(CONDITIONAL, "mean_teacher")) == {
-        "adapt.method", "regda.sigma", "mean_teacher.keep", "optim.lr"}  # fmt: skip
+        "adapt.method", "adapt.sigma", "mean_teacher.keep", "optim.lr"}  # fmt: skip
     assert set(dimensions(CONDITIONAL, "regda+mean_teacher")) == set(CONDITIONAL)
     # phase 2's schedule lives in regda: but every method trains by it
-    schedule = {"regda.batch_size": {"choice": [16, 32]}, "regda.iters_per_epoch": {"choice": [50]}}
+    schedule = {"adapt.batch_size": {"choice": [16, 32]}, "adapt.iters_per_epoch": {"choice": [50]}}
     assert set(schedule) <= set(dimensions({**CONDITIONAL, **schedule}, "mean_teacher"))
 
 
@@ -282,7 +291,7 @@ def test_optuna_never_samples_another_methods_knobs():
         seen.add(method)
         assert ("regda.trade_off" in params) == ("regda" in method.split("+")), trial.params
         assert ("mean_teacher.keep" in params) == ("mean_teacher" in method), trial.params
-        assert {"regda.sigma", "optim.lr"} <= params
+        assert {"adapt.sigma", "optim.lr"} <= params
         study.tell(trial, 0.0)
     assert seen == {"regda", "mean_teacher", "regda+mean_teacher"}
 
@@ -293,7 +302,7 @@ def test_the_first_trials_are_each_method_at_the_experiments_own_values():
     cfg = C.load(None, ["adapt.method=mean_teacher", "mean_teacher.keep=0.5"])
     points = default_points(cfg, CONDITIONAL)
     assert [p["adapt.method"] for p in points] == ["mean_teacher", "regda", "regda+mean_teacher"]
-    assert points[0] == {"adapt.method": "mean_teacher", "regda.sigma": 2.0,
+    assert points[0] == {"adapt.method": "mean_teacher", "adapt.sigma": 2.0,
                          "mean_teacher.keep": 0.5, "optim.lr": 0.1}  # fmt: skip
     assert default_point(cfg, CONDITIONAL) == points[0]
 
@@ -332,6 +341,6 @@ def test_tpe_starts_modelling_after_each_methods_defaults_and_the_random_start()
     from regda_dist.search.space import startup_trials
 
     cfg = C.load(None, [])
-    assert startup_trials(cfg, DEFAULT_SPACE, 2, True) == 4  # 3 methods' defaults + 1 random
-    assert startup_trials(cfg, DEFAULT_SPACE, 2, False) == 2
+    assert startup_trials(cfg, default_space(), 2, True) == 4  # 3 methods' defaults + 1 random
+    assert startup_trials(cfg, default_space(), 2, False) == 2
     assert startup_trials(cfg, {"regda.margin": {"uniform": [1.0, 8.0]}}, 2, True) == 2

@@ -6,7 +6,8 @@ import torch
 
 from regda_dist.config import ModelConfig, OptimConfig
 from regda_dist.data import heatmap
-from regda_dist.engine.steps import RegDAStep, adaptation_optimizers
+from regda_dist.methods.base import adaptation_optimizers
+from regda_dist.methods.regda import RegDAStep
 from regda_dist.models.regda import build_model
 
 K = 3

@@ -26,7 +26,7 @@ def test_adapt_resumes_exactly_after_an_interruption(tiny_cfg, tmp_path):
     state = source.state_dict()
 
     torch.manual_seed(1)
-    straight = trainer.adapt(state, tmp_path / "straight.ckpt")
+    straight = trainer.adapt(state, tmp_path / "straight.ckpt").model
 
     interrupted = Trainer(tiny_cfg, task)
     interrupted.add_callback("on_eval", _crash_after(1))
@@ -34,12 +34,12 @@ def test_adapt_resumes_exactly_after_an_interruption(tiny_cfg, tmp_path):
     with pytest.raises(_Crash):
         interrupted.adapt(state, tmp_path / "resumed.ckpt")
     torch.manual_seed(999)  # the restored RNG state, not this seed, must drive the rest
-    resumed = Trainer(tiny_cfg, task).adapt(state, tmp_path / "resumed.ckpt")
+    resumed = Trainer(tiny_cfg, task).adapt(state, tmp_path / "resumed.ckpt").model
 
     expected = straight.state_dict()
     for name, value in resumed.state_dict().items():
         assert torch.equal(value, expected[name]), name
-    total = tiny_cfg.regda.epochs * tiny_cfg.regda.iters_per_epoch
+    total = tiny_cfg.adapt.epochs * tiny_cfg.adapt.iters_per_epoch
     assert int(resumed.grl.iters) == total  # the warm-start counter continued
 
 
@@ -60,7 +60,7 @@ def test_adaptation_never_reads_target_labels(tiny_cfg):
     source, _ = trainer.pretrain(_tmp(trainer))
     trainer.adapt(source.state_dict(), _tmp(trainer, "adapt"))
     adapt = [m for phase, m in events if phase == "adapt"]
-    assert len(adapt) == tiny_cfg.regda.epochs
+    assert len(adapt) == tiny_cfg.adapt.epochs
     assert {"oracle/target_pck", "source/pck", "train/loss_c", "train/lambda"} <= set(adapt[-1])
     # an epoch's fixed cost is visible: evaluation and the checkpoint, apart from training
     assert all(m["time/eval_s"] > 0 and m["time/checkpoint_s"] > 0 for m in adapt)
@@ -122,25 +122,25 @@ def test_adapt_resumes_mid_epoch_with_the_same_batches_and_augmentations(tiny_cf
 
     cfg = C.load(
         None,
-        [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1", "regda.iters_per_epoch=4",
+        [*_overrides(tiny_cfg), *AUGMENT, "train.checkpoint_every=1", "adapt.iters_per_epoch=4",
          "adapt.batchnorm=mixed", "adapt.head_init=fresh"],  # only training reads target train
     )  # fmt: skip
     task = build_task(cfg.data)
     source, _ = Trainer(cfg, task).pretrain(tmp_path / "p1.ckpt")
     state = source.state_dict()
     torch.manual_seed(1)  # the fresh heads
-    straight = Trainer(cfg, task).adapt(state, tmp_path / "straight.ckpt")
+    straight = Trainer(cfg, task).adapt(state, tmp_path / "straight.ckpt").model
 
     images = task.target_train
     # 4 iterations of 4 images per epoch: the crash is in iteration 3 of epoch 2
-    task.target_train = _CrashingImages(images, n=(4 + 2) * cfg.regda.batch_size + 1)
+    task.target_train = _CrashingImages(images, n=(4 + 2) * cfg.adapt.batch_size + 1)
     torch.manual_seed(1)
     with pytest.raises(_Crash):
         Trainer(cfg, task).adapt(state, tmp_path / "resumed.ckpt")
     saved = torch.load(tmp_path / "resumed.ckpt", weights_only=True)
     assert (saved["epoch"], saved["iteration"]) == (1, 2)  # mid-epoch checkpoint
     task.target_train = images
-    resumed = Trainer(cfg, task).adapt(state, tmp_path / "resumed.ckpt")
+    resumed = Trainer(cfg, task).adapt(state, tmp_path / "resumed.ckpt").model
     expected = straight.state_dict()
     for name, value in resumed.state_dict().items():
         assert torch.equal(value, expected[name]), name
@@ -178,7 +178,7 @@ def test_adapt_keeps_the_epoch_its_select_metric_prefers(tiny_cfg, tmp_path):
     from regda_dist.engine.run import run_here
 
     tiny_cfg.train.select_metric = "proxy/source_pck"
-    tiny_cfg.regda.epochs = 3
+    tiny_cfg.adapt.epochs = 3
     events = []
     result = run_here(tiny_cfg, tmp_path / "run", callbacks=[lambda **e: events.append(e)])
     values = [e["metrics"]["proxy/source_pck"] for e in events if e["phase"] == "adapt"]
@@ -215,7 +215,7 @@ def test_the_best_candidate_by_the_metric_wins_ties_go_to_the_more_adapted_and_n
 def test_preflight_builds_the_model_on_the_cpu_not_on_the_run_device(tiny_cfg):
     """The driver of a search runs preflight and lives as long as the search: a model built on
     train.device 'auto' took GPU 0 of the driver's node. The meta device stands for the GPU."""
-    from regda_dist.engine.trainer import preflight
+    from regda_dist.engine.build import preflight
 
     tiny_cfg.train.device = "meta"
     model = preflight(tiny_cfg, 21)

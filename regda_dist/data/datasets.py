@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from regda_dist.config import ConfigError
 from regda_dist.data import synthetic
 from regda_dist.data.images import ImageSamples
 from regda_dist.data.keypoints import CUSTOM, FROM_DATA, KeypointSpec, define, name_difference
@@ -23,6 +22,7 @@ from regda_dist.data.registry import (
 )
 from regda_dist.data.samples import DatasetError
 from regda_dist.data.transforms import Augment, is_active
+from regda_dist.fields import ConfigError
 
 __all__ = ["Augmented", "ImagesOnly", "KeypointDataset", "TaskData", "build_task", "task_spec"]
 

@@ -150,18 +150,18 @@ def batch_notes(cfg) -> list[str]:
     workers = cfg.scaling.num_workers
     if workers == 1:
         return []
-    shares = {p: getattr(cfg, p).batch_size // workers for p in ("pretrain", "regda")}
+    shares = {p: getattr(cfg, p).batch_size // workers for p in ("pretrain", "adapt")}
     notes = [
         f"batch: {workers} workers split each global batch: pretrain.batch_size "
-        f"{cfg.pretrain.batch_size} = {workers} x {shares['pretrain']}, regda.batch_size "
-        f"{cfg.regda.batch_size} = {workers} x {shares['regda']} per domain; learning rates as "
+        f"{cfg.pretrain.batch_size} = {workers} x {shares['pretrain']}, adapt.batch_size "
+        f"{cfg.adapt.batch_size} = {workers} x {shares['adapt']} per domain; learning rates as "
         "configured (no scaling rule): the reference's schedule at any worker count"
     ]
     small = min(shares.values())
     if cfg.model.batchnorm == "train" and small < SMALL_BN_BATCH:
         notes.append(
             f"model.batchnorm 'train': each worker normalises BatchNorm over its own "
-            f"{shares['pretrain']} (pretrain) / {shares['regda']} (regda, per domain) images, "
+            f"{shares['pretrain']} (pretrain) / {shares['adapt']} (adapt, per domain) images, "
             "not the global batch; model.batchnorm: sync normalises over the global batch "
             "(CUDA workers)"
         )

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from regda_dist.config import AugmentConfig
 from regda_dist.data import views
+
+if TYPE_CHECKING:  # data.augment: passed in (data sits below config)
+    from regda_dist.config import AugmentConfig
 
 
 def is_active(cfg: AugmentConfig) -> bool:

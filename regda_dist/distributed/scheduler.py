@@ -9,8 +9,10 @@ from pathlib import Path
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from regda_dist import config as C
+from regda_dist.folders import TrialFolder
 from regda_dist.search.folder import evaluated_epochs
-from regda_dist.search.spec import SearchConfig, asha_rungs
+from regda_dist.search.rungs import asha_rungs
+from regda_dist.search.settings import SearchConfig
 
 
 class ResumableASHA(ASHAScheduler):
@@ -29,7 +31,8 @@ class ResumableASHA(ASHAScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)
-        saved = evaluated_epochs(self._trials_dir / trial.trial_id / self._task / "metrics.jsonl")
+        run = TrialFolder(self._trials_dir / trial.trial_id).run(self._task)
+        saved = evaluated_epochs(run.metrics)
         if not saved:
             return  # a new trial
         for milestone, recorded in self._trial_info[trial.trial_id]._rungs:
@@ -47,16 +50,19 @@ class ResumableASHA(ASHAScheduler):
         return super().choose_trial_to_run(tune_controller)
 
 
-def make_scheduler(settings: SearchConfig, tasks: dict[str, C.Config], trials_dir: Path):
-    """ASHA on the epoch, its first rung once the warm-start lambda has risen (asha_rungs), or
-    FIFO. A search whose rungs would all fall on or after the last epoch was turned to FIFO at
-    load (spec._scheduler_notes)."""
+def make_scheduler(
+    settings: SearchConfig, tasks: dict[str, C.Config], space: dict, trials_dir: Path
+):
+    """ASHA on the epoch, its first rung once every method of the search has begun to adapt
+    (search/rungs.py), or FIFO. A search whose rungs would all fall on or after the last epoch
+    was turned to FIFO at load (rungs.scheduler_notes)."""
     if settings.scheduler_name != "asha":
         return FIFOScheduler()
-    grace, max_t, rungs = asha_rungs(settings, tasks)
+    grace, max_t, rungs = asha_rungs(settings, tasks, space)
     print(
-        f"ASHA judges trials at epochs {rungs} (first rung: warm-start lambda at "
-        f"{settings.warmup_share:.0%} of its rise, or search.grace_period)",
+        f"ASHA judges trials at epochs {rungs} (first rung: once each method of the search "
+        f"has begun, its warm-up at {settings.warmup_share:.0%} of its rise; or "
+        "search.grace_period)",
         flush=True,
     )
     (task,) = tasks  # ASHA runs per_task: one task per group

@@ -1,16 +1,11 @@
 """Ray Tune + Optuna search: each trial is a function (the "train driver") that runs RegDA with
 Ray Train (TorchTrainer.fit) on its sampled configuration, and reports to Tune.
 
-Folder of a search (train.output_dir/<name>):
-    search.yaml                the resolved run config and search block (what --resume checks)
-    optuna.db                  the Optuna study of every group (SQLite unless search.storage)
-    <group>/tune/              Tune's experiment state (Tuner.restore reads it)
-    <group>/trials/<trial_id>/ params.json (+ joint.json; stopped.json: ASHA stopped it) and a
-                               run folder per task:
-                 <task>/       config.yaml, metrics.jsonl, result.json, model.pt (the
-                               selected epoch), last.pt, target_val_coords.pt, tb/
-A group is one task (mode per_task) or "joint". Phase 1 depends on no searched adaptation field:
-it is computed once per task before the trials start and read from the shared cache.
+The search folder (train.output_dir/<name>, folders.SearchFolder): search.yaml, the Optuna
+study of every group, and per group Tune's state and a folder per trial (params.json, and a run
+folder per task). A group is one task (mode per_task) or "joint". Phase 1 depends on no
+searched adaptation field: it is computed once per task before the trials start and read from
+the shared cache.
 """
 
 from __future__ import annotations
@@ -28,6 +23,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from regda_dist import config as C
+from regda_dist.config.migrate import adapted
 from regda_dist.distributed import capacity, train
 from regda_dist.distributed.cluster import one_line
 from regda_dist.distributed.scheduler import make_scheduler
@@ -37,13 +33,16 @@ from regda_dist.distributed.searcher import (
     sampler,
     tune_space,
 )
-from regda_dist.engine import run as R
-from regda_dist.engine.trainer import best_logs
+from regda_dist.engine.phase1 import phase1_cached
+from regda_dist.engine.selection import best_logs
+from regda_dist.folders import RunFolder, SearchFolder, TrialFolder
 from regda_dist.proxies import create_proxy
 from regda_dist.search import joint
 from regda_dist.search.folder import load_trials
+from regda_dist.search.settings import SearchConfig
+from regda_dist.search.setup import storage_url, study_name
 from regda_dist.search.space import METHOD, apply_params, default_points, startup_trials
-from regda_dist.search.spec import Search, SearchConfig, storage_url, study_name
+from regda_dist.search.spec import Search
 
 
 class SearchError(RuntimeError):
@@ -87,22 +86,22 @@ def open_storage(settings: SearchConfig, search_dir: Path) -> optuna.storages.RD
 
 
 def trial_driver(params: dict, spec: dict) -> None:
-    trial_dir = Path(spec["group_dir"]) / "trials" / tune.get_context().get_trial_id()
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "params.json").write_text(json.dumps(params, indent=2))
+    trial = TrialFolder(Path(spec["trials_dir"]) / tune.get_context().get_trial_id())
+    trial.path.mkdir(parents=True, exist_ok=True)
+    trial.params.write_text(json.dumps(params, indent=2))
     tasks = {name: apply_params(C.from_dict(d), params) for name, d in spec["tasks"].items()}
     if spec["mode"] == "per_task":
         ((name, cfg),) = tasks.items()
-        _run(cfg, trial_dir / name, params, spec, report=True)
+        _run(cfg, trial.run(name), params, spec, report=True)
         return
-    tune.report(_joint(trial_dir, tasks, params, spec))
+    tune.report(_joint(trial, tasks, params, spec))
 
 
-def _joint(trial_dir: Path, tasks: dict[str, C.Config], params: dict, spec: dict) -> dict:
+def _joint(trial: TrialFolder, tasks: dict[str, C.Config], params: dict, spec: dict) -> dict:
     """Every task of a joint trial in turn; its objective (search/joint.py) into joint.json."""
     per_task = {}
     for name, cfg in tasks.items():
-        result = _run(cfg, trial_dir / name, params, spec, report=False)
+        result = _run(cfg, trial.run(name), params, spec, report=False)
         selected = result.get("selected") or {}  # none: the metric was NaN at every epoch
         per_task[name] = {
             "value": selected.get("value", math.nan),
@@ -113,8 +112,8 @@ def _joint(trial_dir: Path, tasks: dict[str, C.Config], params: dict, spec: dict
     unit = create_proxy(spec["metric"]).unit
     others = [  # the trials completed so far (search/joint.py: rescored at export)
         joint.per_task_of(json.loads(done.read_text()), list(tasks))
-        for done in trial_dir.parent.glob("*/joint.json")
-        if done.parent != trial_dir
+        for done in trial.path.parent.glob(f"*/{trial.joint.name}")
+        if done.parent != trial.path
     ]
     for name, score in joint.task_scores(per_task, others, unit).items():
         per_task[name]["normalised"] = score
@@ -122,28 +121,27 @@ def _joint(trial_dir: Path, tasks: dict[str, C.Config], params: dict, spec: dict
         "joint/objective": joint.objective(per_task, others, unit),
         **{f"{n}/{k}": v for n, t in per_task.items() for k, v in t.items()},
         "unit": unit,
-        "epoch": max(cfg.regda.epochs for cfg in tasks.values()),
+        "epoch": max(cfg.adapt.epochs for cfg in tasks.values()),
     }
-    tmp = trial_dir / ".joint.json.tmp"  # concurrent trials read it: all of it or nothing
+    tmp = trial.path / ".joint.json.tmp"  # concurrent trials read it: all of it or nothing
     tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(trial_dir / "joint.json")
+    tmp.replace(trial.joint)
     return result
 
 
-def _run(cfg: C.Config, run_dir: Path, params: dict, spec: dict, report: bool) -> dict:
+def _run(cfg: C.Config, run: RunFolder, params: dict, spec: dict, report: bool) -> dict:
     """One task of a trial with Ray Train; a run that finished before an interruption is read."""
-    done = run_dir / "result.json"
-    if done.is_file():
-        result = json.loads(done.read_text())
+    if run.result.is_file():
+        result = json.loads(run.result.read_text())
         if report:
             selected = result.get("selected")
             best = best_logs(selected) if selected else {spec["objective"]: math.nan}
-            tune.report({**best, **result["regda"], "epoch": cfg.regda.epochs})
+            tune.report({**best, **adapted(result), "epoch": cfg.adapt.epochs})
         return result
     callbacks = [TuneReportCallback()] if report else None
-    return train.fit(cfg, run_dir, resume=True, fixed_size=spec["fixed_size"],
-                     callbacks=callbacks, hparams=params,
-                     hparam_columns=spec.get("columns"))  # fmt: skip
+    trial = {"hparams": params, "columns": spec.get("columns")}
+    return train.fit(cfg, run.path, resume=True, fixed_size=spec["fixed_size"],
+                     callbacks=callbacks, trial=trial)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,13 +159,13 @@ def check_capacity(search: Search) -> None:
 def precompute_phase1(search: Search, search_dir: Path, fixed_size: bool) -> None:
     """Phase 1 of every task, once, into the shared cache, before any trial starts."""
     for name, cfg in search.tasks.items():
-        if R.phase1_cached(cfg):
+        if phase1_cached(cfg):
             continue
         print(f"phase 1 (source only) of {name}: computing once for all trials", flush=True)
         if fixed_size:
             cfg = phase1_scaling(cfg, ray.cluster_resources().get("CPU", 0))
-        train.fit(cfg, search_dir / ".phase1" / name / cfg.pretrain_key(), resume=True,
-                  fixed_size=fixed_size, phase="pretrain")  # fmt: skip
+        run_dir = SearchFolder(search_dir).phase1_run(name, cfg.pretrain_key())
+        train.fit(cfg, run_dir, resume=True, fixed_size=fixed_size, phase="pretrain")
 
 
 def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
@@ -192,9 +190,9 @@ def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
 
 def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size: bool):
     s = search.settings
-    group_dir = (search_dir / group).resolve()
+    folder = SearchFolder(search_dir.resolve())
     spec = {
-        "group_dir": str(group_dir),
+        "trials_dir": str(folder.trials(group)),
         "tasks": {n: train.absolute_output_dir(c).to_dict() for n, c in tasks.items()},
         "mode": s.mode,
         "metric": s.metric,
@@ -207,10 +205,10 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
     )
     # what Tune prints of a finished trial: its epoch, selection value and the oracle
     trainable._progress_metrics = ["epoch", s.objective, "best/epoch", "oracle/target_pck"]
-    path = group_dir / "tune"
+    path = folder.tune(group)
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
-    scheduler = make_scheduler(s, tasks, group_dir / "trials")
+    scheduler = make_scheduler(s, tasks, search.space, folder.trials(group))
     grid = all("grid" in spec for spec in search.space.values())  # GridSampler: every point once
     first, own = [], next(iter(tasks.values()))
     if s.start_from_defaults and not grid:  # each method's, in a conditional space
@@ -226,8 +224,8 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         ),
         study_name=study_name(search_dir, group),
         storage=open_storage(s, search_dir),
-        last_epoch=max(c.regda.epochs for c in tasks.values()),
-        trials_dir=group_dir / "trials",
+        last_epoch=max(c.adapt.epochs for c in tasks.values()),
+        trials_dir=folder.trials(group),
     )
     return tune.Tuner(
         trainable,
@@ -242,8 +240,8 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(group_dir),
+            name=path.name,
+            storage_path=str(path.parent),
             callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],  # TensorBoard: the trials'
             failure_config=tune.FailureConfig(max_failures=0),  # Train retries the workers
             verbose=1,
@@ -279,7 +277,7 @@ def summarise(search: Search, search_dir: Path, grids: dict) -> dict:
     from regda_dist.search.candidates import ranked
     from regda_dist.search.export import ranking
 
-    folders = load_trials(search_dir) if any(search_dir.glob("*/trials/*/params.json")) else {}
+    folders = load_trials(search_dir) if SearchFolder(search_dir).trial_folders() else {}
     summary = {}
     objective = search.settings.objective
     for group, grid in grids.items():

@@ -19,9 +19,9 @@ import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from regda_dist.search.folder import STOPPED
+from regda_dist.folders import TrialFolder
+from regda_dist.search.settings import SearchConfig
 from regda_dist.search.space import METHOD, dimensions
-from regda_dist.search.spec import SearchConfig
 
 logger = logging.getLogger(__name__)
 State = optuna.trial.TrialState
@@ -89,7 +89,7 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
     - a trial that ASHA stopped before `last_epoch` is PRUNED, its values per epoch the
       intermediate values up to the rung that stopped it (Ray's would tell COMPLETE with an
       early value, mixing epochs in TPE and the parameter importances), and its trial folder
-      gets `stopped.json` (search/folder.py: STOPPED): the workers train on while Tune stops
+      gets `stopped.json` (folders.TrialFolder.stopped): the workers train on while Tune stops
       them, and may write result.json first; the marker keeps such a trial stopped early in
       the summary, export and report as in Optuna, whatever that race did;
     - a trial without a finite objective (its selection metric NaN at every epoch) is FAIL, said
@@ -146,10 +146,10 @@ class EarlyStopAwareOptunaSearch(OptunaSearch):
         trials_dir = getattr(self, "_trials_dir", None)  # a searcher pickled before it had one
         if trials_dir is None:
             return
-        folder = Path(trials_dir) / trial_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = TrialFolder(Path(trials_dir) / trial_id)
+        folder.path.mkdir(parents=True, exist_ok=True)
         marker = {"stopped_by": "scheduler", "epoch": epoch, "last_epoch": self._last_epoch}
-        (folder / STOPPED).write_text(json.dumps(marker))
+        folder.stopped.write_text(json.dumps(marker))
 
     def _report(self, trial_id: str, result: dict) -> None:
         """The objective as the intermediate value of its epoch (finite values only)."""

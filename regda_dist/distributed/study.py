@@ -9,12 +9,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import optuna
 
-from regda_dist.search.spec import Search, storage_url, study_name
+from regda_dist.search.setup import storage_url, study_name
+from regda_dist.search.spec import Search
 
 
 def plot_importances(search_dir: Path, search: Search, group: str, path: Path) -> bool:
     """Optuna's parameter importances of the group's study (needs a few completed trials)."""
     url = storage_url(search.settings, search_dir)
+    plt.switch_backend("Agg")  # files only, whatever display the machine has
     try:
         study = optuna.load_study(study_name=study_name(search_dir, group), storage=url)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

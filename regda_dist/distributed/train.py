@@ -44,11 +44,11 @@ from ray.train.torch import TorchTrainer
 
 from regda_dist import config as C
 from regda_dist.distributed import capacity
-from regda_dist.engine import run
 from regda_dist.engine.collectives import Collectives
+from regda_dist.engine.phase1 import pretrain_only
+from regda_dist.engine.run import execute, prepare_run_dir
 from regda_dist.engine.runtime import Runtime, resolve_precision
-
-CHECKPOINT = "adapt.ckpt"
+from regda_dist.folders import RunFolder
 
 
 class TrainingError(RuntimeError):
@@ -62,8 +62,8 @@ class _Reporter:
     last epoch is reported only after the run has written its results (`flush`), so a
     scheduler that stops the trial on that report loses nothing."""
 
-    def __init__(self, run_dir: Path, rank: int, cfg: C.Config):
-        self.run_dir, self.rank, self.last = run_dir, rank, cfg.regda.epochs
+    def __init__(self, run: RunFolder, rank: int, cfg: C.Config):
+        self.run, self.rank, self.last = run, rank, cfg.adapt.epochs
         self.key = key = cfg.train.select_metric
         self.first = ["epoch", f"best/{key}", "oracle/target_pck", "best/epoch"]
         self.pending: dict | None = None
@@ -103,21 +103,22 @@ class _Reporter:
     def _link(self, name: str) -> Checkpoint:
         folder = Path(ray.train.get_context().get_storage().experiment_fs_path) / name
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / CHECKPOINT
+        source = self.run.checkpoint
+        target = folder / source.name
         target.unlink(missing_ok=True)  # an epoch reported again after a restart
         try:
-            os.link(self.run_dir / CHECKPOINT, target)
+            os.link(source, target)
         except OSError:
-            shutil.copy2(self.run_dir / CHECKPOINT, target)
+            shutil.copy2(source, target)
         return Checkpoint.from_directory(str(folder))
 
 
-def _restore_reported_checkpoint(run_dir: Path, rank: int) -> None:
+def _restore_reported_checkpoint(run: RunFolder, rank: int) -> None:
     """After a restart, take Ray's latest reported checkpoint when the folder has none."""
     reported = ray.train.get_checkpoint()
-    if rank == 0 and reported is not None and not (run_dir / CHECKPOINT).exists():
+    if rank == 0 and reported is not None and not run.checkpoint.exists():
         with reported.as_directory() as folder:
-            shutil.copy2(Path(folder) / CHECKPOINT, run_dir / CHECKPOINT)
+            shutil.copy2(Path(folder) / run.checkpoint.name, run.checkpoint)
     dist.barrier()
 
 
@@ -143,14 +144,13 @@ def worker_threads(cfg: C.Config) -> int:
 def train_loop_per_worker(config: dict) -> None:
     _quiet_reports()
     cfg = C.from_dict(config["cfg"])
-    run_dir = Path(config["run_dir"])
+    run = RunFolder(Path(config["run_dir"]))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(worker_threads(cfg))
     cfg.train.num_threads = 0  # set above, per worker
     cfg.train.progress = False  # Ray forwards each bar refresh as a log line: epoch lines instead
-    workers = run_dir / "workers"
-    workers.mkdir(exist_ok=True)
+    run.workers.mkdir(exist_ok=True)
     identity = {
         "rank": rank,
         "pid": os.getpid(),
@@ -158,7 +158,7 @@ def train_loop_per_worker(config: dict) -> None:
         "node_rank": ctx.get_node_rank(),
         "world_size": world,
     }
-    (workers / f"rank{rank}.json").write_text(json.dumps(identity))
+    run.worker(rank).write_text(json.dumps(identity))
     device = ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
@@ -167,15 +167,14 @@ def train_loop_per_worker(config: dict) -> None:
     if world > 1:  # one worker keeps the engine's local no-ops: no collective to pay for
         runtime.comm = Collectives(device)
     if config.get("phase") == "pretrain":
-        run.pretrain_only(cfg, runtime)
+        pretrain_only(cfg, runtime)
         return
-    _restore_reported_checkpoint(run_dir, rank)
-    reporter = _Reporter(run_dir, rank, cfg)
-    run.execute(cfg, run_dir, runtime, callbacks=[reporter], hparams=config.get("hparams"),
-                hparam_columns=config.get("hparam_columns"))  # fmt: skip
+    _restore_reported_checkpoint(run, rank)
+    reporter = _Reporter(run, rank, cfg)
+    execute(cfg, run.path, runtime, callbacks=[reporter], trial=config.get("trial"))
     reporter.flush()  # the last epoch, now that result.json is written
     identity["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    (workers / f"rank{rank}.json").write_text(json.dumps(identity))
+    run.worker(rank).write_text(json.dumps(identity))
 
 
 _EXCEPTION_LINE = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception)): (.*)$")
@@ -207,19 +206,18 @@ def fit(
     resume: bool = False,
     fixed_size: bool = True,
     callbacks: list | None = None,
-    hparams: dict | None = None,
     phase: str = "all",
-    hparam_columns: list[str] | None = None,
+    trial: dict | None = None,
 ) -> dict:
     """Run one experiment with Ray Train on the connected Ray cluster; returns result.json
     (phase 'pretrain': phase 1 into the shared cache only; returns {}).
     fixed_size: the cluster cannot grow (no autoscaler), so an impossible request is refused.
     callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback).
-    hparams, hparam_columns: a trial's parameters and its search's space (TensorBoard)."""
+    trial: a search trial's {"hparams": parameters, "columns": its search's space} (TensorBoard)."""
     run_dir = run_dir.resolve()
     if fixed_size:
         capacity.check(cfg.scaling)
-    run.prepare_run_dir(run_dir, cfg, resume)
+    prepare_run_dir(run_dir, cfg, resume)
     s = cfg.scaling
     resources = capacity.worker_resources(s)
     trainer = TorchTrainer(
@@ -227,15 +225,14 @@ def fit(
         train_loop_config={
             "cfg": absolute_output_dir(cfg).to_dict(),
             "run_dir": str(run_dir),
-            "hparams": hparams,
-            "hparam_columns": hparam_columns,
+            "trial": trial,
             "phase": phase,
         },
         scaling_config=ScalingConfig(
             num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
         ),
         run_config=RunConfig(
-            name="ray-train",
+            name=RunFolder.TRAIN_RUN,
             storage_path=str(run_dir),
             failure_config=FailureConfig(max_failures=s.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
@@ -257,4 +254,4 @@ def fit(
         raise TrainingError(f"training failed in a worker: {_root_cause(result.error)}")
     if phase == "pretrain":
         return {}
-    return json.loads((run_dir / "result.json").read_text())
+    return json.loads(RunFolder(run_dir).result.read_text())

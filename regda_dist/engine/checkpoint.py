@@ -38,3 +38,45 @@ def load(path: Path) -> dict:
         return load_weights(path)
     except WeightsFileError as err:
         raise CheckpointError(f"checkpoint {err}") from None
+
+
+def save_training(path: Path, state: dict, model, optimizers, schedules, runtime) -> None:
+    """Rank 0 writes a phase's checkpoint: its state, the model, optimisers, schedules and the
+    CPU random state."""
+    if runtime.is_main:
+        save(
+            {
+                **state,
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "schedules": [s.state_dict() for s in schedules],
+                "rng": torch.get_rng_state(),
+            },
+            path,
+        )
+
+
+def resumes(path: Path, runtime) -> bool:
+    """Whether a phase restores its checkpoint `path`: rank 0 decides for every rank. Ranks
+    that saw the file differently (NFS attribute caches) would train different epochs and
+    hang in their collectives."""
+    return runtime.comm.agree(path.is_file())
+
+
+def restore_training(path: Path, model, optimizers, schedules) -> dict:
+    """Load a phase's checkpoint into the model, optimisers and schedules; returns the rest of
+    its state."""
+    wait_visible(path)  # rank 0 saw it; a shared folder may show it later here
+    saved = load(path)
+    try:
+        model.load_state_dict(saved.pop("model"))
+        for obj, s in zip(
+            [*optimizers, *schedules],
+            [*saved.pop("optimizers"), *saved.pop("schedules")],
+            strict=True,
+        ):
+            obj.load_state_dict(s)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path}: does not match this model/config ({err})") from None
+    torch.set_rng_state(saved.pop("rng"))
+    return saved

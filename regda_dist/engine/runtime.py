@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from regda_dist.config import ConfigError
+from regda_dist.fields import ConfigError
 
 
 class Local:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from regda_dist.methods import baseline_names, get_method
 from regda_dist.search.folder import Trial
 
-BASELINES = {"source_only": "source-only", "adabn": "AdaBN"}
 ORDER = {"source_only": 0, "adabn": 1, "": 2}  # a tie goes to the one that adapted more
 
 
@@ -24,7 +24,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return BASELINES[self.baseline] if self.baseline else f"trial {self.trial.trial_id}"
+        return get_method(self.baseline).label if self.baseline else f"trial {self.trial.trial_id}"
 
     def metrics(self, task: str) -> dict:
         """The evaluation the candidate is judged and described by."""
@@ -46,7 +46,7 @@ def ranked(trials: list[Trial], scored: list[tuple[float, Trial]], metric: str) 
     out = [Candidate(value, trial) for value, trial in scored]
     key = baseline_key(metric)
     done = [t for t in trials if t.complete and len(t.runs) == 1]
-    for name in BASELINES if key else ():
+    for name in baseline_names() if key else ():
         values = [  # runs that name the baseline's weights (folders of before did not)
             (getattr(t, name)[task].get(key, math.nan), t)
             for t in done

@@ -3,14 +3,14 @@ target val predictions of every completed trial (at the epoch it chose) and of t
 model; a trial scores the percentage of its predictions within the PCK radius of that median.
 Trials that agree with what most configurations predict score high; a configuration that
 drifted off on its own scores low. Computed at selection time (export, report) from each run's
-saved predictions (engine/run.py PREDICTIONS); no target label is read."""
+saved predictions (folders.RunFolder.predictions); no target label is read."""
 
 from __future__ import annotations
 
 import torch
 
 from regda_dist import config as C
-from regda_dist.engine.run import PREDICTIONS
+from regda_dist.folders import RunFolder
 from regda_dist.proxies.base import agreement
 from regda_dist.search.folder import Trial
 
@@ -18,7 +18,7 @@ KEY = "proxy/consensus"
 
 
 def _predictions(trial: Trial, task: str) -> dict | None:
-    file = trial.runs[task] / PREDICTIONS
+    file = RunFolder(trial.runs[task]).predictions
     if not (trial.complete and file.is_file()):
         return None
     return torch.load(file, map_location="cpu", weights_only=True)
@@ -35,7 +35,7 @@ def consensus_scores(trials: list[Trial], task: str) -> dict[str, float]:
     }
     source_only = next(iter(saved.values()))[1]["source_only"].float()  # phase 1 is shared
     median = torch.stack([*coords.values(), source_only]).median(dim=0).values  # (N, K, 2)
-    cfg = C.load(next(iter(saved.values()))[0].runs[task] / "config.yaml")
+    cfg = C.load(RunFolder(next(iter(saved.values()))[0].runs[task]).config)
     radius = cfg.train.pck_threshold * cfg.data.heatmap_size
     return {k: agreement(c, median, radius) for k, c in coords.items()}
 

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import yaml
 
+from regda_dist.folders import ExportFolder, RunFolder, SearchFolder
 from regda_dist.search.candidates import Candidate, ranked
 from regda_dist.search.consensus import add_consensus
 from regda_dist.search.folder import ORACLE, SearchFolderError, Trial, load_trials, read_search
 from regda_dist.search.joint import joint_scores
-from regda_dist.search.spec import SearchConfig
+from regda_dist.search.settings import SearchConfig
 
 
 def resolve_metric(metric: str | None, search: SearchConfig) -> str:
@@ -67,12 +68,12 @@ def export(
 ) -> Path:
     search = read_search(search_dir)
     metric = resolve_metric(metric, search.settings)
-    out = out or search_dir / "best"
+    out = out or SearchFolder(search_dir).best
     if top_k < 1:
         raise SearchFolderError(f"--top-k must be >= 1, got {top_k}")
     if out.exists():
         raise SearchFolderError(f"{out} exists; nothing overwritten (choose another --out)")
-    provenance = _read_json(search_dir / "provenance.json")
+    provenance = _read_json(SearchFolder(search_dir).provenance)
     rows, picked = [], {}
     groups = load_trials(search_dir)
     add_consensus(groups)  # proxy/consensus: a proxy across the trials
@@ -90,7 +91,7 @@ def export(
             place = Path(task) if rank == 1 else Path(task) / f"top{rank}"
             _write(staging / place, out / place, (task, rank), candidate, metric, provenance)
             rows.append((task, rank, candidate))
-    (staging / "summary.md").write_text(_summary(search_dir, metric, rows))
+    (staging / ExportFolder.SUMMARY).write_text(_summary(search_dir, metric, rows))
     staging.replace(out)  # all or nothing
     return out
 
@@ -100,19 +101,19 @@ def _write(folder: Path, final_folder: Path, picked: tuple, candidate: Candidate
     """One exported configuration into `folder` (staging), which becomes `final_folder`."""
     (task, rank), trial = picked, candidate.trial
     folder.mkdir(parents=True)
-    run = trial.runs[task]
+    out, run = ExportFolder(folder), RunFolder(trial.runs[task])
     chosen = None if candidate.baseline else trial.selected.get(task)
     if candidate.baseline:  # the trial's config, without phase 2; the phase-1 cache's weights
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg = yaml.safe_load(run.config.read_text())
         cfg.setdefault("adapt", {})["method"] = candidate.baseline
-        (folder / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        shutil.copy2(trial.baseline_weights[task][candidate.baseline], folder / "model.pt")
+        out.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        shutil.copy2(trial.baseline_weights[task][candidate.baseline], out.model)
     else:
-        shutil.copy2(run / "config.yaml", folder / "config.yaml")
+        shutil.copy2(run.config, out.config)
         # model.pt: the weights of the epoch the run reports; selected.pt in folders of
         # searches made before model.pt became that epoch's
-        kept = run / "selected.pt"
-        shutil.copy2(kept if chosen and kept.is_file() else run / "model.pt", folder / "model.pt")
+        kept = run.selected_before
+        shutil.copy2(kept if chosen and kept.is_file() else run.model, out.model)
     metrics = candidate.metrics(task)
     last = trial.curves[task][-1]["epoch"] if trial.curves.get(task) else None
     baseline = candidate.baseline
@@ -134,14 +135,14 @@ def _write(folder: Path, final_folder: Path, picked: tuple, candidate: Candidate
         "source_pck": metrics.get("source/pck"),
         "oracle_eval_only": {k: v for k, v in metrics.items() if k.startswith(ORACLE)},
         "source_only": trial.source_only.get(task, {}),
-        "run_folder": str(run),
+        "run_folder": str(run.path),
         "versions": provenance,
         "reproduce": (
-            f"regda-dist train {final_folder / 'config.yaml'} --name "
+            f"regda-dist train {ExportFolder(final_folder).config} --name "
             f"{task}-{baseline or trial.trial_id}"
         ),
     }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+    out.meta.write_text(json.dumps(meta, indent=2))
 
 
 def _summary(search_dir: Path, metric: str, rows) -> str:

@@ -12,13 +12,11 @@ from pathlib import Path
 
 from regda_dist import __version__
 from regda_dist.config import ConfigError
+from regda_dist.config.migrate import adapted, migrate_keys
+from regda_dist.folders import SearchFolder
 from regda_dist.search.spec import Search, load_search
 
 ORACLE = "oracle/target_pck"  # target-test PCK: target labels, for evaluation only
-# in a trial folder: the scheduler stopped the trial (distributed/searcher.py writes it when it
-# tells Optuna PRUNED); the trial is stopped early even where its workers, killed after Tune's
-# decision, finished first and wrote result.json
-STOPPED = "stopped.json"
 
 
 class SearchFolderError(ValueError):
@@ -61,7 +59,7 @@ class Trial:
 
 def read_search(search_dir: Path) -> Search:
     """The search's resolved search (search.yaml, read with the strict loader)."""
-    saved = search_dir / "search.yaml"
+    saved = SearchFolder(search_dir).spec
     if not saved.is_file():
         raise SearchFolderError(f"{search_dir}: not a search folder (no search.yaml)")
     try:
@@ -90,18 +88,18 @@ def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
     expected = list(search.tasks)
     joint = search.settings.mode == "joint"
     groups: dict[str, list[Trial]] = {}
-    for params_file in sorted(search_dir.glob("*/trials/*/params.json")):
-        folder = params_file.parent
-        group = folder.parent.parent.name
-        runs = {p.parent.name: p.parent for p in sorted(folder.glob("*/config.yaml"))}
-        trial = Trial(group, folder.name, json.loads(params_file.read_text()), runs)
+    for folder in SearchFolder(search_dir).trial_folders():
+        group = SearchFolder.group_of(folder)
+        runs = {p.parent.name: p.parent for p in sorted(folder.path.glob("*/config.yaml"))}
+        params = migrate_keys(json.loads(folder.params.read_text()), str(folder.params))
+        trial = Trial(group, folder.id, params, runs)
         done = []
-        for task, run in runs.items():
-            trial.curves[task] = evaluated_epochs(run / "metrics.jsonl")
-            result_file = run / "result.json"
-            if result_file.is_file():
-                result = json.loads(result_file.read_text())
-                trial.final[task], trial.source_only[task] = result["regda"], result["source_only"]
+        for task in runs:
+            run = folder.run(task)
+            trial.curves[task] = evaluated_epochs(run.metrics)
+            if run.result.is_file():
+                result = json.loads(run.result.read_text())
+                trial.final[task], trial.source_only[task] = adapted(result), result["source_only"]
                 trial.adabn[task] = result.get("adabn", {})
                 trial.baseline_weights[task] = result.get("baseline_weights", {})
                 if "selected" in result:
@@ -112,9 +110,9 @@ def load_trials(search_dir: Path) -> dict[str, list[Trial]]:
             else:
                 trial.final[task] = trial.curves[task][-1] if trial.curves[task] else {}
         want = set(expected) if joint else {group}  # a trial killed before a task: incomplete
-        trial.complete = set(done) == want and not (folder / STOPPED).is_file()
-        if (folder / "joint.json").is_file():
-            trial.joint = json.loads((folder / "joint.json").read_text())
+        trial.complete = set(done) == want and not folder.stopped.is_file()
+        if folder.joint.is_file():
+            trial.joint = json.loads(folder.joint.read_text())
         groups.setdefault(group, []).append(trial)
     if not groups:
         raise SearchFolderError(f"{search_dir}: no trials yet")

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # no pyplot: no backend, no global figure state
+from scipy.stats import spearmanr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-
-from regda_dist.search.candidates import ranked  # noqa: E402
+from regda_dist.config import AdaptConfig
+from regda_dist.folders import SearchFolder
+from regda_dist.search.candidates import ranked
 from regda_dist.search.consensus import add_consensus
-from regda_dist.search.export import ranking  # noqa: E402
-from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search  # noqa: E402
-from regda_dist.search.space import default_point  # noqa: E402
-from regda_dist.search.spec import Search  # noqa: E402
+from regda_dist.search.export import ranking
+from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search
+from regda_dist.search.space import default_point
+from regda_dist.search.spec import Search
 
 
 def proxy_table(trials: list[Trial], task: str) -> dict[str, dict]:
@@ -140,7 +140,7 @@ def method_picks(search: Search, trials: list[Trial], task: str) -> list[str]:
     """A table: per adaptation method of the search's trials, its best completed trial by the
     objective; then source-only and AdaBN by the same value (the candidates export ranks)."""
     objective = search.settings.objective
-    own = search.tasks[task].adapt.method if task in search.tasks else "regda"
+    own = search.tasks[task].adapt.method if task in search.tasks else AdaptConfig().method
     lines = ["| candidate | trials | pick | selection value | target PCK (eval only) |",
              "|---|---|---|---|---|"]  # fmt: skip
     scored = ranking(trials, objective)
@@ -163,21 +163,44 @@ def objective_name(search: Search) -> str:
     return search.settings.objective.removeprefix("best/")
 
 
-def report(search_dir: Path, importances: Importances | None = None) -> Path:
+@dataclass
+class Report:
+    """Where report.md is, and its first lines: a line per baseline that is the search's answer,
+    then what the search found per task."""
+
+    path: Path
+    won: list[str]
+    heading: str
+    found: list[str]
+
+    @property
+    def headline(self) -> list[str]:
+        """The report's first lines, as a console shows them after the whole text."""
+        return [*self.won, self.heading, *(f"- {line}" for line in self.found)]
+
+
+def report(search_dir: Path, importances: Importances | None = None) -> Report:
     """report/report.md (+ plots); `importances` draws a group's parameter importances."""
     search = read_search(search_dir)
-    out = search_dir / "report"
+    out = SearchFolder(search_dir).report
     out.mkdir(exist_ok=True)
     groups = load_trials(search_dir)
     add_consensus(groups)  # proxy/consensus: a proxy across the trials
     found = findings(search, groups)
-    won = [line.split(",")[0] for line in found if "scored better than every trial" in line]
+    won = [
+        f"**A baseline is the search's answer: {line.split(',')[0]}.**"
+        for line in found
+        if "scored better than every trial" in line
+    ]
+    heading = (
+        f"What the search found (selected by {objective_name(search)}; "
+        "target PCK uses target labels, for evaluation only):"
+    )
     lines = [
         f"# Proxy report of {search_dir.name}",
         "",
-        *(f"**A baseline is the search's answer: {line}.**\n" for line in won),
-        f"What the search found (selected by {objective_name(search)}; "
-        "target PCK uses target labels, for evaluation only):",
+        *(f"{line}\n" for line in won),
+        heading,
         "",
         *(f"- {line}" for line in found),
         "",
@@ -231,11 +254,12 @@ def report(search_dir: Path, importances: Importances | None = None) -> Path:
             lines.append(f"\n![parameter importances]({group}_importances.png)")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    return path
+    return Report(path, won, heading, found)
 
 
 def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(proxies), figsize=(3.2 * len(proxies), 3), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(proxies), 3))
+    axes = fig.subplots(1, len(proxies), squeeze=False)
     for ax, proxy in zip(axes[0], proxies, strict=True):
         pts = [
             (t.metrics(task).get(proxy), t.metrics(task).get(ORACLE)) for t in trials if t.complete
@@ -247,7 +271,6 @@ def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> 
     fig.suptitle(task)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _finite(x) -> bool:

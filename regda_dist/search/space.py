@@ -5,10 +5,9 @@ Distributions: loguniform [lo, hi], uniform [lo, hi] (float fields), randint [lo
 exclusive, int fields), choice [values], grid [values] (every dimension a grid).
 
 With `adapt.method: {choice: [...]}` the space is conditional: a trial samples a method, then
-only the dimensions that method reads. A method reads the section of its own knobs (regda:,
-mean_teacher:, both for regda+mean_teacher) and every dimension outside the methods' sections
-(optim., adapt.batchnorm, data. ...); regda.sigma and phase 2's schedule (regda.batch_size,
-iters_per_epoch, epochs) are every method's.
+only the dimensions that method reads. A method reads the sections of its own knobs
+(Method.sections: regda:, mean_teacher:, both for regda+mean_teacher) and every dimension
+outside the methods' sections (optim., adapt., data. ...).
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ import dataclasses
 from typing import Any
 
 from regda_dist import config as C
+from regda_dist.fields import field_at
+from regda_dist.methods import adapters, get_method, owned_sections
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 
@@ -51,24 +52,18 @@ def check_dimension(key: str, spec: Any, where: str) -> None:
 
 
 def _field(key: str, where: str) -> dataclasses.Field:
-    obj, f = C.Config(), None
-    for part in key.split("."):
-        fields = (
-            {x.name: x for x in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
-        )
-        if part not in fields:
-            raise C.ConfigError(f"{where}: search.space: {key!r} is not a config field")
-        f, obj = fields[part], getattr(obj, part)
-    if dataclasses.is_dataclass(obj) or isinstance(obj, list):
+    cfg = C.Config()
+    try:
+        f = field_at(cfg, key)
+    except C.ConfigError:
+        raise C.ConfigError(f"{where}: search.space: {key!r} is not a config field") from None
+    value = C.get(cfg, key)
+    if dataclasses.is_dataclass(value) or isinstance(value, list):
         raise C.ConfigError(f"{where}: search.space: {key!r} is not a single value")
     return f
 
 
 METHOD = "adapt.method"
-SECTIONS = {"regda": ("regda",), "mean_teacher": ("mean_teacher",),
-            "regda+mean_teacher": ("regda", "mean_teacher")}  # fmt: skip
-# read by every method though they live in regda: (phase 2's label sigma and its schedule)
-SHARED = ("regda.sigma", "regda.batch_size", "regda.iters_per_epoch", "regda.epochs")
 
 
 def methods(space: dict) -> list[str]:
@@ -80,8 +75,7 @@ def methods(space: dict) -> list[str]:
 def reads(method: str, key: str) -> bool:
     """Whether a trial of `method` samples dimension `key`."""
     section = key.split(".")[0]
-    owned = {s for sections in SECTIONS.values() for s in sections}
-    return key in SHARED or section not in owned or section in SECTIONS.get(method, ())
+    return section not in owned_sections() or section in get_method(method).sections
 
 
 def dimensions(space: dict, method: str | None) -> dict:
@@ -93,9 +87,9 @@ def check_methods(space: dict, method: str, where: str) -> None:
     """A method dimension lists adaptation methods; every method dimension is read by some
     method the search runs (else it would be sampled for nothing)."""
     chosen = methods(space)
-    if METHOD in space and (not chosen or set(chosen) - set(SECTIONS)):
+    if METHOD in space and (not chosen or set(chosen) - set(adapters())):
         raise C.ConfigError(
-            f"{where}: search.space.{METHOD} must be a choice among {', '.join(SECTIONS)} "
+            f"{where}: search.space.{METHOD} must be a choice among {', '.join(adapters())} "
             f"(source-only and AdaBN are candidates of every search without it), got "
             f"{space[METHOD]!r}"
         )
@@ -156,7 +150,7 @@ def _outside(values: dict, space: dict) -> list[str]:
 
 
 def _own_value(cfg: C.Config, key: str) -> Any:
-    return cfg.adapt_sigma if key == "regda.sigma" else C.get(cfg, key)  # 0: data.sigma
+    return cfg.adapt_sigma if key == "adapt.sigma" else C.get(cfg, key)  # 0: data.sigma
 
 
 def apply_params(cfg: C.Config, params: dict[str, Any]) -> C.Config:

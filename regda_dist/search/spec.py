@@ -19,16 +19,17 @@ config value.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from regda_dist import config as C
-from regda_dist.config import DEFAULT_SPACE
+from regda_dist.config.migrate import migrate_keys
+from regda_dist.fields import apply
+from regda_dist.methods import default_space
+from regda_dist.search.rungs import rung_fields, scheduler_notes
+from regda_dist.search.settings import AUTO, SearchConfig
 from regda_dist.search.space import (
     METHOD,
     apply_params,
@@ -39,71 +40,6 @@ from regda_dist.search.space import (
     outside_space,
     startup_trials,
 )
-
-AUTO = "auto"  # search.metric: chosen per keypoint set (auto_metric)
-
-
-@dataclass
-class SearchConfig:
-    space: dict = field(default_factory=dict)  # {} = DEFAULT_SPACE
-    tasks: list = field(default_factory=list)  # [] = the experiment's data.task
-    mode: str = field(default="per_task", metadata=C._range(choices=("per_task", "joint")))
-    # a registered proxy (regda_dist.proxies), or auto: pose_prior where every task's keypoint
-    # set has bones, else source_pck (benchmarks/results/proxy_study.md, 3 seeds x 16 trials +
-    # a held-out domain: pose_prior's pick was as good as or better than source_pck's in every
-    # search; source_pck needs only source labels and ranks epochs better)
-    metric: str = AUTO
-    # 'oracle' selects by target-test PCK (target LABELS): research on proxies only.
-    selection: str = field(default="proxy", metadata=C._range(choices=("proxy", "oracle")))
-    num_samples: int = field(default=8, metadata=C._range(1))
-    max_concurrent: int = field(default=1, metadata=C._range(1))
-    seed: int = field(default=0, metadata=C._range(0))
-    # auto: ASHA for per_task (per-epoch proxy values), FIFO for joint (one value at the end)
-    scheduler: str = field(default="auto", metadata=C._range(choices=("auto", "asha", "fifo")))
-    # ASHA's first rung: the first epoch by whose end the warm-start lambda has risen by this
-    # share of its way to regda.warm_hi (a trial is not judged before adaptation has begun);
-    # grace_period > 0 sets that epoch instead. Later rungs: x reduction_factor.
-    warmup_share: float = field(default=0.9, metadata=C._range(0.0, 0.999))
-    grace_period: int = field(default=0, metadata=C._range(0))
-    reduction_factor: int = field(default=2, metadata=C._range(2))
-    storage: str = ""  # Optuna storage (SQLAlchemy URL); "" = sqlite in the experiment folder
-    driver_cpus: float = field(
-        default=0.05, metadata=C._range(0.0, 1.0)
-    )  # each trial's Tune driver
-    # the first trial runs the experiment's own values (where they lie inside the space)
-    start_from_defaults: bool = True
-    # tpe: Optuna's TPE (model-based after startup_trials); random: Optuna's RandomSampler (the
-    # baseline TPE is measured against: benchmarks/results/tpe_study.md). A grid space always
-    # uses Optuna's GridSampler.
-    sampler: str = field(default="tpe", metadata=C._range(choices=("tpe", "random")))
-    # TPE's random start-up trials (the defaults trial counts as one); 0 = auto (tpe_startup)
-    startup_trials: int = field(default=0, metadata=C._range(0))
-
-    @property
-    def select_metric(self) -> str:
-        """What each trial selects its epoch by (train.select_metric of every trial)."""
-        return "oracle/target_pck" if self.selection == "oracle" else f"proxy/{self.metric}"
-
-    @property
-    def objective(self) -> str:
-        """The metric Tune and Optuna maximise: the selected epoch's value (best so far)."""
-        return "joint/objective" if self.mode == "joint" else f"best/{self.select_metric}"
-
-    @property
-    def tpe_startup(self) -> int:
-        """TPE's random start-up trials: search.startup_trials, or a quarter of the budget, at
-        least 2 and at most Optuna's own default of 10. Optuna's 10 assumes budgets of ~100
-        trials: with the default 8 (the demo's 5, the README's 16) TPE would be random search
-        throughout. TPE needs a good and a bad observation to model anything (its "good" set is
-        the best ceil(10%) of the trials: one trial below 11), so 2 is the floor; a quarter
-        keeps the random share of a larger budget as Optuna's default does for ~40 trials."""
-        return self.startup_trials or min(10, max(2, self.num_samples // 4))
-
-    @property
-    def scheduler_name(self) -> str:
-        if self.scheduler == "auto":
-            return "fifo" if self.mode == "joint" else "asha"
-        return self.scheduler
 
 
 @dataclass
@@ -131,18 +67,18 @@ def load_search(path: str | Path, overrides: list[str] = (), pick_metric: bool =
     settings = SearchConfig()
     if not isinstance(raw_search, dict):
         raise C.ConfigError(f"{path}:{lines.get('search', '?')}: search must be a mapping")
-    C.apply(settings, raw_search, str(path), lines, "search.")
+    apply(settings, raw_search, str(path), lines, "search.")
     for text in overrides:
         key, value = C.parse_override(text)
         if key.startswith("search."):
-            C.apply(settings, C.nest(key.removeprefix("search."), value), f"--set {key}", {})
+            apply(settings, C.nest(key.removeprefix("search."), value), f"--set {key}", {})
     return resolve(cfg, settings, str(path), lines, pick_metric)
 
 
 def resolve(
     cfg: C.Config, settings: SearchConfig, source: str, lines: dict, pick_metric: bool = True
 ) -> Search:
-    space = settings.space or copy.deepcopy(DEFAULT_SPACE)
+    space = migrate_keys(settings.space, f"{source}: search.space") or default_space()
     for key, spec in space.items():
         check_dimension(key, spec, _where(source, lines, key))
     kinds = {next(iter(spec)) for spec in space.values()}
@@ -175,7 +111,7 @@ def resolve(
         raise C.ConfigError(
             f"{source}: search.scheduler asha needs mode per_task (joint reports once)"
         )
-    check_fixed_fields(space, settings, source, lines)
+    check_fixed_fields(space, settings, cfg, source, lines)
     tasks = _tasks(cfg, settings, source)
     if settings.metric == AUTO and pick_metric:
         settings.metric = auto_metric(list(tasks.values()))
@@ -186,7 +122,7 @@ def resolve(
                 f"{source}: train.eval_every must be 1 in a per_task search (every report "
                 "carries the proxy that Tune and ASHA compare)"
             )
-    notes = [*_scheduler_notes(settings, tasks), *_start_notes(settings, tasks, space)]
+    notes = [*scheduler_notes(settings, tasks, space), *_start_notes(settings, tasks, space)]
     return Search(cfg, settings, tasks, space, notes)
 
 
@@ -203,8 +139,8 @@ def _tasks(cfg: C.Config, settings: SearchConfig, source: str) -> dict[str, C.Co
     for i, entry in enumerate(settings.tasks or [own]):
         name, sets = _task_entry(entry, f"{source}: search.tasks[{i}]")
         merged = C.from_dict(copy.deepcopy(cfg.to_dict()))
-        for key, value in sets.items():
-            C.apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
+        for key, value in migrate_keys(sets, f"{source}: search.tasks[{i}].set").items():
+            apply(merged, C.nest(key, value), f"{source}: search.tasks[{i}].set.{key}", {})
         if name in tasks:
             raise C.ConfigError(f"{source}: search.tasks names {name!r} twice")
         tasks[name] = C.validate(merged, f"{source}: search.tasks[{i}]")
@@ -213,20 +149,22 @@ def _tasks(cfg: C.Config, settings: SearchConfig, source: str) -> dict[str, C.Co
 
 # Fields the search reads from the base config once, so no trial may vary them: the last epoch
 # (a trial that reaches it completes; one stopped before it is PRUNED), what every trial selects
-# its epoch by, and, under ASHA, what its rungs in epochs come from (grace_epochs: the warm-up's
-# length in epochs). regda.warm_lo and warm_hi set the warm-start's height, not when it rises:
-# they do not move a rung and stay searchable (warm_hi is in the default space).
+# its epoch by, and, under ASHA, what its rungs in epochs come from (search/rungs.py: phase 2's
+# epoch length and what each method waits on). regda.warm_lo and warm_hi set the warm-start's
+# height, not when it rises: they do not move a rung and stay searchable.
 FIXED_FIELDS = {
-    "regda.epochs": "every trial's last epoch is the base config's",
+    "adapt.epochs": "every trial's last epoch is the base config's",
     "train.select_metric": "the search sets it (search.metric, search.selection)",
     "train.eval_every": "every trial evaluates each epoch (the search's reports)",
 }
-RUNG_FIELDS = ("regda.iters_per_epoch", "regda.warm_alpha", "regda.warm_max_iters")
 
 
-def check_fixed_fields(space: dict, settings: SearchConfig, source: str, lines: dict) -> None:
+def check_fixed_fields(
+    space: dict, settings: SearchConfig, cfg: C.Config, source: str, lines: dict
+) -> None:
     """Refuse a searched field that the search computes from the base config (FIXED_FIELDS;
-    RUNG_FIELDS under ASHA)."""
+    the rung fields under ASHA)."""
+    rungs = rung_fields(space, cfg)
     for key in space:
         where = _where(source, lines, key)
         if key in FIXED_FIELDS:
@@ -234,34 +172,12 @@ def check_fixed_fields(space: dict, settings: SearchConfig, source: str, lines: 
                 f"{where}: search.space.{key} cannot be searched: {FIXED_FIELDS[key]}; set it "
                 "in the experiment"
             )
-        if key in RUNG_FIELDS and settings.scheduler_name == "asha":
+        if key in rungs and settings.scheduler_name == "asha":
             raise C.ConfigError(
                 f"{where}: search.space.{key} cannot be searched under ASHA: its rungs (in "
                 "epochs, after the warm-up) come from the base config; use search.scheduler "
                 "fifo to search it"
             )
-
-
-def _scheduler_notes(settings: SearchConfig, tasks: dict[str, C.Config]) -> list[str]:
-    """ASHA with no rung before the last epoch (a warm-up or grace_period as long as the run)
-    could stop nothing, and Ray refuses a grace period beyond max_t (an AssertionError after
-    phase 1 ran): the search runs FIFO instead and says so."""
-    if settings.scheduler_name != "asha":
-        return []
-    grace, max_t, rungs = asha_rungs(settings, tasks)
-    last = max_t - 1
-    if any(rung < last for rung in rungs):
-        return []
-    why = (
-        "search.grace_period"
-        if settings.grace_period
-        else f"the warm-start lambda at {settings.warmup_share:.0%} of its rise"
-    )
-    settings.scheduler = "fifo"
-    return [
-        f"search.scheduler asha: its first rung, epoch {grace} ({why}), is not before the "
-        f"last epoch ({last}), so no trial could be stopped early; running FIFO"
-    ]
 
 
 def _start_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict) -> list[str]:
@@ -339,78 +255,3 @@ def _task_entry(entry: Any, where: str) -> tuple[str, dict]:
         if isinstance(sets, dict):
             return entry["name"], sets
     raise C.ConfigError(f"{where}: expected a task name or {{name: NAME, set: {{path: value}}}}")
-
-
-def grace_epochs(cfg: C.Config, share: float) -> int:
-    """The first epoch by whose end the warm-start lambda has risen by `share` of its way from
-    regda.warm_lo to regda.warm_hi: lambda(i) = lo + (hi - lo) (2 / (1 + e^(-alpha i / N)) - 1)
-    reaches it at i = N / alpha ln((1 + share) / (1 - share)) iterations."""
-    r = cfg.regda
-    if r.warm_hi <= r.warm_lo or r.warm_alpha <= 0:  # lambda never rises: nothing to wait for
-        return 1
-    iters = r.warm_max_iters / r.warm_alpha * math.log((1 + share) / (1 - share))
-    return max(1, math.ceil(iters / r.iters_per_epoch - 1e-9))
-
-
-def asha_rungs(settings: SearchConfig, tasks: dict[str, C.Config]) -> tuple[int, int, list[int]]:
-    """(grace period, max_t, rungs) of ASHA in epochs. max_t is one past the last epoch, where
-    ASHA would stop every trial."""
-    share = settings.warmup_share
-    grace = settings.grace_period or max(grace_epochs(c, share) for c in tasks.values())
-    max_t = max(c.regda.epochs for c in tasks.values()) + 1
-    rungs, rung = [], grace
-    while rung < max_t:
-        rungs.append(rung)
-        rung *= settings.reduction_factor
-    return grace, max_t, rungs
-
-
-def storage_url(settings: SearchConfig, search_dir: Path) -> str:
-    """The Optuna storage of a search: search.storage, or SQLite in the search folder."""
-    return settings.storage or f"sqlite:///{search_dir.resolve() / 'optuna.db'}"
-
-
-def study_name(search_dir: Path, group: str) -> str:
-    return f"{search_dir.name}/{group}"
-
-
-def to_yaml_dict(search: Search) -> dict:
-    """The resolved search as a YAML-able mapping: runnable again by `regda-dist tune`."""
-    settings = {**dataclasses.asdict(search.settings), "space": search.space}
-    return {**search.cfg.to_dict(), "search": settings}
-
-
-def prepare_search_dir(search_dir: Path, search: Search, resume: bool) -> None:
-    """check_search_dir, then create the folder with search.yaml (a new search)."""
-    check_search_dir(search_dir, search, resume)
-    saved = search_dir / "search.yaml"
-    if saved.exists():
-        return
-    search_dir.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(to_yaml_dict(search), sort_keys=False))
-    tmp.replace(saved)
-
-
-def check_search_dir(search_dir: Path, search: Search, resume: bool) -> None:
-    """Refuse to overwrite a search; --resume only the same search."""
-    saved = search_dir / "search.yaml"
-    if saved.exists():
-        if not resume:
-            raise C.ConfigError(
-                f"{search_dir} holds a search; pass --resume to continue it or choose another "
-                "--name"
-            )
-        try:
-            again = load_search(saved)
-        except C.ConfigError as err:
-            raise C.ConfigError(f"cannot --resume: {err}") from None
-        if to_yaml_dict(again) != to_yaml_dict(search):
-            raise C.ConfigError(f"{saved} differs from this search; cannot --resume")
-        return
-    if resume:
-        raise C.ConfigError(f"{search_dir}: no search to resume (no search.yaml)")
-    if search_dir.exists() and any(search_dir.iterdir()):
-        raise C.ConfigError(
-            f"{search_dir} exists and is not a search folder; choose another --name"
-        )

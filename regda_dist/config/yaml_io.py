@@ -10,9 +10,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line that names what is wrong and where."""
+from regda_dist.fields import ConfigError
 
 
 class _Loader(yaml.SafeLoader):

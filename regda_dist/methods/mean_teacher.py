@@ -1,5 +1,6 @@
-"""The mean teacher (adapt.method mean_teacher; with RegDA: regda+mean_teacher), written from the
-method's description (Tarvainen & Valpola 2017; for pose, Kim et al., ECCV 2022):
+"""adapt.method mean_teacher, and the teacher that regda+mean_teacher shares
+(methods/regda_mean_teacher.py), written from the method's description (Tarvainen & Valpola
+2017; for pose, Kim et al., ECCV 2022):
 
 - the teacher is an exponential moving average of the student's parameters (its BatchNorm
   statistics are its own: it sees only target images);
@@ -19,13 +20,49 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from regda_dist.data import heatmap, views
-from regda_dist.losses import joints_kl
+from regda_dist.fields import bounded
+from regda_dist.losses import JointsKLLoss, joints_kl
+from regda_dist.methods.base import (
+    Domain,
+    Method,
+    adaptation_optimizers,
+    epochs_until,
+    no_domain,
+    step_optimizer,
+)
+
+
+@dataclass
+class MeanTeacherConfig:
+    """The mean teacher of adapt.method mean_teacher and regda+mean_teacher (after Kim et al.,
+    ECCV 2022): the teacher is an exponential moving average of the student; it predicts on
+    `views` weak views of each target image, its heatmaps are mapped back and averaged; the
+    most confident `keep` fraction of the batch's keypoints become pseudo labels, which the
+    student must reproduce on a strong view of the same image (geometry, colour, blur, and a
+    patch pasted over a confident keypoint). The teacher is what is evaluated and exported."""
+
+    ema_decay: float = field(default=0.999, metadata=bounded(0.0, 0.99999))
+    views: int = field(default=2, metadata=bounded(1, 8))
+    keep: float = field(default=0.5, metadata=bounded(0.01, 1.0))
+    weight: float = field(default=1.0, metadata=bounded(0.0))  # of the consistency loss
+    rampup_iters: int = field(default=1000, metadata=bounded(0))  # sigmoid ramp-up of weight
+    weak_rotation: float = field(default=15.0, metadata=bounded(0.0, 180.0))  # degrees
+    weak_zoom: float = field(default=0.1, metadata=bounded(0.0, 0.9))  # 1 +- this
+    strong_rotation: float = field(default=30.0, metadata=bounded(0.0, 180.0))
+    strong_zoom: float = field(default=0.25, metadata=bounded(0.0, 0.9))
+    shift: float = field(default=0.05, metadata=bounded(0.0, 0.5))  # of the image, both views
+    color_jitter: float = field(default=0.25, metadata=bounded(0.0, 1.0))  # strong view
+    blur: float = field(default=1.0, metadata=bounded(0.0, 10.0))  # px, strong view
+    occlusion: float = field(default=0.5, metadata=bounded(0.0, 1.0))  # probability per image
+    occlusion_size: float = field(default=0.15, metadata=bounded(0.01, 1.0))  # of the image
+
 
 _STREAM = 0x2545F4914F6CDD1D  # the views' random stream of a sample: apart from data.augment's
 
@@ -148,3 +185,101 @@ class MeanTeacher:
     def load_state_dict(self, state: dict) -> None:
         self.teacher.load_state_dict(state.pop("teacher"))
         self.iteration = state.pop("teacher_iteration")
+
+
+class WithTeacher:
+    """What a step with a mean teacher (`self.teacher`) gives the trainer."""
+
+    teacher: MeanTeacher
+
+    def _add_teacher(self, model, cfg, runtime) -> None:
+        mt = cfg.mean_teacher
+        self.teacher = MeanTeacher(model, mt, cfg.adapt_sigma, cfg.data.image_size, runtime)
+
+    @property
+    def evaluated(self):
+        """The teacher is evaluated and exported."""
+        return self.teacher.teacher
+
+    def target_data(self, split):
+        """Target images with the parameters of their views (per-sample seeds)."""
+        return TeacherViews(split, self.teacher.cfg)
+
+    def state_dict(self) -> dict:
+        return self.teacher.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state)
+
+
+class MeanTeacherStep(WithTeacher):
+    """adapt.method mean_teacher: the student (psi + main head; optim's SGD and schedule) on
+    labelled source plus the teacher's consistency loss on target (MeanTeacher above);
+    then the teacher's EMA update."""
+
+    def __init__(self, model, cfg, runtime, domain: Domain = no_domain, sync=None):
+        optimizers, schedules = adaptation_optimizers(model, cfg.optim)
+        self.model, self.domain, self.runtime = model, domain, runtime
+        self.sync = sync or runtime.comm.sync
+        self.optimizers, self.schedules = optimizers[:2], schedules[:2]
+        self.kl = JointsKLLoss()
+        self._add_teacher(model, cfg, runtime)
+
+    @classmethod
+    def from_config(cls, model, cfg, runtime, domain: Domain = no_domain, sync=None):
+        return cls(model, cfg, runtime, domain, sync)
+
+    def __call__(self, x_s, target_s, weight_s, batch_t) -> dict:
+        x_t, params = batch_t
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        with self.runtime.autocast(), self.domain("source"):
+            y_s = self.model.head(self.model.features(x_s))
+        loss_s = self.kl(y_s.float(), target_s, weight_s)
+        loss_c, logs = self.teacher.consistency(x_t, params, self.domain)
+        (loss_s + loss_c).backward()
+        for opt in self.optimizers:
+            step_optimizer(opt, self.sync)
+        self.teacher.update()
+        return {"train/loss_s": loss_s.detach(), **logs}
+
+
+def rampup_epochs(cfg, share: float) -> int:
+    """The first epoch by whose end the consistency weight's ramp-up has reached `share` of
+    its height: exp(-5 (1 - i/N)^2) >= share from i = N (1 - sqrt(ln(1/share) / 5)). Before
+    it, the student has barely begun to learn from its teacher."""
+    n = cfg.mean_teacher.rampup_iters
+    if n <= 0 or share <= 0:
+        return 1
+    return epochs_until(n * (1 - math.sqrt(math.log(1 / share) / 5)), cfg.adapt.iters_per_epoch)
+
+
+def teacher_problems(cfg) -> list[str]:
+    """A teacher method cannot evaluate with statistics tracked per domain in training: its
+    teacher sees no source pass."""
+    if cfg.adapt.batchnorm == "domain":
+        return [
+            "adapt.batchnorm 'domain' tracks the statistics of the model that trains; "
+            f"{cfg.adapt.method} evaluates its teacher, which sees no source pass: use target"
+        ]
+    return []
+
+
+METHOD = Method(
+    name="mean_teacher",
+    label="mean teacher",
+    step=MeanTeacherStep,
+    sections=("mean_teacher",),
+    declares={"mean_teacher": MeanTeacherConfig},
+    space={
+        "mean_teacher.ema_decay": {"uniform": [0.95, 0.9995]},
+        "mean_teacher.keep": {"uniform": [0.2, 0.8]},
+        "mean_teacher.weight": {"loguniform": [0.3, 3.0]},
+    },
+    teacher=True,
+    head_init=lambda cfg: "phase1",  # its teacher starts as the source model
+    problems=teacher_problems,
+    judge_from=rampup_epochs,
+    waits_for="consistency ramp-up",
+    rung_fields=("mean_teacher.rampup_iters",),
+)
