@@ -21,5 +21,5 @@ test-all: setup
 	.venv/bin/python -m pytest
 
 bench: setup
-	.venv/bin/python benchmarks/adaptation.py
-	.venv/bin/python benchmarks/proxy_study.py
+	.venv/bin/python -m benchmarks adaptation
+	.venv/bin/python -m benchmarks proxy_study

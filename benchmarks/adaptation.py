@@ -2,7 +2,7 @@
 the synthetic tasks and the held-out COCO domains (benchmarks/domains.py), over seeds, with wall
 time and peak memory; writes benchmarks/results/adaptation.{md,json}.
 
-    python benchmarks/adaptation.py [--tasks synth_hand synth_body quadruped lizard]
+    python -m benchmarks adaptation [--tasks synth_hand synth_body quadruped lizard]
         [--seeds 0 1 2] [--methods regda mean_teacher regda+mean_teacher] [--jobs 2]
         [--reuse benchmarks/results/adaptation.json ...] [--set KEY=VALUE ...]
 
@@ -19,57 +19,30 @@ keeps its best target-val epoch, as an oracle does.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import multiprocessing as mp
-import platform
 import resource
-import statistics
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.record import write_markdown  # noqa: E402
+from benchmarks import RESULTS, grid, record
+from benchmarks.stats import mean, ms, paired
+from regda_dist.engine.build import seed_everything
+from regda_dist.engine.phase1 import baselines, pretrained_source
+from regda_dist.engine.run import candidates
 
 METHODS = ("regda", "mean_teacher", "regda+mean_teacher")
 NAMES = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA + MT"}
 ALL = "oracle/target_pck"
+KEYS = ("kind", "task", "seed")
 
 
-def _key(cfg) -> str:
-    """A checkpoint name's key: every field of the run (data folders included), so a changed
-    config or data never resumes another's checkpoint."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _job(args: tuple) -> dict:
+def _job(job: dict, work: str, extra: list[str]) -> dict:
     """One (kind, task, seed) in a child process: kind 'pretrain' (source-only and AdaBN),
     'oracle', or an adaptation method."""
-    import torch
-
-    from benchmarks import domains
-    from regda_dist.data.datasets import build_task
-    from regda_dist.engine.run import baselines, candidates, pretrained_source, selection_metric
-    from regda_dist.engine.trainer import Trainer, seed_everything
-
-    kind, task_name, seed, work, extra = args
-    torch.set_num_threads(1)
-    base = [f"train.seed={seed}", f"train.output_dir={work}", "train.progress=false",
-            "train.num_threads=1", *extra]  # fmt: skip
-    if kind in METHODS:
-        base.append(f"adapt.method={kind}")
-    cfg = domains.config(task_name, work, base)
-    seed_everything(seed)
-    task = build_task(cfg.data)
-    cfg.train.select_metric = selection_metric(cfg, task)
-    trainer = Trainer(cfg, task)
-    curve = []
+    kind, seed = job["kind"], job["seed"]
+    method = [f"adapt.method={kind}"] if kind in METHODS else []
+    trainer = grid.trainer(job["task"], seed, work, [*extra, *method], select=True)
+    cfg, curve = trainer.cfg, []
     trainer.add_callback(
         "on_eval",
         lambda phase, epoch, metrics: (
@@ -77,10 +50,10 @@ def _job(args: tuple) -> dict:
         ),
     )
     start = time.time()
-    out: dict = {"task": task_name, "seed": seed, "kind": kind}
+    out: dict = {"task": job["task"], "seed": seed, "kind": kind}
     if kind == "oracle":
         model, _ = trainer.pretrain(Path(work) / f"oracle-{cfg.pretrain_key()}.ckpt", "target")
-        out["oracle"] = trainer.eval_metrics(model)
+        out["oracle"] = trainer.evaluator(model)
     else:
         source, _ = pretrained_source(trainer)  # cache under train.output_dir = work
         measured = baselines(trainer, source)[0]
@@ -88,55 +61,23 @@ def _job(args: tuple) -> dict:
             out.update(measured)
         else:
             seed_everything(seed)
-            trainer.adapt(source.state_dict(), Path(work) / f"{kind}-{_key(cfg)}.ckpt")
-            result = {**measured, "regda": trainer.last_eval}
-            chosen = trainer.selected
-            result["selected"] = {k: chosen[k] for k in ("epoch", "metric", "value", "metrics")}
+            ckpt = Path(work) / f"{kind}-{grid.config_key(cfg)}.ckpt"
+            adapted = trainer.adapt(source.state_dict(), ckpt)
+            chosen = {k: adapted.selected[k] for k in ("epoch", "metric", "value", "metrics")}
+            result = {**measured, "adapted": adapted.last, "selected": chosen}
             picked = candidates(result, cfg.train.select_metric)
             answer = {"source_only": measured["source_only"], "adabn": measured["adabn"],
                       "adapted": chosen["metrics"]}[picked["best"]]  # fmt: skip
-            out.update(last=trainer.last_eval, selected=result["selected"], curve=curve,
-                       candidates=picked, answer=answer)  # fmt: skip
+            out.update(last=adapted.last, selected=chosen, curve=curve, candidates=picked,
+                       answer=answer)  # fmt: skip
     out["seconds"] = time.time() - start
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def earlier_runs(paths: str | list[str], keys=("kind", "task", "seed")) -> dict:
-    """(kind, task, seed) (or other `keys`) -> run of earlier results files (a later file's run
-    wins a key two files share)."""
-    out = {}
-    for path in [paths] if isinstance(paths, str) else paths:
-        try:
-            runs = json.loads(Path(path).read_text())["runs"]
-            out.update({tuple(r[k] for k in keys): r for r in runs})
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise SystemExit(
-                f"--reuse {path}: not a results file of this benchmark ({err})"
-            ) from None
-    return out
-
-
-def earlier_date(paths: str | list[str]) -> str:
-    dates = {
-        json.loads(Path(p).read_text())["meta"]["date"]
-        for p in ([paths] if isinstance(paths, str) else paths)
-    }
-    return ", ".join(sorted(dates))
-
-
-def sources(paths: list[str]) -> list[dict]:
-    """How the runs of earlier results files were made: each file's command and the commands
-    its own sources list, once each; a `--no-run` command (a table of reused runs) ran nothing
-    and is not listed."""
-    found: dict[tuple, dict] = {}
-    for path in paths:
-        meta = json.loads(Path(path).read_text())["meta"]
-        for m in [*meta.get("sources", []), meta]:
-            kept = {k: m.get(k) for k in ("command", "date", "machine", "seeds")}
-            if "--no-run" not in str(kept["command"]).split():
-                found.setdefault((kept["command"], kept["date"]), kept)
-    return list(found.values())
+def _name(key: tuple) -> str:
+    kind, task, seed = key
+    return f"{kind} {task} seed {seed}"
 
 
 def rows(runs: list[dict], task: str) -> list[tuple[str, list[dict], list[dict]]]:
@@ -163,16 +104,6 @@ def rows(runs: list[dict], task: str) -> list[tuple[str, list[dict], list[dict]]
         ("oracle (target labels)", [r["oracle"] for r in by_kind["oracle"]], by_kind["oracle"])
     )
     return [row for row in out if row[1]]
-
-
-def _ms(values: list[float], sign: str = "") -> str:
-    if len(values) == 1:
-        return f"{values[0]:{sign}.1f}"
-    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
-
-
-def _mean(metrics: list[dict], key: str = ALL) -> float:
-    return statistics.mean(m[key] for m in metrics)
 
 
 def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
@@ -215,10 +146,10 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
         for label, metrics, done in table:
             vals = [[m[g] for m in metrics] for g in [*groups, ALL]]
             lines.append(
-                f"| {label} | {len(metrics)} | " + " | ".join(_ms(v) for v in vals)
-                + f" | {_ms([m['source/pck'] for m in metrics])}"
-                + f" | {_ms([r['seconds'] for r in done])}"
-                + f" | {_ms([r['peak_rss_mib'] for r in done])} |"
+                f"| {label} | {len(metrics)} | " + " | ".join(ms(v) for v in vals)
+                + f" | {ms([m['source/pck'] for m in metrics])}"
+                + f" | {ms([r['seconds'] for r in done])}"
+                + f" | {ms([r['peak_rss_mib'] for r in done])} |"
             )  # fmt: skip
         lines += ["", *_summary(table, runs, task), ""]
         lines += across_methods(runs, task)
@@ -286,8 +217,8 @@ def across_methods(runs: list[dict], task: str) -> list[str]:
         )  # fmt: skip
     lines += [
         "",
-        f"- the answer over max(source-only, AdaBN): {_ms(gains, '+')} PCK (goal >= +5; worst "
-        f"seed {min(gains):+.1f}); the oracle's pick above the answer: {_ms(regrets, '+')} PCK "
+        f"- the answer over max(source-only, AdaBN): {ms(gains, '+')} PCK (goal >= +5; worst "
+        f"seed {min(gains):+.1f}); the oracle's pick above the answer: {ms(regrets, '+')} PCK "
         f"(goal <= 1; worst seed {max(regrets):+.1f}); the answer per seed: {', '.join(picks)}",
         "",
     ]
@@ -326,25 +257,19 @@ def proxy_choice(runs: list[dict], tasks: list[str]) -> list[str]:
             gains.append(pck[pick] - max(pck["source-only"], pck["AdaBN"]))
             hits += pck[pick] == max(pck.values())
         lines.append(
-            f"| {proxy.split('/')[-1]} | {_ms(regrets)} | {max(regrets):.1f} | {_ms(gains, '+')}"
+            f"| {proxy.split('/')[-1]} | {ms(regrets)} | {max(regrets):.1f} | {ms(gains, '+')}"
             f" | {min(gains):+.1f} | {hits}/{len(cases)} |"
         )
     return [*lines, ""]
 
 
-def _paired(runs: list[dict], task: str, method: str, read) -> list[float]:
+def _gains(runs: list[dict], task: str, method: str, read) -> list[float]:
     """Per seed: `read(run)`'s target PCK minus max(source-only, AdaBN) of the same seed (the
     same phase 1), over the seeds that have both."""
-    base = {
-        r["seed"]: max(r["source_only"][ALL], r["adabn"][ALL])
-        for r in runs
-        if r["task"] == task and r["kind"] == "pretrain"
-    }
-    return [
-        read(r)[ALL] - base[r["seed"]]
-        for r in runs
-        if r["task"] == task and r["kind"] == method and r["seed"] in base
-    ]
+    mine = [r for r in runs if r["task"] == task]
+    base = {r["seed"]: max(r["source_only"][ALL], r["adabn"][ALL])
+            for r in mine if r["kind"] == "pretrain"}  # fmt: skip
+    return paired({r["seed"]: read(r)[ALL] for r in mine if r["kind"] == method}, base)
 
 
 def _summary(table, runs: list[dict], task: str) -> list[str]:
@@ -355,7 +280,7 @@ def _summary(table, runs: list[dict], task: str) -> list[str]:
         if f"{name}, last epoch" not in by:
             continue
         gains = {
-            how: _paired(runs, task, method, read)
+            how: _gains(runs, task, method, read)
             for how, read in (
                 ("last epoch", lambda r: r["last"]),
                 ("proxy's epoch", lambda r: r["selected"]["metrics"]),
@@ -370,28 +295,26 @@ def _summary(table, runs: list[dict], task: str) -> list[str]:
             for epoch, pck in r["curve"]:
                 by_epoch.setdefault(epoch, []).append(pck)
         curve = [
-            f"{statistics.mean(v):.1f}" + (f" ({len(v)} runs)" if len(v) < len(done) else "")
+            f"{mean(v):.1f}" + (f" ({len(v)} runs)" if len(v) < len(done) else "")
             for _, v in sorted(by_epoch.items())
         ]
         answer = gains["the platform's answer"]
         out.append(
             f"- {name} over max(source-only, AdaBN) of the same seed (mean ± std over "
             f"{len(answer)} seeds; goal >= +3 / +5): "
-            + ", ".join(f"{how} {_ms(g, '+')}" for how, g in gains.items())
+            + ", ".join(f"{how} {ms(g, '+')}" for how, g in gains.items())
             + (f"; the answer's worst seed {min(answer):+.1f}" if len(answer) > 1 else "")
             + f"; the answer per seed: {', '.join(picks)}; target PCK by epoch (mean): "
             + ", ".join(curve)
         )  # fmt: skip
     if "oracle (target labels)" in by:
-        gap = _mean(by["oracle (target labels)"]) - _mean(by["source-only"])
-        out.append(f"- oracle − source-only: {gap:+.1f} PCK")
+        gap = [mean(m[ALL] for m in by[k]) for k in ("oracle (target labels)", "source-only")]
+        out.append(f"- oracle − source-only: {gap[0] - gap[1]:+.1f} PCK")
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument(
         "--tasks", nargs="+", default=["synth_hand", "synth_body", "quadruped", "lizard"]
     )
@@ -400,7 +323,7 @@ def main() -> int:
     parser.add_argument("--no-oracle", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default="runs/benchmark-adaptation")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adaptation"))
+    parser.add_argument("--out", default=str(RESULTS / "adaptation"))
     parser.add_argument(
         "--reuse", nargs="+", help="earlier adaptation.json files whose runs are kept"
     )
@@ -410,63 +333,24 @@ def main() -> int:
         action="store_true",
         help="run nothing: the tables of what the --reuse files hold (missing runs are listed)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = time.time()
     if args.no_run and not args.reuse:
         parser.error("--no-run needs --reuse")
-    earlier = earlier_runs(args.reuse) if args.reuse else {}
+    earlier = grid.earlier_runs(args.reuse, KEYS)
     kinds = ["pretrain", *([] if args.no_oracle else ["oracle"])]
-    first = [(k, t, s, args.work, args.set) for k in kinds for t in args.tasks for s in args.seeds]
-    second = [
-        (m, t, s, args.work, args.set) for m in args.methods for t in args.tasks for s in args.seeds
-    ]
-    runs = [earlier[j[:3]] for j in first + second if j[:3] in earlier]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial_file = out.with_suffix(".partial.json")
+    # a method needs the cached phase 1 of its (task, seed): two stages
+    stages = [[{"kind": k, "task": t, "seed": s} for k in group for t in args.tasks
+               for s in args.seeds] for group in (kinds, args.methods)]  # fmt: skip
 
-    def meta(partial: bool) -> dict:
-        import torch
+    def meta() -> dict:
+        reused = grid.reused(args.reuse, earlier, _name)
+        return {**record.provenance(__name__, argv, start), "seeds": args.seeds, **reused}
 
-        return {
-            "command": "python " + " ".join(sys.argv),
-            "date": datetime.date.today().isoformat(),
-            "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
-            f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
-            "seeds": args.seeds,
-            "wall_s": time.time() - start,
-            "partial": partial,
-            "reused": {
-                "from": " ".join(args.reuse) if args.reuse else None,
-                "date": earlier_date(args.reuse) if args.reuse else None,
-                "runs": sorted(f"{k} {t} seed {s}" for k, t, s in earlier),
-            },
-        }
-
-    missing = [j[:3] for j in first + second if j[:3] not in earlier]
-    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        for stage in (first, second):  # a method needs the cached phase 1 of its (task, seed)
-            todo = [] if args.no_run else [j for j in stage if j[:3] not in earlier]
-            for r in pool.imap_unordered(_job, todo):
-                print(
-                    f"{r['kind']:>18} {r['task']} seed {r['seed']}: {r['seconds']:.0f} s",
-                    flush=True,
-                )
-                runs.append(r)
-                # every finished run is kept at once, beside the results it will replace: an
-                # interrupted benchmark is resumed with --reuse on this file
-                partial_file.write_text(json.dumps({"meta": meta(True), "runs": runs}, indent=1))
-    final = meta(False)
-    if args.reuse:
-        final["sources"] = sources(args.reuse)
+    job = partial(_job, work=args.work, extra=args.set)
+    runs = grid.run(job, stages, KEYS, args.jobs, earlier, args.out, meta, dry=args.no_run)
+    final = meta()
     if args.no_run:
-        final["not_run"] = sorted(f"{k} {t} seed {s}" for k, t, s in missing)
-    out.with_suffix(".json").write_text(json.dumps({"meta": final, "runs": runs}, indent=1))
-    write_markdown(out.with_suffix(".md"), render_markdown(runs, final, args.tasks))
-    partial_file.unlink(missing_ok=True)
-    print(out.with_suffix(".md").read_text())
+        final["not_run"] = sorted(map(_name, grid.missing(stages, KEYS, earlier)))
+    grid.write(args.out, final, runs, render_markdown(runs, final, args.tasks))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

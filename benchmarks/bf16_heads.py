@@ -2,7 +2,7 @@
 bf16 (as before: the logits argmaxed into PCK and pseudo labels were bf16) and in float32 (now:
 models/regda.py Float32Conv2d). On the CPU (bf16 autocast exists there too), one torch thread.
 
-    python benchmarks/bf16_heads.py [--tasks synth_hand synth_body] [--iters 200]
+    python -m benchmarks bf16_heads [--tasks synth_hand synth_body] [--iters 200]
 
 Each task: phase 1 of its experiment (experiments/<task>.yaml, --iters per epoch), then PCK on
 the source and target test splits, and how often the bf16 argmax (pseudo label) of a target val
@@ -11,28 +11,21 @@ keypoint equals the fp32 one. Writes benchmarks/results/bf16_heads.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import datetime
-import json
-import platform
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.record import write_markdown  # noqa: E402
-from regda_dist import config as C  # noqa: E402
-from regda_dist.data import heatmap  # noqa: E402
-from regda_dist.data.datasets import ImagesOnly, build_task  # noqa: E402
-from regda_dist.engine.run import pretrained_source  # noqa: E402
-from regda_dist.engine.runtime import Runtime  # noqa: E402
-from regda_dist.engine.trainer import Trainer, seed_everything  # noqa: E402
-from regda_dist.models.regda import Float32Conv2d  # noqa: E402
+from benchmarks import RESULTS, domains, record
+from regda_dist import config as C
+from regda_dist.data import heatmap
+from regda_dist.data.datasets import ImagesOnly, build_task
+from regda_dist.engine.build import seed_everything
+from regda_dist.engine.phase1 import pretrained_source
+from regda_dist.engine.runtime import Runtime
+from regda_dist.engine.trainer import Trainer
+from regda_dist.models.regda import Float32Conv2d
 
 
 def bf16_last_layer(model: torch.nn.Module) -> torch.nn.Module:
@@ -79,35 +72,20 @@ def measure(cfg: C.Config) -> dict:
     return {"phase1": info, "rows": rows}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--tasks", nargs="+", default=["synth_hand", "synth_body"])
     parser.add_argument("--iters", type=int, default=200, help="phase-1 iterations per epoch")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bf16_heads"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=str(RESULTS / "bf16_heads"))
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)  # deterministic accuracy numbers
     work = Path(tempfile.mkdtemp(prefix="regda-bf16-"))
-    results = {}
-    for task in args.tasks:
-        cfg = C.load(
-            ROOT / "experiments" / f"{task}.yaml",
-            [
-                f"train.output_dir={work}",
-                "train.progress=false",
-                "train.num_threads=1",
-                f"pretrain.iters_per_epoch={args.iters}",
-            ],  # fmt: skip
-        )
-        results[task] = measure(cfg)
-    meta = {
-        "command": "python benchmarks/bf16_heads.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, torch {torch.__version__}, 1 thread",
-    }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, **results}, indent=1))
-    write_markdown(out.with_suffix(".md"), render(meta, results))
-    print(render(meta, results))
+    sets = [f"train.output_dir={work}", "train.progress=false", "train.num_threads=1",
+            f"pretrain.iters_per_epoch={args.iters}"]  # fmt: skip
+    results = {task: measure(domains.config(task, work, sets)) for task in args.tasks}
+    meta = record.provenance(__name__, argv)
+    meta["machine"] += ", 1 torch thread"
+    record.write(args.out, {"meta": meta, **results}, render(meta, results))
     return 0
 
 
@@ -130,7 +108,3 @@ def render(meta: dict, results: dict) -> str:
                 f"{row['argmax_equal_fp32_pct']:.1f} |"
             )
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 environment, no pip cache, no synthetic data or phase-1 cache. Writes
 benchmarks/results/demo.{md,json} (wall_s: set-up plus the demo).
 
-    python benchmarks/demo_timing.py [--keep]
+    python -m benchmarks demo_timing [--keep]
 
 The set-up (make setup: venv, CPU torch, this package) and the demo (make demo: tune, export,
 report) are timed separately; their sum is what the README promises. The last lines the demo
@@ -11,22 +11,14 @@ printed are kept in the results, so what a user sees at the end is on record too
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
-import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.record import write_markdown  # noqa: E402
+from benchmarks import RESULTS, ROOT, record
 
 
 def timed(command: list[str], cwd: Path, env: dict, log: Path) -> float:
@@ -38,10 +30,10 @@ def timed(command: list[str], cwd: Path, env: dict, log: Path) -> float:
     return time.time() - start
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--keep", action="store_true", help="keep the clone (default: removed)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="regda-demo-"))
     clone = work / "regda-dist"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
@@ -59,21 +51,9 @@ def main() -> int:
     demo_s = timed(["make", "demo"], clone, env, work / "demo.log")
     print(f"demo: {demo_s:.0f} s", flush=True)
     tail = (work / "demo.log").read_text().splitlines()[-25:]
-    result = {
-        "command": "python benchmarks/demo_timing.py",
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}",
-        "revision": revision,
-        "setup_s": setup_s,
-        "demo_s": demo_s,
-        "wall_s": setup_s + demo_s,
-        "last_lines": tail,
-    }
-    out = ROOT / "benchmarks" / "results" / "demo"
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    write_markdown(out.with_suffix(".md"), render(result))
-    print(render(result))
+    result = {**record.provenance(__name__, argv), "revision": revision, "setup_s": setup_s,
+              "demo_s": demo_s, "wall_s": setup_s + demo_s, "last_lines": tail}  # fmt: skip
+    record.write(RESULTS / "demo", result, render(result), indent=2)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -97,7 +77,3 @@ def render(r: dict) -> str:
         "```",
     ]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

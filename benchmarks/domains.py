@@ -7,14 +7,10 @@ experiments/synth_hand.yaml, as a user with their own folders would.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import heldout_domain, texture_domain  # noqa: E402
-from regda_dist import config as C  # noqa: E402
+from benchmarks import ROOT, heldout_domain, texture_domain
+from regda_dist import config as C
 
 HELDOUT = {"quadruped": heldout_domain, "lizard": texture_domain}
 TASKS = ("synth_hand", "synth_body", *HELDOUT)

@@ -2,8 +2,8 @@
 collective on CUDA tensors in a one-rank NCCL process group, and a short phase-2 run whose losses
 stay finite. Needs torch, torchvision and this repository only (no Ray, no install):
 
-    PYTHONPATH=. python benchmarks/gpu_check.py           # one GPU, under 8 minutes
-    PYTHONPATH=. python benchmarks/gpu_check.py --smoke   # a tiny CPU version (the test suite)
+    PYTHONPATH=. python -m benchmarks gpu_check           # one GPU, under 8 minutes
+    PYTHONPATH=. python -m benchmarks gpu_check --smoke   # a tiny CPU version (the test suite)
 
 (a) s/iteration, images/s and peak GPU memory of RegDA iterations (steps A, B, C) on pre-loaded
     tensors: ResNet-101 from random init, 256 px images, 64 x 64 heatmaps, batch 32 per domain,
@@ -26,12 +26,8 @@ Prints and writes benchmarks/results/gpu_check.{md,json}.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import math
 import multiprocessing
-import platform
 import socket
 import sys
 import tempfile
@@ -39,24 +35,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
+import torch.distributed as dist
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-
-from benchmarks.coco_folders import write_folder  # noqa: E402
-from benchmarks.record import write_markdown  # noqa: E402
-from regda_dist import config as C  # noqa: E402
-from regda_dist.data.datasets import build_task  # noqa: E402
-from regda_dist.data.loader import PREFETCH  # noqa: E402
-from regda_dist.engine.collectives import Collectives  # noqa: E402
-from regda_dist.engine.overlap import OverlappedSync  # noqa: E402
-from regda_dist.engine.runtime import Runtime  # noqa: E402
-from regda_dist.methods.base import adaptation_optimizers  # noqa: E402
-from regda_dist.methods.regda import RegDAStep  # noqa: E402
-from regda_dist.engine.build import train_mode  # noqa: E402
-from regda_dist.engine.trainer import Trainer  # noqa: E402
+from benchmarks import RESULTS, record
+from benchmarks.coco_folders import write_folder
+from regda_dist import config as C
+from regda_dist.data.datasets import build_task
+from regda_dist.data.loader import PREFETCH
+from regda_dist.engine.build import train_mode
+from regda_dist.engine.collectives import Collectives
+from regda_dist.engine.overlap import OverlappedSync
+from regda_dist.engine.runtime import Runtime
+from regda_dist.engine.trainer import Trainer
+from regda_dist.methods.regda import RegDAStep
 
 
 @dataclass
@@ -83,36 +75,18 @@ SMOKE = Setup("cpu", "gloo", "small_resnet", 16, 64, 32, 4, 2, ("fp32",), (0, 2)
 
 
 def config(s: Setup, folder: Path, out: Path, precision: str, loaders: int = 0) -> C.Config:
-    return C.load(
-        None,
-        [
-            "data.task=''",
-            "data.keypoints=body16",
-            "data.source.dataset=coco",
-            f"data.source.root={folder}",
-            "data.target.dataset=coco",
-            f"data.target.root={folder}",
-            "data.augment.rotation=30",
-            "data.augment.scale_min=0.6",
-            "data.augment.scale_max=1.3",
-            "data.augment.color_jitter=0.25",
-            "data.augment.blur=0.8",
-            f"data.image_size={s.image_size}",
-            f"data.heatmap_size={s.heatmap_size}",
-            f"model.backbone={s.backbone}",
-            f"model.upsample_channels={s.channels}",
-            f"adapt.batch_size={s.batch}",
-            f"adapt.iters_per_epoch={s.phase2_iters}",
-            "adapt.epochs=1",
-            f"train.device={s.device}",
-            f"train.precision={precision}",
-            f"train.output_dir={out}",
-            "train.progress=false",
-            "train.tensorboard=false",
-            "train.eval_batch_size=32",
-            f"train.loader_workers={loaders}",
-        ],
-    )
+    return C.load(None, [
+        "data.task=''", "data.keypoints=body16", "data.source.dataset=coco",
+        f"data.source.root={folder}", "data.target.dataset=coco", f"data.target.root={folder}",
+        "data.augment.rotation=30", "data.augment.scale_min=0.6", "data.augment.scale_max=1.3",
+        "data.augment.color_jitter=0.25", "data.augment.blur=0.8",
+        f"data.image_size={s.image_size}", f"data.heatmap_size={s.heatmap_size}",
+        f"model.backbone={s.backbone}", f"model.upsample_channels={s.channels}",
+        f"adapt.batch_size={s.batch}", f"adapt.iters_per_epoch={s.phase2_iters}", "adapt.epochs=1",
+        f"train.device={s.device}", f"train.precision={precision}", f"train.output_dir={out}",
+        "train.progress=false", "train.tensorboard=false", "train.eval_batch_size=32",
+        f"train.loader_workers={loaders}",
+    ])  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -123,16 +97,7 @@ def _sync(device: torch.device) -> None:
 def _step(trainer: Trainer, model, sync=None):
     """The body of Trainer.adapt's iteration: labels on the device, steps A, B, C."""
     rt, cfg = trainer.runtime, trainer.cfg
-    optimizers, _ = adaptation_optimizers(model, cfg.optim)
-    regda = RegDAStep(
-        model,
-        optimizers,
-        cfg.regda.margin,
-        cfg.regda.trade_off,
-        cfg.adapt_sigma,
-        sync or rt.comm.sync,
-        rt.autocast,
-    )
+    regda = RegDAStep.from_config(model, cfg, rt, sync=sync)  # its optimisers, not its schedules
 
     def step(batch_s, x_t):
         x_s, kp_s, vis_s = batch_s
@@ -374,34 +339,29 @@ def render(result: dict, s: Setup, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--smoke", action="store_true", help="a tiny CPU run (tests)")
     parser.add_argument(
         "--out",
         help="results path without suffix (default: "
         "benchmarks/results/gpu_check; --smoke: a temporary folder)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     s = SMOKE if args.smoke else FULL
     if s.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (use --smoke for the CPU version)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="regda-gpu-check-"))
-    default = work / "gpu_check" if args.smoke else ROOT / "benchmarks" / "results" / "gpu_check"
+    default = work / "gpu_check" if args.smoke else RESULTS / "gpu_check"
     out = Path(args.out) if args.out else default
     result = run(s, work)
-    result["date"] = datetime.date.today().isoformat()
-    result["machine"] = f"{platform.machine()}, {platform.platform()}"
-    command = "PYTHONPATH=. python benchmarks/gpu_check.py " + " ".join(sys.argv[1:])
-    out.with_suffix(".json").write_text(json.dumps({**result, "command": command}, indent=2))
-    write_markdown(out.with_suffix(".md"), render(result, s, command))
-    print(render(result, s, command))
+    meta = record.provenance(__name__, argv)
+    meta["command"] = "PYTHONPATH=. " + meta["command"]  # no install on the GPU machine
+    result.update(date=meta["date"], machine=meta["machine"])
+    record.write(out, {**result, "command": meta["command"]}, render(result, s, meta["command"]),
+                 indent=2)  # fmt: skip
     p2 = result["phase2"]
     passed = all(result["collectives"].values()) and p2["finite"] and p2["within_budget"]
     passed = passed and result["overlap"]["ok"]
     return 0 if passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,60 +4,28 @@ tasks) but with its own keypoint set, pose statistics and shape, written as COCO
 read back through the `coco` reader with `data.keypoints: from_data`. No proxy or default was
 designed on it: it checks that what holds on hands and bodies holds elsewhere.
 
-    python benchmarks/heldout_domain.py OUT   # OUT/source, OUT/target: {train,val,test}.json
+    python -m benchmarks heldout_domain OUT   # OUT/source, OUT/target: {train,val,test}.json
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from regda_dist.data.coco import export_split  # noqa: E402
-from regda_dist.data.datasets import KeypointDataset  # noqa: E402
-from regda_dist.data.keypoints import KeypointSpec  # noqa: E402
-from regda_dist.data.synthetic import (  # noqa: E402
-    SOURCE_STYLE,
-    TARGET_STYLE,
-    Figure,
-    PoseStats,
-    place,
-    render,
-)
+from benchmarks import record
+from regda_dist.data.coco import export_split
+from regda_dist.data.datasets import KeypointDataset
+from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.data.synthetic import SOURCE_STYLE, TARGET_STYLE, Figure, PoseStats, place, render
 
 NAMES = (
-    "nose",
-    "head",
-    "neck",
-    "tail_base",
-    "tail_tip",
-    "front_left_knee",
-    "front_left_paw",
-    "front_right_knee",
-    "front_right_paw",
-    "back_left_knee",
-    "back_left_paw",
-    "back_right_knee",
+    "nose", "head", "neck", "tail_base", "tail_tip", "front_left_knee", "front_left_paw",
+    "front_right_knee", "front_right_paw", "back_left_knee", "back_left_paw", "back_right_knee",
     "back_right_paw",
-)
-BONES = (
-    (0, 1),
-    (1, 2),
-    (2, 3),
-    (3, 4),
-    (2, 5),
-    (5, 6),
-    (2, 7),
-    (7, 8),
-    (3, 9),
-    (9, 10),
-    (3, 11),
-    (11, 12),
-)
+)  # fmt: skip
+BONES = ((0, 1), (1, 2), (2, 3), (3, 4), (2, 5), (5, 6), (2, 7), (7, 8), (3, 9), (9, 10), (3, 11),
+         (11, 12))  # fmt: skip
 QUADRUPED = KeypointSpec(
     "quadruped13",
     NAMES,
@@ -137,5 +105,8 @@ def write(out: Path, size: int = 64, sizes=(2000, 300, 300), seed: int = 0) -> d
     return folders
 
 
-if __name__ == "__main__":
-    print(write(Path(sys.argv[1])))
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
+    parser.add_argument("out", help="the pair's folder: OUT/source, OUT/target")
+    print(write(Path(parser.parse_args(argv).out)))
+    return 0

@@ -3,7 +3,7 @@ augmentation, through the torch DataLoader with 0, 1, 2, ... loader processes, o
 this script writes (1000 x 1000 JPEGs like Human3.6M frames, 320 x 320 PNGs like RHD crops).
 Writes benchmarks/results/input_pipeline.{md,json}.
 
-    python benchmarks/input_pipeline.py [--workers 0 1 2] [--batches 20] [--images 256]
+    python -m benchmarks input_pipeline [--workers 0 1 2] [--batches 20] [--images 256]
 
 Per core: images/s divided by the processes decoding (the training process with 0 workers,
 else the loader processes). The GPU's appetite (images/s one RegDA iteration consumes) is read
@@ -12,30 +12,22 @@ from benchmarks/results/gpu_check.json when that ran on CUDA; else it is stated 
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.coco_folders import KINDS, write_folder  # noqa: E402
-from benchmarks.record import write_markdown  # noqa: E402
-from regda_dist import config as C  # noqa: E402
-from regda_dist.data.datasets import Augmented  # noqa: E402
-from regda_dist.data.images import ImageSamples  # noqa: E402
-from regda_dist.data.io import open_image  # noqa: E402
-from regda_dist.data.loader import GlobalBatchSampler, make_loader  # noqa: E402
-from regda_dist.data.registry import create_dataset  # noqa: E402
-from regda_dist.data.transforms import Augment  # noqa: E402
+from benchmarks import RESULTS, record
+from benchmarks.coco_folders import KINDS, write_folder
+from regda_dist import config as C
+from regda_dist.data.datasets import Augmented
+from regda_dist.data.images import ImageSamples
+from regda_dist.data.io import open_image
+from regda_dist.data.loader import GlobalBatchSampler, make_loader
+from regda_dist.data.registry import create_dataset
+from regda_dist.data.transforms import Augment
 
 REFERENCE = C.AugmentConfig(rotation=30, scale_min=0.6, scale_max=1.3, color_jitter=0.25, blur=0.8)
 SIZE, BATCH = 256, 32
@@ -75,7 +67,7 @@ def decode_rates(folder: Path, n: int = 40) -> dict[str, float]:
 
 
 def gpu_appetite() -> dict | None:
-    path = ROOT / "benchmarks" / "results" / "gpu_check.json"
+    path = RESULTS / "gpu_check.json"
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
@@ -84,13 +76,13 @@ def gpu_appetite() -> dict | None:
     return {"images_per_s": data["train"]["bf16"]["images_per_s"], "gpu": data.get("gpu")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "input_pipeline"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=str(RESULTS / "input_pipeline"))
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="regda-input-"))
     rows, decode = [], {}
@@ -102,25 +94,13 @@ def main() -> None:
         dataset = train_split(folder)
         for workers in args.workers:
             rate = images_per_s(dataset, workers, args.batches)
-            rows.append(
-                {
-                    "kind": kind,
-                    "workers": workers,
-                    "images_per_s": rate,
-                    "per_core": rate / max(1, workers),
-                }
-            )
+            rows.append({"kind": kind, "workers": workers, "images_per_s": rate,
+                         "per_core": rate / max(1, workers)})  # fmt: skip
             print(f"{kind} workers={workers}: {rate:.1f} images/s")
-    meta = {
-        "command": "python benchmarks/input_pipeline.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"Python {platform.python_version()}",
-    }
+    meta = record.provenance(__name__, argv)
     result = {"meta": meta, "rows": rows, "decode": decode, "gpu": gpu_appetite()}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
-    write_markdown(Path(args.out).with_suffix(".md"), render(result))
-    print(render(result))
+    record.write(args.out, result, render(result), indent=2)
+    return 0
 
 
 def render(result: dict) -> str:
@@ -163,7 +143,3 @@ def _appetite(result: dict) -> str:
         f"GPU appetite: one RegDA iteration (bf16, ResNet-101, 256 px) on {gpu['gpu']} consumes "
         f"{gpu['images_per_s']:.0f} images/s (gpu_check). Cores needed to feed it: {need}."
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,7 @@ former (v - v0) / max(|v0|, unit) and the search's (search/joint.py: the value's
 search's values on the task minus the source-only value's), computed over real trial values of
 both synthetic tasks.
 
-    python benchmarks/joint_normalisation.py SEARCH_DIR [SEARCH_DIR ...]
+    python -m benchmarks joint_normalisation SEARCH_DIR [SEARCH_DIR ...]
 
 Each SEARCH_DIR is a per_task search of synth_hand and synth_body (e.g. benchmarks/tpe_study.py's
 runs/tpe_study/<sampler>-s<seed>): its completed trials on the two tasks are paired in the order
@@ -16,24 +16,16 @@ Writes benchmarks/results/joint_normalisation.{md,json}.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
-import sys
 from pathlib import Path
 
 from scipy.stats import spearmanr
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.record import write_markdown  # noqa: E402
-from regda_dist.proxies import create_proxy  # noqa: E402
-from regda_dist.search.folder import load_trials  # noqa: E402
-from regda_dist.search.joint import rescore, task_scores  # noqa: E402
+from benchmarks import RESULTS, record
+from regda_dist.folders import TrialFolder
+from regda_dist.proxies import create_proxy
+from regda_dist.search.folder import load_trials
+from regda_dist.search.joint import rescore, task_scores
 
 TASKS = ("synth_hand", "synth_body")
 METRIC = "proxy/pose_prior"
@@ -45,8 +37,8 @@ def pairs(search_dir: Path) -> dict[str, dict]:
     ordered = {}
     for task in TASKS:
         done = [t for t in groups[task] if t.complete]
-        started = {t.trial_id: (t.runs[task].parent / "params.json").stat().st_mtime for t in done}
-        done.sort(key=lambda t: started[t.trial_id])
+        when = {t.trial_id: TrialFolder(t.runs[task].parent).params.stat().st_mtime for t in done}
+        done.sort(key=lambda t: when[t.trial_id])
         ordered[task] = [
             {"value": t.selected[task]["value"], "source_only": t.source_only[task][METRIC]}
             for t in done
@@ -96,29 +88,19 @@ def _rank_terms(trials: dict[str, dict], unit: float) -> dict[str, dict[str, flo
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("search_dirs", nargs="+")
-    args = parser.parse_args()
-    folders = [Path(d).resolve() for d in args.search_dirs]
-    per_search = {d.name: pairs(d) for d in folders}
+    args = parser.parse_args(argv)
+    per_search = {d.name: pairs(d) for d in (Path(d).resolve() for d in args.search_dirs)}
     merged = {i: p for trials in per_search.values() for i, p in trials.items()}
     result = {name: analyse(trials) for name, trials in per_search.items()}
     result["all pairs (ranked within their search)"] = _pooled(result, per_search)
     source_only = {k: next(iter(merged.values()))[k]["source_only"] for k in TASKS}
-    meta = {
-        "command": "python benchmarks/joint_normalisation.py "
-        + " ".join(str(Path(d).relative_to(ROOT)) if Path(d).is_relative_to(ROOT) else d
-                   for d in args.search_dirs),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        "source_only": source_only,
-    }  # fmt: skip
-    out = ROOT / "benchmarks" / "results"
-    text = json.dumps({"meta": meta, "result": result, "values": merged}, indent=2)
-    (out / "joint_normalisation.json").write_text(text)
-    write_markdown(out / "joint_normalisation.md", render(result, meta))
-    print(render(result, meta))
+    meta = {**record.provenance(__name__, argv), "source_only": source_only}
+    results = {"meta": meta, "result": result, "values": merged}
+    record.write(RESULTS / "joint_normalisation", results, render(result, meta), indent=2)
+    return 0
 
 
 def _pooled(result: dict, per_search: dict) -> dict:
@@ -176,7 +158,3 @@ def render(result: dict, meta: dict) -> str:
         "values cluster within the proxy's unit (ties) weighs less, by design.",
     ]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    main()

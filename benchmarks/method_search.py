@@ -2,7 +2,7 @@
 back beside source-only, AdaBN and the oracle's pick; writes
 benchmarks/results/method_search.{md,json}.
 
-    python benchmarks/method_search.py [--experiment experiments/synth_search_methods.yaml]
+    python -m benchmarks method_search [--experiment experiments/synth_search_methods.yaml]
         [--tasks synth_body quadruped ...]
         [--seeds 0 1 2] [--work runs/benchmark-method-search] [--set KEY=VALUE ...]
 
@@ -22,29 +22,32 @@ Target labels are read only to evaluate.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
-import multiprocessing as mp
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-from benchmarks.adaptation import _ms  # noqa: E402
-from benchmarks.record import write_markdown  # noqa: E402
+from benchmarks import RESULTS, domains, record, searches
+from benchmarks.stats import ms
+from regda_dist import config as C
+from regda_dist.data import heatmap
+from regda_dist.data.datasets import build_task
+from regda_dist.folders import RunFolder, SearchFolder
+from regda_dist.proxies.base import SplitOutputs
+from regda_dist.proxies.pose_prior import PosePrior
+from regda_dist.search.candidates import ranked
+from regda_dist.search.export import ranking
+from regda_dist.search.folder import ORACLE
+from regda_dist.search.report import proxy_table
+from regda_dist.search.space import METHOD
 
 
 def task_entry(task: str, work: Path) -> str:
     """`search.tasks=[...]` for one task: a synthetic task by name, a held-out pair
     (benchmarks/domains.py) as {name, set: its COCO folders' data fields}."""
-    from benchmarks import domains
-
     if task not in domains.HELDOUT:
         return f"search.tasks={json.dumps([task])}"
     sets = dict(domains.data_fields(task, work))
@@ -58,54 +61,28 @@ def _folder(experiment: str, seed: int, work: Path, task: str | None) -> Path:
 def search_minutes(folder: Path) -> float | None:
     """The search's wall time, from its provenance (written first) to its search.json (written
     last); a resumed search counts its pause too. None without its provenance."""
-    files = [folder / "provenance.json", folder / "search.json"]
+    files = [SearchFolder(folder).provenance, SearchFolder(folder).summary]
     if not all(f.is_file() for f in files):
         return None
     return (files[1].stat().st_mtime - files[0].stat().st_mtime) / 60
 
 
-def _search(
-    experiment: str,
-    seed: int,
-    work: Path,
-    extra: list[str],
-    task: str | None = None,
-    report: bool = True,
-) -> tuple[Path, float]:
+def _search(experiment: str, seed: int, work: Path, extra: list[str], task: str | None = None,
+            report: bool = True) -> tuple[Path, float]:  # fmt: skip
     """Run (or continue) the seed's search (on `task` in place of the experiment's
     search.tasks) and write its report (unless not `report`); its folder and the seconds this
     call took."""
-    folder = _folder(experiment, seed, work, task)
-    name = folder.name
-    start = time.time()
-    if not (folder / "search.json").is_file():
-        sets = [f"train.seed={seed}", f"search.seed={seed}", f"train.output_dir={work}", *extra]
-        if task:
-            sets.append(task_entry(task, work))
-        command = [str(ROOT / ".venv" / "bin" / "regda-dist"), "tune", experiment, "--name", name]
-        command += [a for s in sets for a in ("--set", s)]
-        if folder.is_dir():
-            command.append("--resume")
-        print("$", " ".join(command), flush=True)
-        subprocess.run(command, check=True, cwd=ROOT)
-    if not report:
-        return folder, time.time() - start
-    command = [str(ROOT / ".venv" / "bin" / "regda-dist"), "report", str(folder)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:  # its warnings (Optuna's importances on few trials) only on failure
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    folder, start = _folder(experiment, seed, work, task), time.time()
+    sets = [f"train.seed={seed}", f"search.seed={seed}", *extra]
+    searches.tune(experiment, folder, [*sets, *([task_entry(task, work)] if task else [])])
+    if report:
+        searches.cli("report", str(folder), quiet=True)
     return folder, time.time() - start
 
 
 def _source_labels(cfg):
     """The source val split as the pose prior reads it (engine/collect.py): keypoints in
     heatmap px, valid where visible and inside the map, and the keypoint set."""
-    import torch
-
-    from regda_dist.data import heatmap
-    from regda_dist.data.datasets import build_task
-    from regda_dist.proxies.base import SplitOutputs
-
     task = build_task(cfg.data)
     items = [task.source_val[i] for i in range(len(task.source_val))]
     kp = torch.stack([torch.as_tensor(it[1]) for it in items]).float()
@@ -118,13 +95,9 @@ def _source_labels(cfg):
 
 
 def _coords(candidate, task: str):
-    """A candidate's target val predictions at the epoch it is handed back at (engine/run.py
-    PREDICTIONS); None for AdaBN (not saved)."""
-    import torch
-
-    from regda_dist.engine.run import PREDICTIONS
-
-    file = candidate.trial.runs[task] / PREDICTIONS
+    """A candidate's target val predictions at the epoch it is handed back at (its run folder's
+    predictions); None for AdaBN (not saved)."""
+    file = RunFolder(candidate.trial.runs[task]).predictions
     if candidate.baseline == "adabn" or not file.is_file():
         return None
     saved = torch.load(file, map_location="cpu", weights_only=True)
@@ -140,18 +113,12 @@ def proxy_gap(answer, pick, task: str, objective: str) -> dict | None:
     saved. A difference of many standard errors points at the proxy's bias rather than its
     noise (more images would not have fixed the pick); the answer being the best of several
     candidates by this score on these images inflates it (the winner's curse)."""
-    import torch
-
-    from regda_dist import config as C
-    from regda_dist.proxies.base import SplitOutputs
-    from regda_dist.proxies.pose_prior import PosePrior
-
     if objective.removeprefix("best/") != "proxy/pose_prior" or pick in (None, answer):
         return None
     coords = [_coords(c, task) for c in (answer, pick)]
     if any(c is None for c in coords):
         return None
-    source = _source_labels(C.load(answer.trial.runs[task] / "config.yaml"))
+    source = _source_labels(C.load(RunFolder(answer.trial.runs[task]).config))
     prior = PosePrior()
 
     def scores(c):
@@ -171,17 +138,8 @@ def proxy_gap(answer, pick, task: str, objective: str) -> dict | None:
 
 def summarise(folder: Path) -> dict:
     """task -> the search's answer, the baselines, each method's pick and the oracle's pick."""
-    from regda_dist.search.candidates import ranked
-    from regda_dist.search.consensus import add_consensus
-    from regda_dist.search.export import ranking
-    from regda_dist.search.folder import ORACLE, load_trials, read_search
-    from regda_dist.search.report import proxy_table
-
-    search = read_search(folder)
-    objective = search.settings.objective
-    out = {}
-    groups = load_trials(folder)
-    add_consensus(groups)  # proxy/consensus, as the report has it
+    search, groups = searches.read(folder)
+    objective, out = search.settings.objective, {}
     for trials in groups.values():
         scored = ranking(trials, objective)
         for task in sorted({task for t in trials for task in t.runs}):
@@ -191,17 +149,17 @@ def summarise(folder: Path) -> dict:
             answer = candidates[0]
             methods = {}
             for value, trial in scored:  # best first
-                method = trial.params.get("adapt.method", own)
+                method = trial.params.get(METHOD, own)
                 methods.setdefault(method, {"trial": trial.trial_id, "value": value,
                                             "target_pck": trial.value(task, ORACLE)})  # fmt: skip
-            for method in {t.params.get("adapt.method", own) for t in trials}:
+            for method in {t.params.get(METHOD, own) for t in trials}:
                 methods.setdefault(method, None)  # no completed trial
             oracle = max(done, key=lambda t: t.value(task, ORACLE))
             best = next((c for c in candidates if c.trial is oracle and not c.baseline), None)
             base = next(c for c in candidates if not c.baseline).trial
             pick = {  # the most selection could reach, baselines included
                 "trial": oracle.trial_id,
-                "method": oracle.params.get("adapt.method", own),
+                "method": oracle.params.get(METHOD, own),
                 "target_pck": oracle.value(task, ORACLE),
             }
             for name in ("adabn", "source_only"):
@@ -215,7 +173,7 @@ def summarise(folder: Path) -> dict:
                 "completed": len(done),
                 "answer": {
                     "candidate": answer.name,
-                    "method": answer.baseline or answer.trial.params.get("adapt.method", own),
+                    "method": answer.baseline or answer.trial.params.get(METHOD, own),
                     "value": answer.value,
                     "target_pck": answer.metrics(task).get(ORACLE, math.nan),
                 },
@@ -255,9 +213,9 @@ def overall(results: list[dict]) -> list[str]:
         "",
         f"- {len(cases)} searches; {len(both)} meet both goals (answer >= max(baselines) + 5, "
         "the oracle's pick <= 1 above it)",
-        f"- the answer over max(source-only, AdaBN): {_ms([c[2] for c in cases], '+')} PCK, "
+        f"- the answer over max(source-only, AdaBN): {ms([c[2] for c in cases], '+')} PCK, "
         f"worst {worst_gain[2]:+.1f} ({worst_gain[0]} seed {worst_gain[1]})",
-        f"- the oracle's pick above the answer: {_ms([c[3] for c in cases], '+')} PCK, worst "
+        f"- the oracle's pick above the answer: {ms([c[3] for c in cases], '+')} PCK, worst "
         f"{worst_regret[3]:+.1f} ({worst_regret[0]} seed {worst_regret[1]})",
         "",
     ]
@@ -353,9 +311,9 @@ def render_markdown(results: list[dict], meta: dict) -> str:
             )  # fmt: skip
         lines += [
             "",
-            f"- the answer over max(source-only, AdaBN): {_ms(gain, '+')} PCK (goal >= +5; "
+            f"- the answer over max(source-only, AdaBN): {ms(gain, '+')} PCK (goal >= +5; "
             f"worst seed {min(gain):+.1f}); the oracle's pick above the answer: "
-            f"{_ms(regret, '+')} PCK (goal <= 1; worst seed {max(regret):+.1f})",
+            f"{ms(regret, '+')} PCK (goal <= 1; worst seed {max(regret):+.1f})",
             f"- the answer's method per seed: {', '.join(t['answer']['method'] for _, t in rows)}"
             f"; the oracle's pick's: {', '.join(t['oracle_pick']['method'] for _, t in rows)}",
         ]
@@ -386,8 +344,8 @@ def render_markdown(results: list[dict], meta: dict) -> str:
             got = [t["proxies"][proxy] for _, t in rows if proxy in t["proxies"]]
             rho = [g["spearman"] for g in got if math.isfinite(g["spearman"])]
             lines.append(
-                f"| {proxy.removeprefix('proxy/')} | {_ms(rho, '+') if rho else '-'} | "
-                f"{_ms([g['regret'] for g in got])} | {sum(g['n'] for g in got)} |"
+                f"| {proxy.removeprefix('proxy/')} | {ms(rho, '+') if rho else '-'} | "
+                f"{ms([g['regret'] for g in got])} | {sum(g['n'] for g in got)} |"
             )
         lines.append("")
     lines += overall(results)
@@ -398,14 +356,12 @@ def render_markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--experiment", default="experiments/synth_search_methods.yaml")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--work", default="runs/benchmark-method-search")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "method_search"))
+    parser.add_argument("--out", default=str(RESULTS / "method_search"))
     parser.add_argument("--set", action="append", default=[], help="override for every search")
     parser.add_argument(
         "--tasks",
@@ -419,7 +375,7 @@ def main() -> int:
         help="run nothing: the tables of the finished searches, and of those the earlier record at "
         "--out holds whose folders are not here (the others are listed)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = time.time()
     work = Path(args.work).resolve()
     out = Path(args.out)
@@ -428,7 +384,7 @@ def main() -> int:
     for task in args.tasks or [None]:
         for seed in args.seeds:
             folder = _folder(args.experiment, seed, work, task)
-            if args.no_run and not (folder / "search.json").is_file():
+            if args.no_run and not SearchFolder(folder).summary.is_file():
                 if folder.name in earlier:
                     results.append({**earlier[folder.name], "carried": True})
                     continue
@@ -446,26 +402,13 @@ def main() -> int:
             print(f"seed {seed}: {seconds:.0f} s, {folder}", flush=True)
     if not results:
         raise SystemExit(f"no finished search under {work}: {', '.join(not_run)}")
-    import torch
-
     meta = {
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, "
-        f"{mp.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}",
+        **record.provenance(__name__, argv, start),
         "experiment": args.experiment,
         "tasks": args.tasks,
         "not_run": not_run,
         "objective": next(iter(results[0]["tasks"].values()))["objective"],
         "seeds": args.seeds,
-        "wall_s": time.time() - start,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    write_markdown(out.with_suffix(".md"), render_markdown(results, meta))
-    print(out.with_suffix(".md").read_text())
+    record.write(out, {"meta": meta, "results": results}, render_markdown(results, meta))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """How well each target validation proxy selects configurations AND epochs, judged by the
 oracle (target-test PCK), over seeds, on both synthetic tasks and a held-out domain.
 
-    python benchmarks/proxy_study.py [--seeds 0 1 2] [--trials 16] [--heldout-trials 16]
+    python -m benchmarks proxy_study [--seeds 0 1 2] [--trials 16] [--heldout-trials 16]
         [--experiment experiments/synth_search.yaml] [--out benchmarks/results/proxy_study]
 
 Runs `regda-dist tune EXPERIMENT` (by default synth_search.yaml: RegDA's space; with
@@ -20,32 +20,18 @@ the proxies.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import math
-import os
-import platform
-import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import yaml
-from scipy.stats import spearmanr
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import heldout_domain  # noqa: E402
-from benchmarks.record import write_markdown  # noqa: E402
-from regda_dist.search.consensus import KEY as CONSENSUS  # noqa: E402
-from regda_dist.search.consensus import add_consensus  # noqa: E402
-from regda_dist.search.folder import ORACLE, load_trials  # noqa: E402
-from regda_dist.search.space import METHOD, default_point  # noqa: E402
-from regda_dist.search.spec import load_search  # noqa: E402
+from benchmarks import RESULTS, ROOT, heldout_domain, record, searches
+from benchmarks.stats import finite, mean, rho
+from regda_dist.search.consensus import KEY as CONSENSUS
+from regda_dist.search.folder import ORACLE
+from regda_dist.search.space import METHOD, default_point
 
 DEFAULT_EXPERIMENT = ROOT / "experiments" / "synth_search.yaml"
 
@@ -60,28 +46,10 @@ def study_name(experiment: Path) -> str:
 
 
 def tune(experiment: Path, name: str, output_dir: Path, trials: int, seed: int) -> Path:
-    search_dir = output_dir / name
-    command = [
-        str(Path(sys.executable).parent / "regda-dist"),
-        "tune",
-        str(experiment),
-        "--name",
-        name,
-        "--set",
-        f"search.num_samples={trials}",
-        "--set",
-        "search.scheduler=fifo",
-        "--set",
-        f"search.seed={seed}",
-        "--set",
-        f"train.seed={seed}",
-        "--set",
-        f"train.output_dir={output_dir}",
-    ]
-    if (search_dir / "search.yaml").exists():
-        command.append("--resume")
-    subprocess.run(command, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return search_dir
+    """The seed's FIFO search of `experiment` (every trial runs and evaluates every epoch)."""
+    sets = [f"search.num_samples={trials}", "search.scheduler=fifo", f"search.seed={seed}",
+            f"train.seed={seed}"]  # fmt: skip
+    return searches.tune(experiment, output_dir / name, sets)
 
 
 def heldout_experiment(output_dir: Path, experiment: Path) -> Path:
@@ -95,12 +63,6 @@ def heldout_experiment(output_dir: Path, experiment: Path) -> Path:
     path = output_dir / "heldout.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
-
-
-def _rho(xs, ys) -> float:
-    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
-        return math.nan
-    return float(spearmanr(xs, ys).statistic)
 
 
 def analyse_task(trials, task: str, defaults: dict | None) -> dict:
@@ -121,48 +83,38 @@ def analyse_task(trials, task: str, defaults: dict | None) -> dict:
                 if CONSENSUS in metrics:
                     chosen[t.trial_id] = (metrics[CONSENSUS], metrics[ORACLE])
                 continue
-            rows = [r for r in curves[t.trial_id] if _finite(r.get(proxy))]
+            rows = [r for r in curves[t.trial_id] if finite(r.get(proxy))]
             if rows:
                 best = max(rows, key=lambda r: r[proxy])
                 chosen[t.trial_id] = (best[proxy], best[ORACLE])
-                within.append(_rho([r[proxy] for r in rows], [r[ORACLE] for r in rows]))
+                within.append(rho([r[proxy] for r in rows], [r[ORACLE] for r in rows]))
         if len(chosen) < 2:
             continue
         values = list(chosen.values())
         picked_trial, pick = max(chosen.items(), key=lambda kv: kv[1][0])
         best_same = max(v[1] for v in values)
         entry = {
-            "spearman": _rho([v[0] for v in values], [v[1] for v in values]),
+            "spearman": rho([v[0] for v in values], [v[1] for v in values]),
             "regret": best_same - pick[1],
             "gap_to_oracle_pick": oracle_any - pick[1],
             "picked": pick[1],
-            "epoch_spearman": _mean([r for r in within if not math.isnan(r)]),
-            "mean_chosen": _mean([v[1] for v in values]),
+            "epoch_spearman": mean([r for r in within if not math.isnan(r)]),
+            "mean_chosen": mean([v[1] for v in values]),
         }
         if method[picked_trial] is not None:
             entry["picked_method"] = method[picked_trial]
         if default_trial is not None and default_trial.trial_id in chosen:
             entry["defaults"] = chosen[default_trial.trial_id][1]
         out["proxies"][proxy] = entry
-    out["last_epoch"] = _mean([c[-1][ORACLE] for c in curves.values()])
-    out["oracle_epoch"] = _mean([max(r[ORACLE] for r in c) for c in curves.values()])
+    out["last_epoch"] = mean([c[-1][ORACLE] for c in curves.values()])
+    out["oracle_epoch"] = mean([max(r[ORACLE] for r in c) for c in curves.values()])
     if default_trial is not None:
         out["defaults_last"] = curves[default_trial.trial_id][-1][ORACLE]
     return out
 
 
-def _finite(x) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
-
-
-def _mean(xs) -> float:
-    return statistics.mean(xs) if xs else math.nan
-
-
 def analyse(search_dir: Path) -> dict:
-    search = load_search(search_dir / "search.yaml")
-    groups = load_trials(search_dir)
-    add_consensus(groups)
+    search, groups = searches.read(search_dir)
     out = {}
     for _, trials in sorted(groups.items()):
         for task in sorted({task for t in trials for task in t.runs}):
@@ -171,8 +123,8 @@ def analyse(search_dir: Path) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--heldout-trials", type=int, default=16)
@@ -183,53 +135,28 @@ def main() -> None:
     parser.add_argument(
         "--out", help="the results, .md and .json (default: benchmarks/results/proxy_study[_NAME])"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     experiment = (ROOT / args.experiment).resolve()
     if not experiment.is_file():
         raise SystemExit(f"--experiment {args.experiment}: no such file")
     name = study_name(experiment)
-    out = Path(args.out or ROOT / "benchmarks" / "results" / name)
+    out = Path(args.out or RESULTS / name)
     output_dir = Path(args.output_dir or ROOT / "runs" / name).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results = {}
     for seed in args.seeds:
-        search_dir = tune(
-            experiment,
-            f"synth-s{seed}",
-            output_dir,
-            args.trials,
-            seed,
-        )
-        results[f"seed {seed}"] = analyse(search_dir)
+        results[f"seed {seed}"] = analyse(tune(experiment, f"synth-s{seed}", output_dir,
+                                               args.trials, seed))  # fmt: skip
     if args.heldout_trials:
-        search_dir = tune(
-            heldout_experiment(output_dir, experiment),
-            "heldout-s0",
-            output_dir,
-            args.heldout_trials,
-            0,
-        )
-        results["held-out, seed 0"] = analyse(search_dir)
-    command = "python benchmarks/proxy_study.py " + " ".join(sys.argv[1:])
-    write(results, command, (time.time() - started) / 60, experiment, out)
-
-
-def write(results: dict, command: str, minutes: float, experiment: Path, out: Path) -> None:
-    meta = {
-        "command": command,
-        "experiment": str(
-            experiment.relative_to(ROOT) if experiment.is_relative_to(ROOT) else experiment
-        ),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        "python": platform.python_version(),
-        "minutes": round(minutes, 1),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    write_markdown(out.with_suffix(".md"), render(results, meta))
-    print(render(results, meta))
+        heldout = heldout_experiment(output_dir, experiment)
+        results["held-out, seed 0"] = analyse(tune(heldout, "heldout-s0", output_dir,
+                                                   args.heldout_trials, 0))  # fmt: skip
+    where = experiment.relative_to(ROOT) if experiment.is_relative_to(ROOT) else experiment
+    meta = {**record.provenance(__name__, argv), "experiment": str(where),
+            "minutes": round((time.time() - started) / 60, 1)}  # fmt: skip
+    record.write(out, {"meta": meta, "results": results}, render(results, meta), indent=2)
+    return 0
 
 
 def summary(results: dict) -> list[str]:
@@ -258,10 +185,10 @@ def summary(results: dict) -> list[str]:
         gaps = [e["gap_to_oracle_pick"] for e in entries]
         beats = [e["picked"] > e["defaults"] for e in entries if "defaults" in e]
         lines.append(
-            f"| {proxy} | {_mean(rho):.2f} | {min(rho, default=math.nan):.2f} | "
-            f"{_mean(epoch_rho):.2f} | {_mean(gaps):.1f} | "
+            f"| {proxy} | {mean(rho):.2f} | {min(rho, default=math.nan):.2f} | "
+            f"{mean(epoch_rho):.2f} | {mean(gaps):.1f} | "
             f"{sum(g <= 1.0 for g in gaps)}/{len(gaps)} | {sum(beats)}/{len(beats)} | "
-            f"{_mean([e['mean_chosen'] for e in entries]):.1f} |"
+            f"{mean([e['mean_chosen'] for e in entries]):.1f} |"
             + (f" {_counts(e.get('picked_method') for e in entries)} |" if mixed else "")
         )
     lines += [
@@ -294,7 +221,8 @@ def render(results: dict, meta: dict) -> str:
         "epochs without target labels",
         "",
         f"- command: `{meta['command']}` (wall time {meta['minutes']:.0f} min)",
-        f"- date: {meta['date']}; machine: {meta['machine']}; Python {meta['python']}",
+        f"- date: {meta['date']}; machine: {meta['machine']}"
+        + (f"; Python {meta['python']}" if "python" in meta else ""),
         f"- searches: {meta.get('experiment', 'experiments/synth_search.yaml')} per seed (both "
         "tasks) and the held-out quadruped (COCO, from_data), FIFO (every trial runs and "
         "evaluates every epoch), TPE over the experiment's space guided by its search.metric; "
@@ -333,7 +261,3 @@ def render(results: dict, meta: dict) -> str:
                     f"{method} | {p.get('defaults', math.nan):.1f} | {p['mean_chosen']:.1f} |"
                 )
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    main()

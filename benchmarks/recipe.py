@@ -3,7 +3,8 @@ our demo's, vs Adam 1e-3, the reference's ERM recipe) x head width (32 vs 128 up
 head channels), then RegDA from each phase 1; and the phase-2 warm-up on the best phase 1.
 Writes benchmarks/results/recipe.{md,json}.
 
-    python benchmarks/recipe.py [--tasks synth_hand synth_body] [--seeds 0] [--jobs 2]
+    python -m benchmarks recipe [--tasks synth_hand synth_body] [--seeds 0] [--jobs 2]
+        [--reuse OUT.json ...] [--render OUT.json]
 
 Selection is by what a user has: source-val PCK, the proxies and time; target PCK (test split)
 is reported for evaluation only. Each run is a fresh process with one torch thread.
@@ -11,20 +12,16 @@ is reported for evaluation only. Each run is a fresh process with one torch thre
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
-import multiprocessing as mp
-import platform
-import statistics
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.record import write_markdown  # noqa: E402
+from benchmarks import RESULTS, ROOT, grid, record
+from benchmarks.stats import mean
+from regda_dist.engine import checkpoint
+from regda_dist.engine.build import seed_everything
+from regda_dist.engine.phase1 import baselines, pretrained_source
 
 PHASE1 = {  # name -> overrides of experiments/<task>.yaml
     "sgd-32": [],
@@ -41,65 +38,43 @@ PHASE2 = {  # name -> overrides, on top of a phase 1
     "regda": [],
     "regda-warm1000": ["regda.warm_max_iters=1000"],
 }
-ADAPT = ["regda.epochs=3", "regda.iters_per_epoch=200"]  # 600 iterations, batch 32 per domain
+ADAPT = ["adapt.epochs=3", "adapt.iters_per_epoch=200"]  # 600 iterations, batch 32 per domain
 
 
-def _job(args: tuple) -> dict:
+KEYS = ("task", "seed", "phase1", "phase2")
+
+
+def _job(job: dict, work: str, only_saved: bool) -> dict:
     """One (task, seed, phase 1, phase 2 or None) in a child process."""
-    import torch
-
-    from regda_dist import config as C
-    from regda_dist.data.datasets import build_task
-    from regda_dist.engine.run import baselines, pretrained_source
-    from regda_dist.engine.trainer import Trainer, seed_everything
-
-    task_name, seed, p1, p2, work, only_saved = args
-    torch.set_num_threads(1)
-    overrides = [
-        f"train.seed={seed}",
-        f"train.output_dir={work}",
-        "train.progress=false",
-        "train.num_threads=1",
-        *PHASE1[p1],
-        *ADAPT,
-        *(PHASE2[p2] if p2 else []),
-    ]
-    cfg = C.load(ROOT / "experiments" / f"{task_name}.yaml", overrides)
-    seed_everything(seed)
-    trainer = Trainer(cfg, build_task(cfg.data))
+    p1, p2 = job["phase1"], job["phase2"]
+    sets = [*PHASE1[p1], *ADAPT, *(PHASE2[p2] if p2 else [])]
+    trainer = grid.trainer(job["task"], job["seed"], work, sets)
     curve = []
     trainer.add_callback("on_eval", lambda phase, epoch, metrics: curve.append((phase, metrics)))
-    out = {"task": task_name, "seed": seed, "phase1": p1, "phase2": p2}
+    out = dict(job)
     start = time.time()
     source, info = pretrained_source(trainer)
     if p2 is None:
         out.update(info=info, **baselines(trainer, source)[0])
         out["val_curve"] = [m["pretrain/val_pck"] for phase, m in curve if phase == "pretrain"]
     else:
-        ckpt = Path(work) / f"{task_name}-{seed}-{p1}-{p2}.ckpt"
-        if only_saved and not _finished(ckpt, cfg.regda.epochs):
+        ckpt = Path(work) / f"{job['task']}-{job['seed']}-{p1}-{p2}.ckpt"
+        if only_saved and not _finished(ckpt, trainer.cfg.adapt.epochs):
             return {**out, "skipped": "not run (time): no finished checkpoint"}
-        seed_everything(seed)
-        model = trainer.adapt(source.state_dict(), ckpt)
+        seed_everything(job["seed"])
+        adapted = trainer.adapt(source.state_dict(), ckpt)
         out["curve"] = [m for phase, m in curve if phase == "adapt"]
         if not out["curve"]:  # a checkpoint finished by an earlier, killed run of this script
-            out["curve"] = [trainer.eval_metrics(model)]
-            out["last_only"] = True
+            out.update(curve=[adapted.last], last_only=True)  # evaluated again by adapt
     out["seconds"] = time.time() - start
     return out
 
 
 def _finished(ckpt: Path, epochs: int) -> bool:
-    from regda_dist.engine import checkpoint
-
     if not ckpt.is_file():
         return False
     saved = checkpoint.load(ckpt)
     return saved.get("epoch") == epochs and not saved.get("iteration")
-
-
-def _mean(values) -> float:
-    return statistics.mean(values) if values else float("nan")
 
 
 def render(results: list[dict], meta: dict) -> str:
@@ -128,10 +103,10 @@ def render(results: list[dict], meta: dict) -> str:
             if not runs:
                 continue
             cells = (
-                _mean([r["info"]["best_val_pck"] for r in runs]),
-                _mean([r["source_only"]["oracle/target_pck"] for r in runs]),
-                _mean([r["adabn"]["oracle/target_pck"] for r in runs]),
-                _mean([r["info"].get("seconds", float("nan")) for r in runs]),  # its training
+                mean([r["info"]["best_val_pck"] for r in runs]),
+                mean([r["source_only"]["oracle/target_pck"] for r in runs]),
+                mean([r["adabn"]["oracle/target_pck"] for r in runs]),
+                mean([r["info"].get("seconds", float("nan")) for r in runs]),  # its training
             )
             lines.append(f"| {p1} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
         lines += [
@@ -150,7 +125,7 @@ def render(results: list[dict], meta: dict) -> str:
                 continue
             epochs = len(runs[0]["curve"])
             by_epoch = [
-                _mean([r["curve"][e]["oracle/target_pck"] for r in runs]) for e in range(epochs)
+                mean([r["curve"][e]["oracle/target_pck"] for r in runs]) for e in range(epochs)
             ]
             last = [r["curve"][-1] for r in runs]
             lost = " (last epoch only: its curve was lost)" if runs[0].get("last_only") else ""
@@ -158,21 +133,21 @@ def render(results: list[dict], meta: dict) -> str:
                 f"| {r2[0]} + {r2[1]} | "
                 + ", ".join(f"{v:.1f}" for v in by_epoch)
                 + lost
-                + f" | {_mean([m['source/pck'] for m in last]):.1f}"
-                + f" | {_mean([m['proxy/aug_consistency'] for m in last]):.2f}"
-                + f" | {_mean([m['proxy/source_pck'] for m in last]):.1f}"
+                + f" | {mean([m['source/pck'] for m in last]):.1f}"
+                + f" | {mean([m['proxy/aug_consistency'] for m in last]):.2f}"
+                + f" | {mean([m['proxy/source_pck'] for m in last]):.1f}"
                 + (
                     " | (not timed: evaluated again)"
                     if lost
-                    else f" | {_mean([r['seconds'] for r in runs]):.0f}"
+                    else f" | {mean([r['seconds'] for r in runs]):.0f}"
                 )
                 + " |"
             )
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--tasks", nargs="+", default=["synth_hand", "synth_body"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--phase1", nargs="+", default=list(PHASE1))
@@ -187,52 +162,32 @@ def main() -> int:
     )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", default=str(ROOT / "runs" / "benchmark-recipe"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe"))
+    parser.add_argument("--out", default=str(RESULTS / "recipe"))
+    parser.add_argument("--reuse", nargs="+", help="earlier recipe.json files whose runs are kept")
     parser.add_argument("--render", help="only write the .md again from this results .json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(Path(args.render).read_text())
-        write_markdown(Path(args.out).with_suffix(".md"), render(saved["runs"], saved["meta"]))
+        text = render(saved["runs"], saved["meta"])
+        record.write_markdown(Path(args.out).with_suffix(".md"), text)
         return 0
     start = time.time()
-    grid = [(t, s) for t in args.tasks for s in args.seeds]
-    first = [(t, s, p1, None, args.work, False) for t, s in grid for p1 in args.phase1]
-    adapted = args.phase2 or args.phase1
-    second = [(t, s, p1, "regda", args.work, args.only_saved) for t, s in grid for p1 in adapted]
-    if args.warmup_on:
-        second += [
-            (t, s, args.warmup_on, "regda-warm1000", args.work, args.only_saved) for t, s in grid
-        ]
-    results = []
-    log = Path(args.out).with_suffix(".partial.jsonl")  # every finished job, as it finishes
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        for stage in (first, second):  # phase 2 reads the cached phase 1
-            for r in pool.imap_unordered(_job, stage):
-                print(
-                    f"{r['task']} seed {r['seed']} {r['phase1']} {r['phase2']}: "
-                    f"{r.get('skipped') or format(r['seconds'], '.0f') + ' s'}",
-                    flush=True,
-                )
-                results.append(r)
-                with log.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
-    import torch
 
-    meta = {
-        "command": "python benchmarks/recipe.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {mp.cpu_count()} CPUs, torch {torch.__version__}",
-        "tasks": args.tasks,
-        "seeds": args.seeds,
-        "wall_s": time.time() - start,
-    }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
-    write_markdown(out.with_suffix(".md"), render(results, meta))
-    print(out.with_suffix(".md").read_text())
+    def jobs(pairs: list[tuple]) -> list[dict]:
+        return [{"task": t, "seed": s, "phase1": p1, "phase2": p2}
+                for p1, p2 in pairs for t in args.tasks for s in args.seeds]  # fmt: skip
+
+    adapted = [(p1, "regda") for p1 in args.phase2 or args.phase1]
+    adapted += [(args.warmup_on, "regda-warm1000")] if args.warmup_on else []
+    stages = [jobs([(p1, None) for p1 in args.phase1]), jobs(adapted)]  # phase 2 reads phase 1's
+
+    def meta() -> dict:
+        return {**record.provenance(__name__, argv, start), "tasks": args.tasks,
+                "seeds": args.seeds}  # fmt: skip
+
+    job = partial(_job, work=args.work, only_saved=args.only_saved)
+    earlier = grid.earlier_runs(args.reuse, KEYS)
+    runs = grid.run(job, stages, KEYS, args.jobs, earlier, args.out, meta)
+    final = meta()
+    grid.write(args.out, final, runs, render(runs, final))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

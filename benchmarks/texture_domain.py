@@ -9,45 +9,26 @@ the whole picture; the pose statistics shift only a little. No default of the pr
 chosen on it: with benchmarks/heldout_domain.py (a 13-keypoint quadruped, shape and pose
 shift) it is where benchmarks/ablation.py looks for why RegDA can trail AdaBN.
 
-    python benchmarks/texture_domain.py OUT   # OUT/source, OUT/target: {train,val,test}.json
+    python -m benchmarks texture_domain OUT   # OUT/source, OUT/target: {train,val,test}.json
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from regda_dist.data.coco import export_split  # noqa: E402
-from regda_dist.data.datasets import KeypointDataset  # noqa: E402
-from regda_dist.data.keypoints import KeypointSpec  # noqa: E402
-from regda_dist.data.synthetic import (  # noqa: E402
-    SOURCE_STYLE,
-    Figure,
-    PoseStats,
-    Style,
-    _rot,
-    place,
-    render,
-)
+from benchmarks import record
+from regda_dist.data.coco import export_split
+from regda_dist.data.datasets import KeypointDataset
+from regda_dist.data.keypoints import KeypointSpec
+from regda_dist.data.synthetic import SOURCE_STYLE, Figure, PoseStats, Style, _rot, place, render
 
 NAMES = (
-    "snout",
-    "head",
-    "shoulders",
-    "hips",
-    "tail_middle",
-    "tail_tip",
-    "front_left_foot",
-    "front_right_foot",
-    "back_left_foot",
-    "back_right_foot",
-)
+    "snout", "head", "shoulders", "hips", "tail_middle", "tail_tip", "front_left_foot",
+    "front_right_foot", "back_left_foot", "back_right_foot",
+)  # fmt: skip
 BONES = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (2, 6), (2, 7), (3, 8), (3, 9))
 LIZARD = KeypointSpec(
     "lizard10",
@@ -140,5 +121,8 @@ def write(out: Path, size: int = 64, sizes=(2000, 300, 300), seed: int = 0) -> d
     return folders
 
 
-if __name__ == "__main__":
-    print(write(Path(sys.argv[1])))
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
+    parser.add_argument("out", help="the pair's folder: OUT/source, OUT/target")
+    print(write(Path(parser.parse_args(argv).out)))
+    return 0

@@ -2,7 +2,7 @@
 trial N, TPE (start-up following the budget: search.startup_trials auto) against Optuna's
 RandomSampler, same seeds, on the proxy study's tasks at the demo's schedule.
 
-    python benchmarks/tpe_study.py [--seeds 0 1] [--trials 10] [--no-run]
+    python -m benchmarks tpe_study [--seeds 0 1] [--trials 10] [--no-run] [--note TEXT]
 
 Runs `regda-dist tune experiments/synth_search.yaml` (both synthetic tasks, per_task, FIFO so
 every trial completes and its value is of its selected epoch, two trials at a time as the demo)
@@ -18,49 +18,31 @@ PCK is read only to report what each pick is worth.
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import math
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.record import write_markdown  # noqa: E402
-from regda_dist.search.folder import ORACLE, load_trials  # noqa: E402
-from regda_dist.search.spec import SearchConfig  # noqa: E402
+from benchmarks import RESULTS, ROOT, record, searches
+from benchmarks.stats import mean
+from regda_dist.folders import SearchFolder
+from regda_dist.search.folder import ORACLE
+from regda_dist.search.settings import SearchConfig
+from regda_dist.search.setup import storage_url, study_name
 
 SAMPLERS = ("tpe", "random")
 
 
 def tune(name: str, output_dir: Path, sampler: str, seed: int, trials: int) -> Path:
-    search_dir = output_dir / name
-    sets = {
-        "search.num_samples": trials,
-        "search.sampler": sampler,
-        "search.seed": seed,
-        "search.scheduler": "fifo",
-        "train.output_dir": str(output_dir),
-        "train.proxies": "[pose_prior]",
-        "train.tensorboard": "false",
-    }
-    command = [str(Path(sys.executable).parent / "regda-dist"), "tune",
-               str(ROOT / "experiments" / "synth_search.yaml"), "--name", name]  # fmt: skip
-    for key, value in sets.items():
-        command += ["--set", f"{key}={value}"]
-    if (search_dir / "search.yaml").exists():
-        command.append("--resume")
-    subprocess.run(command, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return search_dir
+    """One FIFO search of experiments/synth_search.yaml with `sampler`, selection proxy only."""
+    sets = {"search.num_samples": trials, "search.sampler": sampler, "search.seed": seed,
+            "search.scheduler": "fifo", "train.proxies": "[pose_prior]",
+            "train.tensorboard": "false"}  # fmt: skip
+    experiment = ROOT / "experiments" / "synth_search.yaml"
+    return searches.tune(experiment, output_dir / name, [f"{k}={v}" for k, v in sets.items()])
 
 
 def _unit(dist: optuna.distributions.BaseDistribution, value) -> float:
@@ -96,11 +78,12 @@ def curves(search_dir: Path) -> dict[str, dict]:
     """Per task: the objective of each trial in Optuna's order (trial number), the best so far
     after each, the target PCK (eval only) of the best-so-far trial, and each trial's distance
     to the best trial completed when it started."""
-    storage = f"sqlite:///{search_dir / 'optuna.db'}"
-    folders = load_trials(search_dir)
+    search, groups = searches.read(search_dir)
+    storage = storage_url(search.settings, search_dir)
+    times = _times(search_dir)
     out = {}
-    for task, trials in folders.items():
-        study = optuna.load_study(study_name=f"{search_dir.name}/{task}", storage=storage)
+    for task, trials in groups.items():
+        study = optuna.load_study(study_name=study_name(search_dir, task), storage=storage)
         by_params = {json.dumps(t.params, sort_keys=True): t for t in trials}
         values, best, oracle = [], [], []
         ordered = sorted(study.trials, key=lambda t: t.number)
@@ -114,42 +97,45 @@ def curves(search_dir: Path) -> dict[str, dict]:
             else:
                 best.append(best[-1])
                 oracle.append(oracle[-1])
+        starts = [start for group, start, _ in times if group == task]
+        ends = [end for group, _, end in times if group == task and end]
         out[task] = {
             "values": values,
             "best": best,
             "oracle_of_best": oracle,
             "to_best": to_best(ordered),
-            "minutes": _minutes(search_dir / task),
+            # from the group's first trial start to its last trial's end
+            "minutes": (max(ends) - min(starts)) / 60 if starts and ends else math.nan,
         }
+    return out
+
+
+def _times(search_dir: Path) -> list[tuple[str, float, float | None]]:
+    """(group, start, end) of every trial: its params.json's and its result.json's mtimes."""
+    folder, out = SearchFolder(search_dir), []
+    for trial in folder.trial_folders():
+        group = folder.group_of(trial)
+        result = trial.run(group).result  # per_task: the group is the trial's task
+        end = result.stat().st_mtime if result.is_file() else None
+        out.append((group, trial.params.stat().st_mtime, end))
     return out
 
 
 def _wall(output_dir: Path, results: dict) -> float:
     """Minutes from the first search's search.yaml to the last trial's result.json."""
-    starts = [(output_dir / name / "search.yaml").stat().st_mtime for name in results]
-    ends = [
-        p.stat().st_mtime
-        for name in results
-        for p in (output_dir / name).glob("*/trials/*/*/result.json")
-    ]
+    starts = [SearchFolder(output_dir / name).spec.stat().st_mtime for name in results]
+    ends = [end for name in results for _, _, end in _times(output_dir / name) if end]
     return (max(ends) - min(starts)) / 60
 
 
-def _minutes(group_dir: Path) -> float:
-    """From the group's first trial start to its last trial's end (params.json, result.json)."""
-    starts = [p.stat().st_mtime for p in group_dir.glob("trials/*/params.json")]
-    ends = [p.stat().st_mtime for p in group_dir.glob("trials/*/*/result.json")]
-    return (max(ends) - min(starts)) / 60 if starts and ends else math.nan
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--output-dir", default=str(ROOT / "runs" / "tpe_study"))
     parser.add_argument("--no-run", action="store_true", help="read finished searches only")
     parser.add_argument("--note", default="", help="how the searches were run, for the md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     output_dir = Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -161,13 +147,8 @@ def main() -> None:
                 tune(name, output_dir, sampler, seed, args.trials)
             results[name] = curves(output_dir / name)
     meta = {
-        "command": "nice -n 5 python benchmarks/tpe_study.py --seeds "
-        + " ".join(map(str, args.seeds))
-        + f" --trials {args.trials}"
-        + (" --no-run" if args.no_run else ""),
+        **record.provenance(__name__, argv),
         "note": args.note,
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "minutes": round((time.time() - started) / 60, 1),
         "trial_minutes": round(sum(r[t]["minutes"] for r in results.values() for t in r), 1),
         "wall_minutes": round(_wall(output_dir, results), 1),
@@ -175,10 +156,9 @@ def main() -> None:
         "seeds": args.seeds,
         "trials": args.trials,
     }
-    out = ROOT / "benchmarks" / "results"
-    (out / "tpe_study.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    write_markdown(out / "tpe_study.md", render(results, meta))
-    print(render(results, meta))
+    record.write(RESULTS / "tpe_study", {"meta": meta, "results": results},
+                 render(results, meta), indent=2)  # fmt: skip
+    return 0
 
 
 def render(results: dict, meta: dict) -> str:
@@ -222,7 +202,7 @@ def _reading(results: dict, tasks: list[str], seeds: list[int], first: int) -> l
         statistics.median(tpe["to_best"][first:]) < statistics.median(rnd["to_best"][first:])
         for tpe, rnd in pairs
     )
-    higher = sum(_mean(tpe["values"][first:]) > _mean(rnd["values"][first:]) for tpe, rnd in pairs)
+    higher = sum(mean(tpe["values"][first:]) > mean(rnd["values"][first:]) for tpe, rnd in pairs)
     m = len(pairs)
     return [
         "## Reading",
@@ -259,7 +239,7 @@ def _best_table(results: dict, task: str, seeds: list[int], marks: list[int]) ->
         cells = []
         for k in marks:
             per_seed = [r["best"][k - 1] for r in runs]
-            cells.append(" / ".join(f"{v:.3f}" for v in per_seed) + f" ({_mean(per_seed):.3f})")
+            cells.append(" / ".join(f"{v:.3f}" for v in per_seed) + f" ({mean(per_seed):.3f})")
         picks = " / ".join(f"{r['oracle_of_best'][-1]:.1f}" for r in runs)
         lines.append(f"| {sampler} | " + " | ".join(cells) + f" | {picks} |")
     return [*lines, ""]
@@ -281,15 +261,6 @@ def _acts_table(results: dict, tasks: list[str], seeds: list[int], first: int) -
         for sampler in SAMPLERS:
             runs = [results[f"{sampler}-s{s}"][task] for s in seeds]
             dist = " / ".join(f"{statistics.median(r['to_best'][first:]):.2f}" for r in runs)
-            mean = " / ".join(f"{_mean(r['values'][first:]):.3f}" for r in runs)
-            lines.append(f"| {task} | {sampler} | {dist} | {mean} |")
+            values = " / ".join(f"{mean(r['values'][first:]):.3f}" for r in runs)
+            lines.append(f"| {task} | {sampler} | {dist} | {values} |")
     return [*lines, ""]
-
-
-def _mean(xs) -> float:
-    xs = [x for x in xs if x == x]
-    return statistics.mean(xs) if xs else math.nan
-
-
-if __name__ == "__main__":
-    main()

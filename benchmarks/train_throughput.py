@@ -3,7 +3,7 @@ causes of Ray's overhead, the demo's trial settings, 2 workers on a 2-node loopb
 (--baseline REV) the engine of an earlier revision side by side. Writes
 benchmarks/results/train_throughput.{md,json}.
 
-    python benchmarks/train_throughput.py [--epochs 4] [--iters 40] [--repeats 2] [--baseline REV]
+    python -m benchmarks train_throughput [--epochs 4] [--iters 40] [--repeats 2] [--baseline REV]
 
 Throughput is measured inside the adaptation loop (time/images_per_s: no evaluation, no
 checkpoint; the first epoch is a warm-up and is left out); wall is the whole `regda-dist train`
@@ -13,11 +13,8 @@ machine hits every configuration alike; ratios are taken between means of the sa
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.record import write_markdown  # noqa: E402
+from benchmarks import RESULTS, ROOT, record
+from regda_dist.distributed.local_cluster import auth_env, loopback_cluster
+from regda_dist.folders import RunFolder
 
 # the synth_hand model of the embedded recipe, pinned so that every revision trains the same one
 PINNED = [
@@ -74,7 +70,10 @@ def configs(baseline: Path | None) -> dict[str, dict]:
     ray1 = ["--workers", "1", "--set", "scaling.cpus_per_worker=2"]
     # a demo trial (experiments/synth_search.yaml): batch 16, one of two concurrent trials, so
     # one core and one torch thread; measured alone here, beside the plain loop on one thread
-    demo = ["--set", "regda.batch_size=16", "--set", "train.num_threads=1"]
+    demo = ["--set", "adapt.batch_size=16", "--set", "train.num_threads=1"]
+    # 2 workers on the 2 one-CPU nodes; the global batches: 16 per worker
+    two_nodes = ["--workers", "2", "--set", "scaling.cpus_per_worker=1", "--set",
+                 "adapt.batch_size=32", "--set", "pretrain.batch_size=32"]  # fmt: skip
     out = {
         "plain": {"args": plain},
         "ray_1_worker": {"args": ray1},
@@ -84,19 +83,7 @@ def configs(baseline: Path | None) -> dict[str, dict]:
         "ray_1_worker_demo_trial": {
             "args": ["--workers", "1", "--set", "scaling.cpus_per_worker=0.9", *demo]
         },
-        "ray_2_workers_2_nodes": {
-            "args": [
-                "--workers",
-                "2",
-                "--set",
-                "scaling.cpus_per_worker=1",
-                "--set",
-                "regda.batch_size=32",  # the global batch: 16 per worker
-                "--set",
-                "pretrain.batch_size=32",
-            ],
-            "cluster": True,
-        },
+        "ray_2_workers_2_nodes": {"args": two_nodes, "cluster": True},
     }
     # the same with one torch thread per worker (each node has one CPU)
     two = out["ray_2_workers_2_nodes"]
@@ -131,8 +118,8 @@ def run_once(name: str, spec: dict, work: Path, base_env: dict, cluster: dict | 
     for item in (
         *PINNED,
         f"train.output_dir={work}",
-        f"regda.epochs={args.epochs}",
-        f"regda.iters_per_epoch={args.iters}",
+        f"adapt.epochs={args.epochs}",
+        f"adapt.iters_per_epoch={args.iters}",
     ):
         cmd += [item] if "script" in spec else ["--set", item]
     env = {**base_env, **spec.get("env", {}), "PYTHONPATH": str(code)}
@@ -144,24 +131,20 @@ def run_once(name: str, spec: dict, work: Path, base_env: dict, cluster: dict | 
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
     wall = time.time() - start
-    lines = (work / folder / "metrics.jsonl").read_text().splitlines()
+    lines = RunFolder(work / folder).metrics.read_text().splitlines()
     epochs = [e for e in map(json.loads, lines) if e["phase"] == "adapt"][1:]  # after warm-up
     return {"images_per_s": statistics.mean(e["time/images_per_s"] for e in epochs), "wall_s": wall}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> int:
+    parser = record.parser(__name__, __doc__)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--baseline", help="a git revision whose engine runs beside this one")
     parser.add_argument("--only", nargs="+", help="these runs only (names as in the table)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput"))
-    args = parser.parse_args()
-    from regda_dist.distributed.local_cluster import auth_env, loopback_cluster
-
+    parser.add_argument("--out", default=str(RESULTS / "train_throughput"))
+    args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="regda-throughput-"))
     baseline = None
     if args.baseline:
@@ -184,13 +167,15 @@ def main() -> int:
     finally:
         if baseline is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT)
-    write(measured, args)
+    meta = {**record.provenance(__name__, argv), "baseline": args.baseline,
+            "epochs": args.epochs, "iters": args.iters, "repeats": args.repeats}  # fmt: skip
+    ratios = _ratios(measured)
+    results = {"meta": meta, "runs": measured, "ratios": ratios}
+    record.write(args.out, results, render(meta, measured, ratios))
     return 0
 
 
-def write(measured: dict, args) -> None:
-    import torch
-
+def _ratios(measured: dict) -> dict[str, float]:
     mean = {n: statistics.mean(r["images_per_s"] for r in rs) for n, rs in measured.items()}
     pairs = {  # ratio -> (run, reference run); "pct": the run's shortfall in percent
         "ray_overhead_pct": ("ray_1_worker", "plain"),
@@ -213,38 +198,27 @@ def write(measured: dict, args) -> None:
         if run in mean and reference in mean:
             r = mean[run] / mean[reference]
             ratio[key] = 100 * (1 - r) if key.endswith("pct") else r
-    meta = {
-        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"Python {platform.python_version()}",
-        "baseline": args.baseline,
-    }
+    return ratio
+
+
+def render(meta: dict, measured: dict, ratio: dict) -> str:
     lines = [
         "# RegDA training throughput (synth_hand, 64 px, small_resnet, 32 channels, CPU)",
         "",
         f"- command: `{meta['command']}`",
         f"- machine: {meta['machine']}; date: {meta['date']}",
-        f"- {args.epochs} adaptation epochs x {args.iters} iterations, batch 32 per domain unless "
-        "stated; images/s of the training loop over epochs 2.., mean of "
-        f"{args.repeats} interleaved runs (round-robin); wall = the whole command",
+        f"- {meta['epochs']} adaptation epochs x {meta['iters']} iterations, batch 32 per domain "
+        "unless stated; images/s of the training loop over epochs 2.., mean of "
+        f"{meta['repeats']} interleaved runs (round-robin); wall = the whole command",
         "",
         "| run | images/s (each run) | mean | wall (s) |",
         "|---|---|---|---|",
     ]
     for name, runs in measured.items():
         each = ", ".join(f"{r['images_per_s']:.1f}" for r in runs)
+        mean = statistics.mean(r["images_per_s"] for r in runs)
         wall = statistics.mean(r["wall_s"] for r in runs)
-        lines.append(f"| {name} | {each} | {mean[name]:.1f} | {wall:.0f} |")
+        lines.append(f"| {name} | {each} | {mean:.1f} | {wall:.0f} |")
     lines += ["", "Ratios (same round-robin):", ""]
     lines += [f"- {k}: {v:.3f}" if "pct" not in k else f"- {k}: {v:.1f}%" for k, v in ratio.items()]
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "runs": measured, "ratios": ratio}, indent=1)
-    )
-    write_markdown(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return "\n".join(lines) + "\n"

@@ -1,17 +1,15 @@
-"""benchmarks/adaptation.py --reuse: the commands that made the reused runs are listed once
-each, and a `--no-run` table (it ran nothing) is never listed as one of them."""
+"""The benchmarks' own logic: `--reuse` (benchmarks/grid.py: the commands that made the reused
+runs are listed once each, and a `--no-run` table (it ran nothing) is never listed as one of
+them), the adaptation and method-search tables, the notes a results file keeps."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from benchmarks.adaptation import sources
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import ROOT
+from benchmarks.grid import sources
 
 
 def _write(path, command, date, **meta):
@@ -118,7 +116,7 @@ def test_the_method_search_summary_counts_the_searches_that_meet_both_goals():
     assert overall([search("hand", 0, 57.5, 40.7, 47.3, 59.9)]) == []  # one search: its table
 
 
-def test_a_method_search_render_carries_searches_whose_folders_are_gone(tmp_path, monkeypatch):
+def test_a_method_search_render_carries_searches_whose_folders_are_gone(tmp_path):
     """--no-run on a machine without a search's folder: that search is carried from the
     earlier record at --out (marked so), one never recorded is listed as not run, and the
     .md's hand-written notes are kept."""
@@ -142,11 +140,11 @@ def test_a_method_search_render_carries_searches_whose_folders_are_gone(tmp_path
     record = {"meta": {"date": "2026-12-01"}, "results": [result]}
     out.with_suffix(".json").write_text(json.dumps(record))
     out.with_suffix(".md").write_text("# old\n\n## Notes (by hand)\n\n- seed 0 ran beside a test\n")
-    argv = ["method_search.py", "--experiment", "exp.yaml", "--tasks", "synth_hand", "--seeds",
-            "0", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--no-run"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    assert method_search.main() == 0
+    argv = ["--experiment", "exp.yaml", "--tasks", "synth_hand", "--seeds", "0", "1",
+            "--work", str(tmp_path / "work"), "--out", str(out), "--no-run"]  # fmt: skip
+    assert method_search.main(argv) == 0
     text = out.with_suffix(".md").read_text()
+    assert "- command: `python -m benchmarks method_search --experiment exp.yaml" in text
     assert "| 0* | 40.0 | 47.0 | 60.0 | 60.0 (trial abc, mean_teacher) |" in text
     assert "seed marked *): recorded 2026-12-01: synth_hand seed 0" in text
     assert "- not run (no finished search): synth_hand seed 1" in text
@@ -176,7 +174,7 @@ def test_a_benchmark_rewriting_its_results_keeps_the_hand_written_notes(tmp_path
 def test_a_proxy_study_of_another_experiment_writes_its_own_files():
     """--experiment without --out: the RegDA study's results (and their notes) stay; another
     experiment's study writes proxy_study_NAME.{md,json} and searches in runs/proxy_study_NAME."""
-    from benchmarks.proxy_study import DEFAULT_EXPERIMENT, ROOT, study_name
+    from benchmarks.proxy_study import DEFAULT_EXPERIMENT, study_name
 
     assert study_name(DEFAULT_EXPERIMENT) == "proxy_study"
     methods = ROOT / "experiments" / "synth_search_methods.yaml"

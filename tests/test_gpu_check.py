@@ -1,43 +1,36 @@
 """benchmarks/gpu_check.py in its tiny CPU mode, so the GPU check never rots: every section runs
-(gloo stands in for NCCL), and it needs neither Ray nor an install (PYTHONPATH=.)."""
+(gloo stands in for NCCL), run as the GPU machine runs it (`PYTHONPATH=. python -m benchmarks
+gpu_check`), needing neither Ray nor Optuna nor an install."""
 
 import json
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import ROOT, gpu_check
 
-SCRIPT = textwrap.dedent(
-    """
-    import runpy, sys
-    sys.argv = ["gpu_check.py", "--smoke", "--out", {out!r}]
-    try:
-        runpy.run_path("benchmarks/gpu_check.py", run_name="__main__")
-    except SystemExit as stop:
-        code = stop.code
-    loaded = [m for m in sys.modules if m in ("ray", "optuna") or m.startswith(("ray.", "optuna."))]
-    print("exit", code, "imported", loaded)
-    """
-)
+
+def imported(importtime_log: str) -> set[str]:
+    """The top-level packages a `python -X importtime` run imported (its stderr)."""
+    names = [line.split("|")[-1].strip() for line in importtime_log.splitlines()
+             if line.startswith("import time:")]  # fmt: skip
+    return {name.split(".")[0] for name in names}
 
 
 def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
     out = tmp_path / "gpu_check"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(out=str(out))],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert "exit 0 imported []" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
+    command = [sys.executable, "-X", "importtime", "-m", "benchmarks", "gpu_check", "--smoke",
+               "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    loaded = imported(done.stderr)
+    assert {"torch", "regda_dist", "benchmarks"} <= loaded  # the log is read as it should be
+    assert not loaded & {"ray", "optuna"}, loaded & {"ray", "optuna"}
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["device"] == "cpu" and result["train"]["fp32"]["images_per_s"] > 0
+    assert result["command"] == f"PYTHONPATH=. python -m benchmarks gpu_check --smoke --out {out}"
     # (b) steady state: >= 4 x budget timed iterations, every budgeted process alive
     assert [r["workers"] for r in result["loader"]] == [0, 2]
     assert [r["loader_processes"] for r in result["loader"]] == [0, 2]
@@ -60,23 +53,12 @@ def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
     assert "launched during backward" in text
 
 
-def _gpu_check_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_full_run_device_is_one_torch_cuda_set_device_accepts():
     """The branch --smoke skips: the CUDA device handed to torch.cuda.set_device. set_device
     first resolves the device's index (torch.cuda._utils._get_device_index), which refuses a
     device without one: checked here without CUDA, exactly as set_device would."""
     from torch.cuda._utils import _get_device_index
 
-    gpu_check = _gpu_check_module()
     for name in (gpu_check.FULL.device, "cuda"):
         device = gpu_check.run_device(name)
         assert device.type == "cuda" and _get_device_index(device, optional=False) == 0
