@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (main job on the embedded defaults), `make test`.
-.PHONY: setup demo test test-all lint bench
+.PHONY: setup demo test test-fast test-all lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -16,6 +16,10 @@ demo: setup
 test: setup
 	.venv/bin/ruff check regda_dist tests benchmarks
 	.venv/bin/python -m pytest -m "not slow"
+
+# the edit loop: no Ray, no spawned ranks (their tests are marked by the fixtures they use)
+test-fast: setup
+	.venv/bin/python -m pytest -m "not ray and not multiprocess and not slow"
 
 test-all: setup
 	.venv/bin/python -m pytest

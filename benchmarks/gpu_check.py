@@ -35,7 +35,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# torch._dynamo before any process group: imported after one (the first optimizer step does),
+# it keeps the group alive past destroy_process_group, and its gloo threads can abort the
+# process at exit (tests/ranks.py)
 import torch
+import torch._dynamo  # noqa: F401
 import torch.distributed as dist
 
 from benchmarks import RESULTS, record

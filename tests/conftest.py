@@ -1,5 +1,6 @@
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 import yaml
@@ -51,7 +52,96 @@ def write_experiment(tmp_path, **sections) -> "os.PathLike":
     return path
 
 
+# ------------------------------------------------------------------------------------------
+# Markers are applied by the fixtures: a test that uses a fixture declared with `applies(mark)`
+# gets the mark at collection (`ray`: real Ray processes; `multiprocess`: spawned gloo ranks).
+# `make test-fast` leaves both out; no module marks its tests by hand.
+
+FIXTURE_MARKS: dict[str, str] = {}
+
+
+def applies(mark: str):
+    """Declare that every test using the decorated fixture gets `mark` (put it under
+    @pytest.fixture)."""
+
+    def declare(fixture):
+        FIXTURE_MARKS[fixture.__name__] = mark
+        return fixture
+
+    return declare
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            if name in FIXTURE_MARKS:
+                item.add_marker(FIXTURE_MARKS[name])
+
+
+def _ray_sessions() -> set[str]:
+    """The session folders of the Rays started on this machine (Ray's default temp dir)."""
+    return {str(p) for p in Path("/tmp/ray").glob("session_*")}
+
+
+@pytest.fixture(autouse=True)
+def _a_test_that_starts_ray_is_marked(request):
+    """A test that started a Ray session without a Ray fixture fails: its mark would be
+    missing, and `make test-fast` would start Ray."""
+    before = _ray_sessions()
+    yield
+    if "ray" not in request.node.keywords and _ray_sessions() - before:
+        pytest.fail(
+            "this test started Ray without a fixture that marks it (local_ray, own_ray, "
+            "ray_nodes, starts_ray)"
+        )
+
+
+@pytest.fixture
+@applies("multiprocess")
+def spawn():
+    """tests/ranks.py spawn(fn, *args, world=2, timeout_s=None): fn(rank, world, *args) on real
+    gloo ranks in spawned processes, torn down so that none can abort at exit."""
+    from tests.ranks import spawn as run
+
+    return run
+
+
+@pytest.fixture
+@applies("multiprocess")
+def bare_spawn():
+    """torch.multiprocessing.spawn itself, for a test of the teardown tests/ranks.py does."""
+    import torch.multiprocessing as mp
+
+    return mp.spawn
+
+
+@pytest.fixture
+@applies("ray")
+def starts_ray():
+    """For a test whose subprocesses start their own Ray (a CLI run without --no-ray): at its
+    end, the Ray processes they left (and only those) are stopped."""
+    import psutil
+
+    from regda_dist.distributed.local_cluster import reap, with_descendants
+
+    before = {p.pid for p in with_descendants(psutil.Process().children())}
+    yield
+    left = with_descendants(psutil.Process().children())
+    reap([p for p in left if p.pid not in before and p.is_running()], grace_s=5)
+
+
+@pytest.fixture
+@applies("ray")
+def ray_nodes():
+    """A real multi-node Ray on loopback addresses: `with ray_nodes(...) as cluster:`
+    (distributed/local_cluster.py loopback_cluster)."""
+    from regda_dist.distributed.local_cluster import loopback_cluster
+
+    return loopback_cluster
+
+
 @pytest.fixture(scope="module")
+@applies("ray")
 def local_ray():
     """The embedded local Ray of regda-dist (loopback, dashboard on 127.0.0.1), shut down at
     the end of the module."""

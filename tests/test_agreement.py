@@ -8,44 +8,32 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from filelock import FileLock
 
 from regda_dist import config as C
 from regda_dist.data.datasets import build_task
-from regda_dist.distributed.local_cluster import free_port
 from regda_dist.engine import checkpoint, phase1
 from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.trainer import Trainer
 
 
-def _runtime(rank: int, port: int, timeout_s: float) -> Runtime:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=timeout_s),
-    )
-    return Runtime(rank=rank, world_size=2, comm=Collectives(torch.device("cpu")))
+def _runtime(rank: int, world: int) -> Runtime:
+    return Runtime(rank=rank, world_size=world, comm=Collectives(torch.device("cpu")))
 
 
-def _adapt(rank: int, cfg_dict: dict, folder: str, port: int) -> None:
+def _adapt(rank: int, world: int, cfg_dict: dict, folder: str) -> None:
     """One rank of phase 2, whose run folder view (its own checkpoint path) is `rank<r>/`."""
-    runtime = _runtime(rank, port, timeout_s=20)
+    runtime = _runtime(rank, world)
     cfg = C.from_dict(cfg_dict)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     start = torch.load(Path(folder) / "start.pt", weights_only=True)
     model = trainer.adapt(start, Path(folder) / f"rank{rank}" / "adapt.ckpt").model
     torch.save(model.state_dict(), Path(folder) / f"final{rank}.pt")
-    dist.destroy_process_group()
 
 
 class _Stop(Exception):
@@ -57,7 +45,9 @@ def _stop_after_epoch_1(phase, epoch, metrics):
         raise _Stop
 
 
-def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny_cfg, tmp_path):
+def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(
+    tiny_cfg, tmp_path, spawn
+):
     tiny_cfg.train.proxies = ["source_pck"]  # evaluation (last epoch only) is not the point
     tiny_cfg.train.eval_every = tiny_cfg.adapt.epochs
     trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
@@ -72,24 +62,25 @@ def test_a_checkpoint_only_one_rank_sees_is_not_restored_by_that_rank_alone(tiny
     assert not (tmp_path / "rank0").exists()
     # rank 0 sees no checkpoint: both start from epoch 0 (rank 1 resuming alone at epoch 1
     # ran one epoch fewer than rank 0, whose collectives then found no partner)
-    mp.spawn(_adapt, args=(tiny_cfg.to_dict(), str(tmp_path), free_port()), nprocs=2)
+    spawn(_adapt, tiny_cfg.to_dict(), str(tmp_path), timeout_s=20)
     final = [torch.load(tmp_path / f"final{r}.pt", weights_only=True) for r in (0, 1)]
     total = tiny_cfg.adapt.epochs * tiny_cfg.adapt.iters_per_epoch
     assert int(final[0]["grl.iters"]) == int(final[1]["grl.iters"]) == total
 
 
-def _phase1(rank: int, cfg_dict: dict, port: int, out: str) -> None:
-    runtime = _runtime(rank, port, timeout_s=2)
+def _phase1(rank: int, world: int, cfg_dict: dict, out: str) -> None:
+    runtime = _runtime(rank, world)
     phase1.LOCK_POLL_S = 0.3  # the test's collective timeout is 2 s
     cfg = C.from_dict(cfg_dict)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     Path(out, f"ready{rank}").touch()
     _, info = phase1.pretrained_source(trainer)
     Path(out, f"rank{rank}.json").write_text(json.dumps(info))
-    dist.destroy_process_group()
 
 
-def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(tiny_cfg, tmp_path):
+def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(
+    tiny_cfg, tmp_path, spawn
+):
     """Another run holds the phase-1 lock until 6 s after both ranks are ready (3 x the 2 s
     collective timeout), then leaves its phase 1 in the cache: both ranks wait for it and then
     read it."""
@@ -115,8 +106,7 @@ def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(ti
     holder.start()
     assert locked.wait(30)
     try:
-        args = (tiny_cfg.to_dict(), free_port(), str(tmp_path))
-        mp.spawn(_phase1, args=args, nprocs=2)
+        spawn(_phase1, tiny_cfg.to_dict(), str(tmp_path), timeout_s=2)
     finally:
         holder.join()
     for rank in (0, 1):

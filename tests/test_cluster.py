@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("ray")
 
 from regda_dist.distributed.cluster import ClusterError, connect, parse_address  # noqa: E402
+from tests.conftest import applies  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,7 @@ def test_connect_to_a_closed_port_fails_fast_with_the_address():
 
 
 @pytest.fixture
+@applies("ray")
 def own_ray():
     """For a test that starts the embedded Ray itself: at its end Ray is shut down and the
     processes it started (and only those) are stopped."""

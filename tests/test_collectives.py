@@ -131,23 +131,17 @@ def test_local_collectives_are_no_ops():
 # Evaluation sharded over two real gloo processes gives what one process gives
 
 
-def _evaluate(rank: int, world_size: int, cfg_dict: dict, weights: str, port: int, out: str):
-    """One rank: the trainer's evaluation of a fixed model, with real collectives."""
+def _evaluate(rank: int, world_size: int, cfg_dict: dict, weights: str, out: str):
+    """One rank: the trainer's evaluation of a fixed model, with real collectives (one process:
+    the engine's local no-ops)."""
     import json
-
-    import torch.distributed as dist
 
     from regda_dist import config as C
     from regda_dist.data.datasets import build_task
 
-    comm = None
-    if world_size > 1:
-        dist.init_process_group(
-            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-        )
-        comm = Collectives(torch.device("cpu"))
+    comm = {"comm": Collectives(torch.device("cpu"))} if world_size > 1 else {}
     cfg = C.from_dict(cfg_dict)
-    runtime = Runtime(rank=rank, world_size=world_size, **({"comm": comm} if comm else {}))
+    runtime = Runtime(rank=rank, world_size=world_size, **comm)
     trainer = Trainer(cfg, build_task(cfg.data), runtime)
     model = trainer.build_model()
     model.load_state_dict(torch.load(weights, weights_only=True))
@@ -157,17 +151,12 @@ def _evaluate(rank: int, world_size: int, cfg_dict: dict, weights: str, port: in
     if rank == 0:
         with open(out, "w") as f:
             json.dump({"metrics": metrics, "adabn": stats}, f)
-    if world_size > 1:
-        dist.destroy_process_group()
 
 
-def test_one_and_two_workers_evaluate_to_the_same_metrics(tiny_cfg, tmp_path):
+def test_one_and_two_workers_evaluate_to_the_same_metrics(tiny_cfg, tmp_path, spawn):
     import json
 
-    import torch.multiprocessing as mp
-
     from regda_dist.data.datasets import build_task
-    from regda_dist.distributed.local_cluster import free_port
 
     # batches of 4: test shards of unequal size (19 = 3 + 2 batches); val (3 samples, one
     # batch) leaves rank 1 an empty shard, which must still join every gather
@@ -177,9 +166,9 @@ def test_one_and_two_workers_evaluate_to_the_same_metrics(tiny_cfg, tmp_path):
     torch.manual_seed(0)
     model = Trainer(tiny_cfg, task=None).build_model(21)
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    args = (tiny_cfg.to_dict(), str(tmp_path / "w.pt"), free_port())
+    args = (tiny_cfg.to_dict(), str(tmp_path / "w.pt"))
     _evaluate(0, 1, *args, str(tmp_path / "one.json"))
-    mp.spawn(_evaluate, args=(2, *args, str(tmp_path / "two.json")), nprocs=2)
+    spawn(_evaluate, *args, str(tmp_path / "two.json"))
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert one["metrics"] == two["metrics"]  # PCK counts summed, proxy outputs gathered
     assert set(one["metrics"]) >= {"proxy/dev", "proxy/aug_consistency", "oracle/target_pck"}

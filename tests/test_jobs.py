@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray")
 from regda_dist.distributed import jobs  # noqa: E402
 from regda_dist.distributed.cluster import ClusterError  # noqa: E402
 from regda_dist.distributed.local_cluster import loopback_cluster, wait_for  # noqa: E402
-from tests.conftest import write_experiment  # noqa: E402
+from tests.conftest import applies, write_experiment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,6 +147,7 @@ def test_jobs_without_an_address_is_one_line():
 
 
 @pytest.fixture(scope="module")
+@applies("ray")
 def head():
     """One loopback Ray node with the Jobs API on 127.0.0.1 and its own token."""
     with loopback_cluster(node_ips=("127.0.0.2",), cpus_per_node=2) as cluster:
@@ -161,7 +162,6 @@ def head():
         yield cluster
 
 
-@pytest.mark.integration
 def test_submit_a_search_export_it_and_a_failed_job_is_one_line(head, tmp_path):
     experiment = write_experiment(tmp_path, scaling={"cpus_per_worker": 1})
     values = yaml.safe_load(experiment.read_text())
@@ -191,7 +191,6 @@ def test_submit_a_search_export_it_and_a_failed_job_is_one_line(head, tmp_path):
     one_line_error(cli(*args, env=head["env"]), "FAILED", "holds a search")
 
 
-@pytest.mark.integration
 def test_a_submission_without_the_right_token_is_refused(head, tmp_path):
     experiment = str(write_experiment(tmp_path))
     no_token = {k: v for k, v in head["env"].items() if not k.startswith("RAY_AUTH")}
@@ -234,7 +233,6 @@ def _alive(actor_id: str) -> bool:
         ray.kill(asker)
 
 
-@pytest.mark.integration
 def test_the_embedded_rays_workers_ask_their_own_state_api_beside_another_ray(head, local_ray):
     """Beside this module's Ray, the embedded one's workers still ask their own State API.
     Ray Train's placement-group cleaner asks it whether a trial's controller lives; when it

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from regda_dist import config as C
-from regda_dist.distributed.local_cluster import loopback_cluster, wait_for
+from regda_dist.distributed.local_cluster import wait_for
 from tests.conftest import TINY, write_experiment
 
-pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray")
 
 
@@ -127,9 +126,9 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint(local_ray, tmp_p
     assert last["train/lr_f"] == pytest.approx(lr_f, rel=1e-6)  # lr schedule continued
 
 
-def test_two_node_cluster_places_one_worker_per_node(tmp_path):
+def test_two_node_cluster_places_one_worker_per_node(tmp_path, ray_nodes):
     exp = write_experiment(tmp_path, scaling={"num_workers": 2, "cpus_per_worker": 1.0})
-    with loopback_cluster() as cluster:
+    with ray_nodes() as cluster:
         done = subprocess.run(
             [
                 sys.executable,

@@ -21,8 +21,6 @@ from tests.conftest import write_experiment
 from tests.keypoint_domains import ARM_BONES, ARM_SET, write_arm_pair, write_categories
 from tests.test_tensorboard import columns_of, hparams_of, read_events
 
-pytestmark = pytest.mark.integration
-
 SEARCH = {
     "num_samples": 4,
     "metric": "aug_consistency",  # not the default: the tests below know its column

@@ -19,8 +19,6 @@ import pytest
 from regda_dist.distributed.local_cluster import reap, wait_for, with_descendants
 from tests.test_search import _experiment, _study
 
-pytestmark = pytest.mark.integration
-
 
 def _while_running(proc, ready, interval_s: float, why=lambda: "") -> None:
     """Wait (up to 300 s) until ready(); fail, saying why(), if proc exits first."""
@@ -50,7 +48,7 @@ def _kill_when(command, env, log_path, ready) -> None:
     reap([p for p in owned if p.is_running()], grace_s=5)
 
 
-def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, starts_ray):
     exp = _experiment(tmp_path, scheduler="fifo", num_samples=3)
     command = [sys.executable, "-m", "regda_dist.cli", "tune", str(exp), "--name", "k"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -96,7 +94,7 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path):
 
 
 @pytest.mark.slow  # ~50 s; `make test-all` runs it (the SIGKILL/--resume path: the test above)
-def test_asha_rungs_survive_a_sigkill_and_resume(tmp_path):
+def test_asha_rungs_survive_a_sigkill_and_resume(tmp_path, starts_ray):
     # Tuner.restore brings ASHA back from the pickle made when the Tuner was built: every rung
     # was empty after --resume, so trials that should stop ran on
     exp = _experiment(tmp_path, scheduler="asha", num_samples=2)  # rungs at epochs 1 and 2
@@ -122,7 +120,7 @@ def test_asha_rungs_survive_a_sigkill_and_resume(tmp_path):
     assert "RUNNING" not in states and states <= {"COMPLETE", "PRUNED", "FAIL"}
 
 
-def test_ctrl_c_during_phase_1_of_a_search_exits_130_with_the_resume_command(tmp_path):
+def test_ctrl_c_during_phase_1_of_a_search_exits_130_with_the_resume_command(tmp_path, starts_ray):
     # Ray Train's own SIGINT handler (registered by fit() in the main thread) made this exit 1,
     # silently
     exp = _experiment(tmp_path, scheduler="fifo", num_samples=2)
