@@ -1,7 +1,8 @@
-"""Fixed-seed numbers of every adaptation method and baseline, and of a tiny search over all of
-them: recorded once before the method registry (tests/data/numbers.json, by
-`python -m tests.numbers record`), compared bit for bit by tests/test_numbers.py, so that moving
-code never changes what a run computes.
+"""Fixed-seed numbers of every adaptation method and baseline, and of a search over methods:
+recorded once before the method registry (tests/data/numbers.json: the runs by
+`python -m tests.numbers record`, the search by tests/test_search.py's search over methods, both
+on the code of before), compared bit for bit by tests/test_numbers.py and that search's test,
+so that moving code never changes what a run computes.
 
 A run's numbers are its result.json (every metric of source-only, AdaBN, the adapted model's
 last and selected epochs, the candidates) without times and paths, and a digest of the weights
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import sys
 from pathlib import Path
@@ -98,40 +100,6 @@ def record_runs(root: Path, schedule_section: str) -> dict:
     return out
 
 
-SEARCH = {
-    "num_samples": 5,
-    "metric": "pose_prior",
-    "max_concurrent": 1,
-    "seed": 0,
-    "scheduler": "fifo",
-    "space": {
-        "adapt.method": {"choice": ["regda", "mean_teacher", "regda+mean_teacher"]},
-        "regda.trade_off": {"loguniform": [0.1, 10.0]},
-        "mean_teacher.keep": {"uniform": [0.2, 0.8]},
-        "optim.lr": {"loguniform": [0.01, 0.3]},
-    },
-}
-
-
-def search_experiment(root: Path, schedule_section: str) -> Path:
-    """A 5-trial search over every method (each method's defaults first, then TPE's random
-    start-up) of the run above, as an experiment file."""
-    import yaml
-
-    values: dict = {}
-    for item in run_overrides(root, "regda", schedule_section):
-        key, raw = item.split("=", 1)
-        section, name = key.split(".")
-        if key != "train.select_metric":  # the search sets it
-            values.setdefault(section, {})[name] = yaml.safe_load(raw)
-    values["scaling"] = {"cpus_per_worker": 1}
-    values["search"] = SEARCH
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "search.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
 def search_numbers(search_dir: Path) -> list[dict]:
     """Every trial's parameters and run numbers, in the order of their parameters."""
     trials = []
@@ -141,12 +109,53 @@ def search_numbers(search_dir: Path) -> list[dict]:
     return sorted(trials, key=lambda t: json.dumps(t["params"], sort_keys=True))
 
 
-def record_search(root: Path, schedule_section: str) -> list[dict]:
-    from regda_dist.cli import main as cli
+def golden() -> dict:
+    return json.loads(GOLDEN.read_text())
 
-    exp = search_experiment(root, schedule_section)
-    assert cli(["tune", str(exp), "--name", "s"]) == 0
-    return search_numbers(root / "runs" / "s")
+
+def same_machine() -> bool:
+    return golden()["machine"] == machine()
+
+
+def renamed(value):
+    """A result recorded before the registry, in today's keys ("regda" -> "adapted")."""
+    if isinstance(value, dict):
+        return {("adapted" if k == "regda" else k): renamed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [renamed(v) for v in value]
+    return value
+
+
+def assert_same(got, want, where=""):
+    if same_machine():
+        assert got == want, where
+        return
+    if isinstance(want, dict):
+        assert set(got) == set(want), where
+        for k in want:
+            assert_same(got[k], want[k], f"{where}/{k}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-3) or got == want, where
+    else:
+        assert got == want, where
+
+
+def assert_as_before(got: dict, want: dict, where: str) -> None:
+    assert_same(got["result"], renamed(want["result"]), where)
+    if same_machine():
+        assert got["model"] == want["model"], f"{where}: model.pt differs"
+
+
+def assert_search_as_before(search_dir: Path) -> None:
+    """The search's every trial: its parameters and run numbers as recorded."""
+    trials, want = search_numbers(search_dir), golden()["search"]
+    assert [t["params"] for t in trials] == [t["params"] for t in want]
+    for got, old in zip(trials, want, strict=True):
+        assert_as_before(got, old, json.dumps(got["params"]))
 
 
 def main(argv: list[str]) -> int:
@@ -155,13 +164,9 @@ def main(argv: list[str]) -> int:
     if argv != ["record"]:
         print("usage: python -m tests.numbers record", file=sys.stderr)
         return 2
-    from regda_dist.distributed import cluster
-
     with tempfile.TemporaryDirectory() as tmp:
         runs = record_runs(Path(tmp) / "runs", "regda")
-        cluster.connect(num_cpus=2)
-        search = record_search(Path(tmp) / "search", "regda")
-    golden = {"machine": machine(), "runs": runs, "search": search}
+    golden = {**json.loads(GOLDEN.read_text()), "machine": machine(), "runs": runs}
     GOLDEN.write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {GOLDEN}")
     return 0

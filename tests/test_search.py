@@ -1,4 +1,4 @@
-"""The search on real Ray: a 4-trial Optuna + ASHA search of Ray Train trials (its console
+"""The search on real Ray: a 3-trial Optuna + ASHA search of Ray Train trials (its console
 output, Optuna study, epoch selection, TensorBoard files, export runnable by `train`, report);
 a joint search over a hand and a user's own keypoint set (COCO files, a set defined in YAML);
 the whole pipeline on a published-style COCO file: two categories, 0-based skeleton."""
@@ -19,10 +19,11 @@ from regda_dist.data.datasets import task_spec
 from regda_dist.search.folder import load_trials
 from tests.conftest import write_experiment
 from tests.keypoint_domains import ARM_BONES, ARM_SET, write_arm_pair, write_categories
+from tests.numbers import assert_search_as_before
 from tests.test_tensorboard import columns_of, hparams_of, read_events
 
 SEARCH = {
-    "num_samples": 4,
+    "num_samples": 3,
     "metric": "aug_consistency",  # not the default: the tests below know its column
     "max_concurrent": 1,
     "seed": 0,
@@ -58,7 +59,7 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     assert "note: trials and epochs are selected by proxy/aug_consistency\n" in console
     search_dir = tmp_path / "runs" / "s"
     trials = sorted((search_dir / "synth_hand" / "trials").iterdir())
-    assert len(trials) == 4
+    assert len(trials) == 3
     for trial in trials:  # every trial ran through Ray Train
         assert json.loads((trial / "synth_hand" / "workers" / "rank0.json").read_text())["pid"]
         assert (trial / "synth_hand" / "ray-train").is_dir()
@@ -81,7 +82,7 @@ def test_search_export_and_report(local_ray, tmp_path, capfd):
     stopped = [t for t in trials if (t / "stopped.json").is_file()]
     assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished) >= 1
-    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped) == 4 - len(finished)
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped) == 3 - len(finished)
     assert all((t / "synth_hand" / "result.json").is_file() for t in finished)
     assert study.trials[0].params == {"regda.trade_off": 1.0, "regda.margin": 4.0,
                                       "adapt.sigma": 2.0}  # fmt: skip
@@ -193,12 +194,12 @@ def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
         "data.task": "", "data.keypoints": "custom", "data.keypoint_set": ARM_SET,
         "data.source": {"dataset": "coco", "root": str(arm["source"])},
         "data.target": {"dataset": "coco", "root": str(arm["target"])}}}  # fmt: skip
-    exp = _experiment(tmp_path, mode="joint", scheduler="auto", num_samples=2,
+    exp = _experiment(tmp_path, mode="joint", scheduler="auto", num_samples=1,
                       tasks=["synth_hand", arm_task])  # fmt: skip
     assert main(["tune", str(exp), "--name", "j"]) == 0
     search_dir = tmp_path / "runs" / "j"
     trials = sorted((search_dir / "joint" / "trials").iterdir())
-    assert len(trials) == 2
+    assert len(trials) == 1  # the joint objective over several trials: tests/test_search_joint.py
     for trial in trials:
         joint = json.loads((trial / "joint.json").read_text())
         parts = [joint[f"{t}/normalised"] for t in ("synth_hand", "arm7")]
@@ -276,3 +277,6 @@ def test_a_search_over_methods_runs_each_with_its_own_knobs(local_ray, tmp_path)
         assert (
             result["method"] == {"regda": "RegDA", "mean_teacher": "mean teacher (teacher)"}[method]
         )
+    # and every number of every trial is the one this search computed before the method
+    # registry (tests/numbers.py)
+    assert_search_as_before(search_dir)

@@ -201,28 +201,9 @@ class Trainer:
     def adapt(self, pretrained: dict, ckpt_path: Path) -> Adapted:
         """Phase 2 by adapt.method from the pretrained backbone + upsampling (and the main head
         where adapt.head_init resolves to phase1; else both heads start fresh)."""
-        a, rt, sigma, cfg = self.cfg.adapt, self.runtime, self.cfg.adapt_sigma, self.cfg
-        model = self.build_model()
-        keep = ("backbone.", "upsampling.", *(("head.",) if cfg.adapt_head == "phase1" else ()))
-        model.load_state_dict(
-            {k: v for k, v in pretrained.items() if k.startswith(keep)}, strict=False
-        )
-        evaluator = self.evaluator
-        evaluator.norm = norm = PhaseTwoNorm(a.batchnorm, evaluator.reestimate)
-        sync = grad_sync(rt, model, cfg.train.grad_bucket_mb)
-        method = get_method(a.method).step.from_config(model, cfg, rt, norm.domain, sync)
-        norm.attach(method.evaluated)
+        a, rt, sigma = self.cfg.adapt, self.runtime, self.cfg.adapt_sigma
+        model, method, norm, state = self._start_adaptation(pretrained, ckpt_path)
         optimizers, schedules = method.optimizers, method.schedules
-        state = {"epoch": 0, "selected": None}
-        if checkpoint.resumes(ckpt_path, rt):
-            state = checkpoint.restore_training(ckpt_path, model, optimizers, schedules)
-            norm.load_state_dict(state)
-            method.load_state_dict(state)
-        for m in {id(x): x for x in (model, method.evaluated)}.values():
-            rt.comm.broadcast(m)
-            train_mode(cfg, m)
-            if a.batchnorm == "frozen":
-                freeze(m)
         n, load = a.iters_per_epoch, self.loaders
         source = self._loader(self.task.source_train, a.batch_size, n, 2, load.source)
         target_data = method.target_data(self.task.target_train)
@@ -242,7 +223,7 @@ class Trainer:
 
         last = None
         for epoch in range(state["epoch"], a.epochs):
-            started, done = time.perf_counter(), a.iters_per_epoch - state.get("iteration", 0)
+            started, done = time.perf_counter(), n - state.get("iteration", 0)
             desc = f"{a.method} {epoch + 1}/{a.epochs}"
             metrics = self._epoch([source, target], step, n, epoch, state, save, desc)
             seconds = time.perf_counter() - started  # training only: no evaluation, checkpoint
@@ -256,29 +237,59 @@ class Trainer:
                     "epoch": epoch + 1,
                 }
             )
-            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == a.epochs:
-                started = time.perf_counter()
-                self.trigger("on_adapt_model", epoch=epoch + 1, model=method.evaluated)
-                evaluated = evaluator(method.evaluated)
-                metrics.update(evaluated, **{"time/eval_s": time.perf_counter() - started})
+            if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == a.epochs:
+                evaluated = self._evaluate_epoch(method.evaluated, state, epoch + 1, metrics)
                 last = evaluated if epoch + 1 == a.epochs else None
-                metrics.update(
-                    selection.offer(
-                        state,
-                        cfg.train.select_metric,
-                        epoch + 1,
-                        evaluated,
-                        evaluator.evaluated,
-                        evaluator.target_coords,
-                    )  # fmt: skip
-                )
             started = time.perf_counter()
             save(state)
             metrics["time/checkpoint_s"] = time.perf_counter() - started  # rank 0 writes
             self.trigger("on_eval", phase="adapt", epoch=epoch + 1, metrics=metrics)
         if last is None:  # resumed after the last epoch: evaluate it again
-            last = evaluator(method.evaluated)
-        return Adapted(evaluator.evaluated, last, state.get("selected"), evaluator.target_coords)
+            last = self.evaluator(method.evaluated)
+        ev = self.evaluator
+        return Adapted(ev.evaluated, last, state.get("selected"), ev.target_coords)
+
+    def _start_adaptation(self, pretrained: dict, ckpt_path: Path):
+        """Phase 2's model (the pretrained parts loaded), its method's step, adapt.batchnorm's
+        handling and the state to go on from (restored from ckpt_path where rank 0 has it),
+        every model on every worker as rank 0 has it, in train mode."""
+        a, rt, cfg = self.cfg.adapt, self.runtime, self.cfg
+        model = self.build_model()
+        keep = ("backbone.", "upsampling.", *(("head.",) if cfg.adapt_head == "phase1" else ()))
+        model.load_state_dict(
+            {k: v for k, v in pretrained.items() if k.startswith(keep)}, strict=False
+        )
+        evaluator = self.evaluator
+        evaluator.norm = norm = PhaseTwoNorm(a.batchnorm, evaluator.reestimate)
+        sync = grad_sync(rt, model, cfg.train.grad_bucket_mb)
+        method = get_method(a.method).step.from_config(model, cfg, rt, norm.domain, sync)
+        norm.attach(method.evaluated)
+        state = {"epoch": 0, "selected": None}
+        if checkpoint.resumes(ckpt_path, rt):
+            state = checkpoint.restore_training(
+                ckpt_path, model, method.optimizers, method.schedules
+            )
+            norm.load_state_dict(state)
+            method.load_state_dict(state)
+        for m in {id(x): x for x in (model, method.evaluated)}.values():
+            rt.comm.broadcast(m)
+            train_mode(cfg, m)
+            if a.batchnorm == "frozen":
+                freeze(m)
+        return model, method, norm, state
+
+    def _evaluate_epoch(self, evaluated_model, state: dict, epoch: int, metrics: dict) -> dict:
+        """Evaluate the method's evaluated model, keep the epoch if it is the best by
+        train.select_metric, and add both (and the time it took) to the epoch's metrics."""
+        started = time.perf_counter()
+        self.trigger("on_adapt_model", epoch=epoch, model=evaluated_model)
+        ev = self.evaluator
+        evaluated = ev(evaluated_model)
+        metrics.update(evaluated, **{"time/eval_s": time.perf_counter() - started})
+        kept = selection.offer(state, self.cfg.train.select_metric, epoch, evaluated,
+                               ev.evaluated, ev.target_coords)  # fmt: skip
+        metrics.update(kept)
+        return evaluated
 
 
 def _to_device(runtime: Runtime, batch):
