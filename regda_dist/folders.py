@@ -17,8 +17,23 @@ Plain paths, no I/O beyond existence checks: every layer may use it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+VISIBLE_TIMEOUT_S = 60.0
+
+
+def visible(path: Path, timeout_s: float | None = None) -> Path:
+    """`path`, once it exists here: every read of a file another process wrote and saw (rank
+    0's phase-1 cache and checkpoints on the other ranks, a worker's result.json on the driver)
+    goes through this, as a shared filesystem (NFS attribute caches) can show a new file
+    elsewhere up to a minute later. After timeout_s (VISIBLE_TIMEOUT_S) the path is returned
+    as it is, and its reader says it is missing."""
+    deadline = time.monotonic() + (VISIBLE_TIMEOUT_S if timeout_s is None else timeout_s)
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return path
 
 
 @dataclass(frozen=True)

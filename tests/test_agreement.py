@@ -6,6 +6,7 @@ no rank sits in a collective while another run holds the lock)."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -112,3 +113,49 @@ def test_every_rank_waits_for_the_phase1_lock_without_a_collective_timing_out(
     for rank in (0, 1):
         info = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert info == {"best_epoch": 1, "cached": True}
+
+
+def _cached_phase1(rank: int, world: int, cfg_dict: dict, out: str) -> None:
+    cfg = C.from_dict(cfg_dict)
+    if rank == 1:  # this rank's view of the shared folder: rank 0's files show up late
+        cfg.train.output_dir = str(Path(out) / "late")
+    trainer = Trainer(cfg, build_task(cfg.data), _runtime(rank, world))
+    Path(out, f"ready{rank}").touch()
+    model, info = phase1.pretrained_source(trainer)
+    found, coords = phase1.baselines(trainer, model)
+    saved = {"info": info, "baselines": found, "coords": coords.tolist()}
+    Path(out, f"rank{rank}.json").write_text(json.dumps(saved))
+
+
+def test_files_rank_0_wrote_are_read_once_they_are_visible_on_the_other_ranks(
+    tiny_cfg, tmp_path, spawn
+):
+    """Rank 0 finds the phase-1 cache and its baselines complete; on another node a shared
+    folder may show them up to a minute later (NFS attribute caches). Rank 1 reads each one
+    once it is visible there (folders.visible), not on rank 0's word alone: before, it failed
+    on the first file it did not see yet."""
+    trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    model, _ = phase1.pretrained_source(trainer)
+    phase1.baselines(trainer, model)
+    cache = phase1.phase1_cache(tiny_cfg).path
+    late = tmp_path / "late" / cache.relative_to(tiny_cfg.train.output_dir)
+
+    def show_late():  # each file appears whole (as a rename does), 2 s after rank 1 is ready
+        deadline = time.monotonic() + 120  # a rank that failed early never gets ready
+        while not (tmp_path / "ready1").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)
+        late.mkdir(parents=True, exist_ok=True)
+        for f in sorted(p for p in cache.iterdir() if p.is_file()):
+            shutil.copyfile(f, late / f".{f.name}.part")
+            (late / f".{f.name}.part").replace(late / f.name)
+
+    copier = threading.Thread(target=show_late)
+    copier.start()
+    try:
+        spawn(_cached_phase1, tiny_cfg.to_dict(), str(tmp_path), timeout_s=30)
+    finally:
+        copier.join()
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert seen[0] == seen[1] and seen[0]["info"]["cached"] is True
+    assert set(seen[0]["baselines"]) == {"source_only", "adabn"}

@@ -34,9 +34,9 @@ def test_a_trial_that_can_never_be_placed_is_one_line():
         "a trial can never be placed: 2 worker(s) x 1 GPU need 2 GPUs but the Ray cluster has 1; "
         "lower scaling.gpus_per_worker or the workers"
     )
-    four = _scaling("scaling.gpus_per_worker=4")
-    assert "no node has that" in problem(four, {"CPU": 64, "GPU": 8}, [{"CPU": 32, "GPU": 2}] * 4)
-    assert problem(four, NODE_8GPU, [NODE_8GPU], trials=2) is None
+    wide = _scaling("scaling.cpus_per_worker=48")
+    assert "no node has that" in problem(wide, {"CPU": 128, "GPU": 8}, [{"CPU": 32, "GPU": 2}] * 4)
+    assert problem(wide, NODE_8GPU, [NODE_8GPU]) is None
     assert "\n" not in found
 
 
@@ -50,7 +50,18 @@ def test_cpus_are_still_counted_and_cpu_runs_ask_for_no_gpu():
     assert problem(one, two, [two], trials=3, driver_cpus=0.05).startswith("3 concurrent trial")
 
 
-def test_gpus_per_worker_above_one_must_be_whole():
-    with pytest.raises(C.ConfigError, match="gpus_per_worker .1.5. above 1 must be a whole"):
-        C.load(None, ["scaling.gpus_per_worker=1.5"])
+def test_a_worker_gets_one_whole_gpu_or_a_fraction_only_alone():
+    # a worker trains on one cuda:N (more would sit idle); two fractional workers of one run
+    # may share a GPU, which NCCL refuses ("Duplicate GPU detected")
+    with pytest.raises(C.ConfigError, match=r"gpus_per_worker \(2\) above 1: a worker trains on"):
+        C.load(None, ["scaling.use_gpu=true", "scaling.gpus_per_worker=2"])
+    with pytest.raises(C.ConfigError, match=r"gpus_per_worker \(1.5\) above 1"):
+        C.load(None, ["scaling.use_gpu=true", "scaling.gpus_per_worker=1.5"])
+    with pytest.raises(C.ConfigError) as refused:
+        _scaling("scaling.gpus_per_worker=0.5", "scaling.num_workers=2")
+    assert "with scaling.num_workers (2): Ray may put two workers" in str(refused.value)
+    assert "use num_workers: 1, or gpus_per_worker: 1" in str(refused.value)
+    assert _scaling("scaling.gpus_per_worker=0.5").gpus_per_worker == 0.5  # one worker a trial
+    assert _scaling("scaling.num_workers=2").gpus_per_worker == 1.0
+    # without use_gpu the field is not read
     assert C.load(None, ["scaling.gpus_per_worker=2"]).scaling.gpus_per_worker == 2.0

@@ -191,6 +191,26 @@ def test_a_warm_up_as_long_as_the_run_falls_back_to_fifo_with_a_note_at_load(tmp
     assert kept.settings.scheduler_name == "asha" and not any("FIFO" in n for n in kept.notes)
 
 
+def test_each_task_of_a_per_task_search_gets_its_own_rungs_or_fifo(tmp_path):
+    # each task's group builds its own ASHA: a task shorter than the grace period raised Ray's
+    # "grace_period must be <= max_t" after phase 1, while the search as a whole looked fine
+    from regda_dist.distributed.scheduler import make_scheduler
+
+    tasks = [
+        {"name": "short", "set": {"data.task": "synth_hand", "adapt.epochs": 3}},
+        {"name": "long", "set": {"data.task": "synth_hand", "adapt.epochs": 20}},
+    ]
+    search = load_search(_write(tmp_path, {"scheduler": "asha", "grace_period": 5, "tasks": tasks}))
+    built = {
+        name: type(make_scheduler(search.settings, {name: cfg}, search.space, tmp_path)).__name__
+        for name, cfg in search.tasks.items()
+    }
+    assert built == {"short": "FIFOScheduler", "long": "ResumableASHA"}
+    assert search.settings.scheduler_name == "asha"
+    (note,) = [n for n in search.notes if n.startswith("search.scheduler asha")]
+    assert "task short:" in note and "short runs FIFO" in note and "long" not in note
+
+
 def test_the_start_says_when_the_experiments_own_values_are_outside_the_space(tmp_path):
     search = load_search(_write(tmp_path, {"num_samples": 8}, regda={"margin": 12.0}))
     (note,) = [n for n in search.notes if "own values are outside" in n]

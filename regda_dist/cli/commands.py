@@ -34,8 +34,7 @@ def train(args) -> int:
         from regda_dist.distributed import train as ray_train
 
         cluster.connect(args.address)
-        result = ray_train.fit(plan.cfg, plan.run_dir, resume=args.resume,
-                               fixed_size=not args.address)  # fmt: skip
+        result = ray_train.fit(plan.cfg, plan.run_dir, resume=args.resume)
     print(format_result(result, plan.name))
     print(f"\nrun folder: {plan.run_dir}")
     return 0
@@ -56,8 +55,7 @@ def tune(args) -> int:
     if not args.resume:
         tuning.check_new_study(search, search_dir)
     cluster.connect(args.address)
-    if not args.address:
-        tuning.check_capacity(search)  # a fixed-size cluster: what it cannot place would hang
+    tuning.check_capacity(search)  # what the cluster can never place would wait forever
     prepare_search_dir(search_dir, search, args.resume)  # only now: nothing written before
     folder = SearchFolder(search_dir)
     if not folder.provenance.exists():

@@ -40,11 +40,7 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
                 f"{source}: data.num_train ({d.num_train}) is smaller than one global batch of "
                 f"{phase} ({phase}.batch_size = {batch})"
             )
-    gpus = cfg.scaling.gpus_per_worker
-    if gpus > 1 and not gpus.is_integer():
-        raise ConfigError(
-            f"{source}: scaling.gpus_per_worker ({gpus}) above 1 must be a whole number (Ray)"
-        )
+    _validate_gpus(cfg.scaling, source)
     _refuse(get_method(cfg.adapt.method).problems(cfg), source)
     heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
     if cfg.adapt_head == "phase1" and heads != cfg.model.num_head_layers:
@@ -58,6 +54,29 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
     if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
         raise ConfigError(f"{source}: pretrain.milestones must be strictly increasing, got {ms}")
     return cfg
+
+
+def _validate_gpus(s, source: str) -> None:
+    """A worker trains on one device (its cuda:N): more than one GPU a worker would sit idle.
+    A fraction lets one-worker runs (search trials) share a GPU; with several workers Ray may
+    pack two workers of one run on the same GPU (fractional GPU ids are not unique), and NCCL
+    refuses a group whose ranks share a device ("Duplicate GPU detected")."""
+    gpus = s.gpus_per_worker
+    if not s.use_gpu or gpus == 1:
+        return
+    if gpus > 1:
+        raise ConfigError(
+            f"{source}: scaling.gpus_per_worker ({gpus:g}) above 1: a worker trains on one GPU "
+            f"and the rest would sit idle; for {gpus:g} GPUs a run use scaling.num_workers: "
+            f"{int(gpus * s.num_workers) if gpus.is_integer() else 'N'} with gpus_per_worker: 1"
+        )
+    if s.num_workers > 1:
+        raise ConfigError(
+            f"{source}: scaling.gpus_per_worker ({gpus:g}) below 1 with scaling.num_workers "
+            f"({s.num_workers}): Ray may put two workers of one run on the same GPU, which "
+            "NCCL refuses; a fraction shares a GPU between one-worker runs (search trials): "
+            "use num_workers: 1, or gpus_per_worker: 1"
+        )
 
 
 def _refuse(problems: list[str], source: str) -> None:

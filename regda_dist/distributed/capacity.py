@@ -1,8 +1,11 @@
-"""Can a request ever be placed? On a cluster that cannot grow (the embedded one, a fixed set of
-nodes) Ray waits forever for resources it does not have, while Tune shows the trial as running
-(RAY_NOTES: the CPU deadlock): CPUs and GPUs are checked before anything starts."""
+"""Can a request ever be placed? Ray waits forever for resources a cluster cannot have, while
+Tune shows the trial as pending (RAY_NOTES: the CPU deadlock): CPUs and GPUs are checked before
+anything starts, on the cluster the run uses (the embedded one, or --address / submit's), counting
+the node types its autoscaler may add where it publishes them."""
 
 from __future__ import annotations
+
+import json
 
 import ray
 
@@ -55,10 +58,55 @@ def problem(
 
 
 def check(scaling: C.ScalingConfig, trials: int = 1, driver_cpus: float = 0.0, what="") -> None:
-    """`problem` on the connected cluster, as a ConfigError prefixed by `what` (a search's
-    trials: "search: <task>")."""
+    """`problem` on the connected cluster and what its autoscaler can add, as a ConfigError
+    prefixed by `what` (a search's trials: "search: <task>"). An autoscaler that does not say
+    what it can add leaves the request unchecked, and says so."""
+    total = dict(ray.cluster_resources())
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    grows = growth()
+    if grows is UNKNOWN:
+        print(f"{what or 'scaling'}: the cluster's autoscaler does not publish the node types it "
+              "can add; what it cannot place is not checked", flush=True)  # fmt: skip
+        return
+    if grows:
+        shapes, most = grows
+        nodes = nodes + shapes
+        total = {k: max(total.get(k, 0.0), most.get(k, 0.0)) for k in {*total, *most}}
     unit = "trial" if what else "run"
-    found = problem(scaling, ray.cluster_resources(), nodes, trials, driver_cpus, unit)
+    found = problem(scaling, total, nodes, trials, driver_cpus, unit)
     if found:
         raise C.ConfigError(f"{what or 'scaling'}: {found}")
+
+
+UNKNOWN = object()
+
+
+def growth():
+    """What the connected cluster's autoscaler may add: (node shapes, the most of each resource
+    the cluster may reach) from the cluster config it publishes in the GCS (autoscaler v2,
+    KubeRay); UNKNOWN where an autoscaler runs without publishing one (v1, `ray up`); None where
+    none can add a node (the embedded cluster, nodes started by hand: their head's monitor runs
+    Ray's read-only provider, which names each node's type after the node). Read through Ray's
+    private state API, as Ray Data does."""
+    try:
+        from ray._private import ray_constants
+        from ray._private.state import state
+        from ray.autoscaler._private.util import format_readonly_node_type
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        config = state.get_cluster_config()
+        if config is None or not config.node_group_configs:
+            status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+            report = json.loads(status or "{}").get("autoscaler_report") or {}
+            types = (report.get("node_type_mapping") or {}).items()
+            readonly = all(kind == format_readonly_node_type(node) for node, kind in types)
+            return None if readonly else UNKNOWN
+        most = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # a private API that moved: say the check is skipped
+        return UNKNOWN
+    shapes = [
+        {k: float(v) for k, v in group.resources.items()}
+        for group in config.node_group_configs
+        if group.max_count != 0
+    ]
+    return shapes, {k: float(v) for k, v in most.items()}

@@ -84,15 +84,18 @@ def stop_owned(marker: str, grace_s: float = 10.0) -> None:
 
 
 @contextmanager
-def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1):
+def loopback_cluster(
+    node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1, gpus_per_node: int = 0
+):
     """A real multi-node Ray cluster on this machine, one node per loopback address. Its
-    dashboard (with the Jobs API) listens on 127.0.0.1; jobs run this venv's python (PATH)."""
+    dashboard (with the Jobs API) listens on 127.0.0.1; jobs run this venv's python (PATH).
+    gpus_per_node: GPUs each node declares to Ray's accounting (none need exist)."""
     temp = tempfile.mkdtemp(prefix="rdray-", dir="/tmp")  # short: Unix socket paths are limited
     token = secrets.token_hex(16)
     env = {**os.environ, **auth_env(token), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     port = free_port(node_ips[0])
     dashboard_port = free_port()
-    common = [f"--num-cpus={cpus_per_node}", "--num-gpus=0", "--disable-usage-stats"]
+    common = [f"--num-cpus={cpus_per_node}", f"--num-gpus={gpus_per_node}", "--disable-usage-stats"]
     try:
         subprocess.run(
             [
@@ -135,7 +138,7 @@ def loopback_cluster(node_ips=("127.0.0.2", "127.0.0.3"), cpus_per_node: int = 1
             "temp": temp,
         }
     finally:
-        stop_owned(temp)
+        stop_owned(temp, grace_s=3.0)  # Ray's agents ignore SIGTERM: they wait out the grace
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -11,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from regda_dist import config as C
 from regda_dist.folders import TrialFolder
 from regda_dist.search.folder import evaluated_epochs
-from regda_dist.search.rungs import asha_rungs
+from regda_dist.search.rungs import asha_rungs, stops_nothing
 from regda_dist.search.settings import SearchConfig
 
 
@@ -54,9 +54,12 @@ def make_scheduler(
     settings: SearchConfig, tasks: dict[str, C.Config], space: dict, trials_dir: Path
 ):
     """ASHA on the epoch, its first rung once every method of the search has begun to adapt
-    (search/rungs.py), or FIFO. A search whose rungs would all fall on or after the last epoch
-    was turned to FIFO at load (rungs.scheduler_notes)."""
+    (search/rungs.py), or FIFO. ASHA runs per_task, one task a group; a task whose rungs would
+    all fall on or after its last epoch runs FIFO, as said at load (rungs.scheduler_notes)."""
     if settings.scheduler_name != "asha":
+        return FIFOScheduler()
+    ((task, cfg),) = tasks.items()
+    if stops_nothing(settings, cfg, space):
         return FIFOScheduler()
     grace, max_t, rungs = asha_rungs(settings, tasks, space)
     print(
@@ -65,7 +68,6 @@ def make_scheduler(
         "search.grace_period)",
         flush=True,
     )
-    (task,) = tasks  # ASHA runs per_task: one task per group
     return ResumableASHA(
         trials_dir=trials_dir,
         task=task,

@@ -140,8 +140,7 @@ def _run(cfg: C.Config, run: RunFolder, params: dict, spec: dict, report: bool) 
         return result
     callbacks = [TuneReportCallback()] if report else None
     trial = {"hparams": params, "columns": spec.get("columns")}
-    return train.fit(cfg, run.path, resume=True, fixed_size=spec["fixed_size"],
-                     callbacks=callbacks, trial=trial)  # fmt: skip
+    return train.fit(cfg, run.path, resume=True, callbacks=callbacks, trial=trial)
 
 
 # ------------------------------------------------------------------------------------------
@@ -165,7 +164,7 @@ def precompute_phase1(search: Search, search_dir: Path, fixed_size: bool) -> Non
         if fixed_size:
             cfg = phase1_scaling(cfg, ray.cluster_resources().get("CPU", 0))
         run_dir = SearchFolder(search_dir).phase1_run(name, cfg.pretrain_key())
-        train.fit(cfg, run_dir, resume=True, fixed_size=fixed_size, phase="pretrain")
+        train.fit(cfg, run_dir, resume=True, phase="pretrain")
 
 
 def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
@@ -188,7 +187,7 @@ def phase1_scaling(cfg: C.Config, cpus: float) -> C.Config:
     )
 
 
-def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size: bool):
+def _tuner(search: Search, search_dir: Path, group: str, tasks: dict):
     s = search.settings
     folder = SearchFolder(search_dir.resolve())
     spec = {
@@ -197,7 +196,6 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict, fixed_size
         "mode": s.mode,
         "metric": s.metric,
         "objective": s.objective,
-        "fixed_size": fixed_size,
         "columns": sorted(search.space),  # TensorBoard's HParams table: every trial, every knob
     }
     trainable = tune.with_resources(
@@ -256,7 +254,7 @@ def run_search(search: Search, search_dir: Path, fixed_size: bool = True) -> dic
     precompute_phase1(search, search_dir, fixed_size)
     grids = {}
     for group, tasks in groups(search).items():
-        grids[group] = grid = _tuner(search, search_dir, group, tasks, fixed_size).fit()
+        grids[group] = grid = _tuner(search, search_dir, group, tasks).fit()
         finished = grid.num_terminated + grid.num_errors
         if finished < search.settings.num_samples:  # Tune returns normally after a Ctrl-C
             raise SearchInterrupted(

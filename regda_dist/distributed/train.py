@@ -48,7 +48,7 @@ from regda_dist.engine.collectives import Collectives
 from regda_dist.engine.phase1 import pretrain_only
 from regda_dist.engine.run import execute, prepare_run_dir
 from regda_dist.engine.runtime import Runtime, resolve_precision
-from regda_dist.folders import RunFolder
+from regda_dist.folders import RunFolder, visible
 
 
 class TrainingError(RuntimeError):
@@ -204,19 +204,16 @@ def fit(
     cfg: C.Config,
     run_dir: Path,
     resume: bool = False,
-    fixed_size: bool = True,
     callbacks: list | None = None,
     phase: str = "all",
     trial: dict | None = None,
 ) -> dict:
     """Run one experiment with Ray Train on the connected Ray cluster; returns result.json
     (phase 'pretrain': phase 1 into the shared cache only; returns {}).
-    fixed_size: the cluster cannot grow (no autoscaler), so an impossible request is refused.
     callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback).
     trial: a search trial's {"hparams": parameters, "columns": its search's space} (TensorBoard)."""
     run_dir = run_dir.resolve()
-    if fixed_size:
-        capacity.check(cfg.scaling)
+    capacity.check(cfg.scaling)  # on any cluster: what it can never place would wait forever
     prepare_run_dir(run_dir, cfg, resume)
     s = cfg.scaling
     resources = capacity.worker_resources(s)
@@ -254,4 +251,4 @@ def fit(
         raise TrainingError(f"training failed in a worker: {_root_cause(result.error)}")
     if phase == "pretrain":
         return {}
-    return json.loads(RunFolder(run_dir).result.read_text())
+    return json.loads(visible(RunFolder(run_dir).result).read_text())  # rank 0 wrote it

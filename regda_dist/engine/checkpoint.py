@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import torch
 
+from regda_dist.folders import visible
 from regda_dist.weights import WeightsFileError, load_weights
 
 
@@ -21,14 +21,6 @@ def save(state: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
     tmp.replace(path)
-
-
-def wait_visible(path: Path, timeout_s: float = 60.0) -> None:
-    """Wait until `path` exists here (another process saw it on a shared filesystem, whose
-    attribute cache can lag by up to a minute); after timeout_s, load() says it is missing."""
-    deadline = time.monotonic() + timeout_s
-    while not path.is_file() and time.monotonic() < deadline:
-        time.sleep(0.5)
 
 
 def load(path: Path) -> dict:
@@ -66,8 +58,7 @@ def resumes(path: Path, runtime) -> bool:
 def restore_training(path: Path, model, optimizers, schedules) -> dict:
     """Load a phase's checkpoint into the model, optimisers and schedules; returns the rest of
     its state."""
-    wait_visible(path)  # rank 0 saw it; a shared folder may show it later here
-    saved = load(path)
+    saved = load(visible(path))  # rank 0 saw it; a shared folder may show it later here
     try:
         model.load_state_dict(saved.pop("model"))
         for obj, s in zip(

@@ -22,7 +22,7 @@ from regda_dist.engine.console import ConsoleLogger, say
 from regda_dist.engine.evaluate import EVAL_VERSION
 from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.trainer import Trainer
-from regda_dist.folders import Phase1Cache
+from regda_dist.folders import Phase1Cache, visible
 from regda_dist.methods import baseline_names
 
 LOCK_POLL_S = 10.0  # far below any collective timeout (gloo 30 min, NCCL 10 min by default)
@@ -55,8 +55,8 @@ def pretrained_source(trainer: Trainer) -> tuple[torch.nn.Module, dict]:
     # that saw the cache differently would run different collectives.
     with phase1_lock(cache, trainer.runtime):
         if trainer.runtime.comm.agree(cache.complete()):
-            model.load_state_dict(checkpoint.load(cache.model))
-            return model.eval(), {**json.loads(cache.info.read_text()), "cached": True}
+            model.load_state_dict(checkpoint.load(visible(cache.model)))  # rank 0 saw them
+            return model.eval(), {**json.loads(visible(cache.info).read_text()), "cached": True}
         return _pretrain(trainer, cache)
 
 
@@ -131,7 +131,8 @@ def baselines(trainer: Trainer, source_model: torch.nn.Module) -> tuple[dict, to
     cfg, cache, key = trainer.cfg, phase1_cache(trainer.cfg), evaluation_key(trainer.cfg)
     file, coords_file, weights = cache.baselines(key), cache.baseline_coords(key), cache.adabn(key)
     if trainer.runtime.comm.agree(all(f.is_file() for f in (file, coords_file, weights))):
-        return json.loads(file.read_text()), checkpoint.load(coords_file)["coords"]
+        saved = json.loads(visible(file).read_text())  # rank 0 saw them: wait to see them here
+        return saved, checkpoint.load(visible(coords_file))["coords"]
     if trainer.runtime.is_main:
         say("source-only and AdaBN baselines: evaluating once (cached beside phase 1)")
     evaluator = trainer.evaluator

@@ -48,25 +48,34 @@ def rung_fields(space: dict, cfg: C.Config) -> tuple[str, ...]:
     return ("adapt.iters_per_epoch", *dict.fromkeys(own))
 
 
-def scheduler_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict) -> list[str]:
-    """ASHA with no rung before the last epoch (a warm-up or grace_period as long as the run)
-    could stop nothing, and Ray refuses a grace period beyond max_t (an AssertionError after
-    phase 1 ran): the search runs FIFO instead and says so."""
-    if settings.scheduler_name != "asha":
-        return []
-    grace, max_t, rungs = asha_rungs(settings, tasks, space)
+def stops_nothing(settings: SearchConfig, cfg: C.Config, space: dict) -> str | None:
+    """Why ASHA could stop none of a task's trials (every rung on or after its last epoch: a
+    warm-up or grace_period as long as its run), in a clause; None if it can."""
+    grace, max_t, rungs = asha_rungs(settings, {"task": cfg}, space)
     last = max_t - 1
     if any(rung < last for rung in rungs):
+        return None
+    waits = grace_epochs(cfg, space, settings.warmup_share)[1]
+    why = f"{waits} at {settings.warmup_share:.0%} of its rise"
+    why = "search.grace_period" if settings.grace_period else why
+    return f"its first rung, epoch {grace} ({why}), is not before the last epoch ({last})"
+
+
+def scheduler_notes(settings: SearchConfig, tasks: dict[str, C.Config], space: dict) -> list[str]:
+    """ASHA with no rung before the last epoch could stop nothing, and Ray refuses a grace
+    period beyond max_t (an AssertionError after phase 1 ran). Each task's group has its own
+    ASHA, so each task is judged alone: a task that could stop nothing runs FIFO, said here
+    (make_scheduler builds the same per task); when every task does, the search runs FIFO."""
+    if settings.scheduler_name != "asha":
         return []
-    waits = max((grace_epochs(c, space, settings.warmup_share) for c in tasks.values()),
-                key=lambda epoch_why: epoch_why[0])[1]  # fmt: skip
-    why = (
-        "search.grace_period"
-        if settings.grace_period
-        else f"{waits} at {settings.warmup_share:.0%} of its rise"
-    )
-    settings.scheduler = "fifo"
+    fifo = {n: why for n, c in tasks.items() if (why := stops_nothing(settings, c, space))}
+    if len(fifo) == len(tasks):
+        settings.scheduler = "fifo"
+        if len(tasks) == 1:
+            return [f"search.scheduler asha: {next(iter(fifo.values()))}, so no trial could "
+                    "be stopped early; running FIFO"]  # fmt: skip
     return [
-        f"search.scheduler asha: its first rung, epoch {grace} ({why}), is not before the "
-        f"last epoch ({last}), so no trial could be stopped early; running FIFO"
+        f"search.scheduler asha: task {name}: {why}, so none of its trials could be stopped "
+        f"early; {name} runs FIFO"
+        for name, why in fifo.items()
     ]
