@@ -79,8 +79,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _ray_sessions() -> set[str]:
-    """The session folders of the Rays started on this machine (Ray's default temp dir)."""
-    return {str(p) for p in Path("/tmp/ray").glob("session_*")}
+    """The session folders (Ray's default temp dir) of the Rays this pytest process, or a
+    process it started that still runs, started: Ray names each session after the PID of the
+    process that started it. Rays started by anything else on the machine (another test run, a
+    search) are not this test's: counting them failed a multi-process test while a search ran
+    beside it (scripts/repeat_tests.sh, 2026-12-07)."""
+    import psutil
+
+    ours = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
+    return {
+        str(p)
+        for p in Path("/tmp/ray").glob("session_*")
+        if p.name.rsplit("_", 1)[-1].isdigit() and int(p.name.rsplit("_", 1)[-1]) in ours
+    }
 
 
 @pytest.fixture(autouse=True)

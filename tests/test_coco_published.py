@@ -369,3 +369,22 @@ def test_the_threshold_is_a_share_of_the_sets_keypoints(tmp_path):
     cfg = C.load(_experiment(tmp_path, root, root, "hand21", min_keypoint_match=0.6))
     with pytest.raises(C.ConfigError, match=r"label 11 of the 21 .* 0.6 needs 13\)"):
         task_spec(cfg.data)
+
+
+def test_annotations_of_a_category_the_file_does_not_define_are_one_line(tmp_path, capsys):
+    # a published Animal Kingdom test file names category 4 and defines 1 and 2: the run ended
+    # in "the train split is empty" three times, the cause in a note
+    arms = write_categories(tmp_path / "arms", n=2, n_eval=1)
+
+    def to_four(data):
+        for ann in data["annotations"]:
+            ann["category_id"] = 4
+
+    _edit(arms / "test.json", to_four)
+    code, out = _check(capsys, "--keypoints", "from_data", str(arms))
+    assert code == 2 and out.count("\n") == 1, out
+    assert "test.json: its annotations name category id 4 (" in out
+    assert "which its 'categories' do not define (it defines 1 'factory_arm', 2" in out
+    path = _experiment(tmp_path, arms, arms)
+    assert main(["train", "--no-ray", str(path)]) == 2
+    assert "category id 4" in capsys.readouterr().err

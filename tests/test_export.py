@@ -143,6 +143,25 @@ def test_the_report_says_what_the_search_found(tmp_path):
     assert "45.0 source-only, 60.0 the oracle's pick" in text
 
 
+def test_the_proxies_figure_is_a_grid_a_laptop_screen_shows(tmp_path):
+    # it was one row of seven 320 x 300 px panels (2240 x 300 px)
+    from PIL import Image
+
+    from regda_dist.search import report as R
+
+    exp = _search(tmp_path)
+    trials = R.load_trials(exp)["hand"]
+    table = {f"proxy/p{i}": {"spearman": 0.5, "regret": 1.0, "picked": 50.0, "n": 2}
+             for i in range(7)}  # fmt: skip
+    for t in trials:
+        t.metrics("hand").update({k: float(i) for i, k in enumerate(table)})
+    R._scatter(trials, "hand", table, [], tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as image:
+        width, height = image.size
+    assert width <= 1280 and height <= 1100, (width, height)
+    assert width / R.COLUMNS >= 380  # each panel as wide as the old one was tall, and more
+
+
 def _with_baselines(tmp_path, adabn_proxy: float):
     """_search, where every run also holds its baselines (AdaBN's source_pck = adabn_proxy)
     and their weights, as engine/run.py writes them."""

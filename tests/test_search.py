@@ -208,7 +208,11 @@ def test_joint_search_runs_one_configuration_on_every_task(local_ray, tmp_path):
         result = json.loads((trial / "arm7" / "result.json").read_text())
         assert {"oracle/target_pck/joints", "oracle/target_pck/claws"} <= set(result["adapted"])
         assert len(read_events(trial / "arm7" / "tb").Tags()["images"]) == 1  # arm keypoints
-    assert main(["export", str(search_dir)]) == 0
+    assert main(["export", str(search_dir), "--onnx"]) == 0  # checked against torch (1e-4)
+    assert {p.parent.name for p in (search_dir / "best").glob("*/model.onnx")} == {
+        "synth_hand",
+        "arm7",
+    }
     hand = json.loads((search_dir / "best" / "synth_hand" / "meta.json").read_text())
     body = json.loads((search_dir / "best" / "arm7" / "meta.json").read_text())
     assert hand["trial_id"] == body["trial_id"] and hand["selected_by"] == "joint/objective"

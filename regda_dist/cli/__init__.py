@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from regda_dist.config import ConfigError
     from regda_dist.data.samples import DatasetError
     from regda_dist.engine.checkpoint import CheckpointError
+    from regda_dist.engine.predict import PredictError
     from regda_dist.engine.run import RunExistsError
     from regda_dist.search.folder import SearchFolderError
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         RunExistsError,
         SearchFolderError,
         DatasetError,
+        PredictError,
         FileNotFoundError,
         ImportError,
     )

@@ -79,10 +79,27 @@ def export(args) -> int:
     from regda_dist.folders import ExportFolder
     from regda_dist.search.export import export as export_search
 
+    if args.onnx:
+        from regda_dist.engine.predict import PredictError
+
+        try:
+            import onnxruntime  # noqa: F401 - refused before anything is written
+        except ImportError:
+            raise PredictError(
+                "--onnx needs onnx and onnxruntime: pip install 'regda-dist[onnx]'"
+            ) from None
     out = export_search(
         Path(args.run_dir), args.metric, args.top_k, Path(args.out) if args.out else None
     )
     print((out / ExportFolder.SUMMARY).read_text())
+    if args.onnx:
+        from regda_dist.engine.onnx_export import to_onnx
+        from regda_dist.engine.predict import load_predictor
+
+        for model in sorted(out.glob("**/model.pt")):
+            onnx = model.with_name("model.onnx")
+            diff = to_onnx(load_predictor(model.parent, "cpu"), onnx)
+            print(f"{onnx} (onnxruntime vs torch: {diff:.1e}; decoding: docs/predict.md)")
     print(f"exported to {out}")
     return 0
 
@@ -103,6 +120,49 @@ def report(args) -> int:
             f"`regda-dist train {best}/<task>/config.yaml` re-runs one)"
         )
     print(f"report: {made.path}\nTensorBoard: tensorboard --logdir {search_dir}")
+    return 0
+
+
+def predict(args) -> int:
+    from regda_dist.data.draw import draw_file
+    from regda_dist.engine import predict as P
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise P.PredictError(f"--out {out}: exists and is not empty (never overwritten)")
+    predictor = P.load_predictor(Path(args.model), args.device)
+    inputs = P.read_inputs(args.images, predictor.spec.num_keypoints)
+    print(f"{predictor.label} ({predictor.weights}) on {len(inputs.samples)} crop(s) of "
+          f"{len(inputs.images)} image(s), {predictor.runtime.device}")  # fmt: skip
+    results = P.run(predictor, inputs, args.batch_size, args.workers, progress=True)
+    path = P.write_results(out, predictor, inputs, results)
+    print(f"keypoints: {path} (COCO results; images and categories: {out / 'images.json'})")
+    if args.draw:
+        files = {img["id"]: Path(img["file_name"]) for img in inputs.images}
+        per_image: dict = {}
+        for r in results:
+            per_image.setdefault(r["image_id"], []).append(r["keypoints"])
+        for image_id, instances in per_image.items():
+            name = f"{image_id:06d}_{files[image_id].stem}.png"
+            draw_file(files[image_id], instances, predictor.spec, out / "drawn" / name)
+        print(f"drawn: {out / 'drawn'} ({len(per_image)} image(s))")
+    return 0
+
+
+def evaluate(args) -> int:
+    from regda_dist.engine import predict as P
+
+    predictor = P.load_predictor(Path(args.model), args.device)
+    found = P.evaluate(predictor, Path(args.coco))
+    for note in found["notes"]:
+        print(f"note: {note}")
+    rule = f"PCK@{found['pck_threshold']:g} ({found['pck_normalize']})"
+    print(f"{found['method']} on {found['file']}: {found['instances']} instance(s), {rule}")
+    for group, value in found["pck"].items():
+        print(f"  {group:<12} {value:6.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(found, indent=2))
+        print(f"metrics: {args.out}")
     return 0
 
 

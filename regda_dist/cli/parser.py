@@ -84,11 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--metric", help="proxy name or metric key (default: the search's)")
     export.add_argument("--top-k", type=int, default=1, help="also export ranks 2..k")
     export.add_argument("--out", help="output folder (default: RUN_DIR/best; never overwritten)")
+    export.add_argument(
+        "--onnx", action="store_true", help="also model.onnx beside each model.pt (checked)"
+    )
     export.set_defaults(func=commands.export)
 
     report = sub.add_parser("report", help="each proxy vs the oracle over a search's trials")
     report.add_argument("run_dir", help="search folder (train.output_dir/<name>)")
     report.set_defaults(func=commands.report)
+
+    predict = sub.add_parser(
+        "predict", help="keypoints of an exported or trained model on images (COCO results)"
+    )
+    predict.add_argument("model", help="export folder (best/<task>), run folder or search folder")
+    predict.add_argument(
+        "images", nargs="+", help="image files, folders of images, or COCO JSON files (boxes)"
+    )
+    predict.add_argument("--out", required=True, help="output folder (never overwritten)")
+    predict.add_argument("--draw", action="store_true", help="also each image, keypoints drawn")
+    predict.add_argument("--device", default="auto", help="auto (CUDA if any) | cpu | cuda:N")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--workers", type=int, default=0, help="DataLoader processes")
+    predict.set_defaults(func=commands.predict)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="PCK of an exported or trained model on a labelled COCO file"
+    )
+    evaluate.add_argument("model", help="export folder (best/<task>), run folder or search folder")
+    evaluate.add_argument("coco", help="a COCO keypoint JSON, or a COCO folder (its test.json)")
+    evaluate.add_argument("--out", help="also write the metrics to this JSON file")
+    evaluate.add_argument("--device", default="auto", help="auto (CUDA if any) | cpu | cuda:N")
+    evaluate.set_defaults(func=commands.evaluate)
 
     data = sub.add_parser("data", help="real datasets on disk")
     data_sub = data.add_subparsers(dest="data_command", required=True)

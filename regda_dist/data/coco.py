@@ -33,6 +33,7 @@ from regda_dist.data.coco_categories import (
     select,
     set_name,
     summary,
+    undefined_ids,
     usage_note,
 )
 from regda_dist.data.io import field_array, read_json
@@ -103,6 +104,7 @@ def match_note(names: list[str], spec: KeypointSpec, mapping: list[int | None]) 
 def _match(info: FileCategories, spec: KeypointSpec, categories: Categories):
     """(the categories read, the file's keypoint names -> spec mapping, its FileMatch)."""
     chosen = select(info, categories)
+    undefined_ids(info, chosen)
     names = list(chosen[0]["keypoints"])
     mapping = name_map(names, spec, f"{info.file}: categories")
     notes = (usage_note(info, chosen), match_note(names, spec, mapping))
@@ -137,7 +139,9 @@ def matches(root: Path, spec: KeypointSpec, categories: Categories = ()) -> list
     return [_match(file_categories(f), spec, categories)[2] for f in files if f.is_file()]
 
 
-def _box(ann: dict, where: str) -> tuple[int, int, int] | None:
+def crop_box(ann: dict, where: str) -> tuple[int, int, int] | None:
+    """The crop of an annotation: its bbox made square and BOX_SCALE larger; None without one
+    (the whole image)."""
     if not ann.get("bbox"):
         return None
     x, y, w, h = field_array(ann["bbox"], (4,), where, "bbox")
@@ -165,6 +169,12 @@ def _keypoints(ann: dict, k: int, where: str) -> np.ndarray:
     return field_array(values, (3 * k,), where, "keypoints").reshape(-1, 3)
 
 
+def image_folder(file: Path, images) -> Path:
+    """Where a COCO file's `file_name`s are relative to: its folder, or its images/ subfolder."""
+    first = next(iter(images), {}).get("file_name", "")
+    return file.parent if (file.parent / first).is_file() else file.parent / "images"
+
+
 def read_file(
     file: Path, spec: KeypointSpec, categories: Categories = ()
 ) -> tuple[list[Sample], FileMatch]:
@@ -174,9 +184,7 @@ def read_file(
     chosen, mapping, found = _match(summary(data, file), spec, categories)
     used, k = {c.get("id") for c in chosen}, len(chosen[0]["keypoints"])
     images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
-    folder = file.parent
-    first = next(iter(images.values()), {}).get("file_name", "")
-    base = folder if (folder / first).is_file() else folder / "images"
+    base = image_folder(file, images.values())
     samples = []
     for i, ann in enumerate(data["annotations"]):
         where = f"{file}: annotation {ann.get('id', i) if isinstance(ann, dict) else i}"
@@ -191,9 +199,9 @@ def read_file(
         for j, m in enumerate(mapping):
             if m is not None:
                 kp[j], weight[j] = raw[m, :2], float(raw[m, 2] > 0)
-        side = max(ann["bbox"][2:4]) if _box(ann, where) else None  # checked by _box
+        side = max(ann["bbox"][2:4]) if crop_box(ann, where) else None  # checked by crop_box
         samples.append(
-            Sample(base / image["file_name"], kp, weight, _box(ann, where), bbox_side=side)
+            Sample(base / image["file_name"], kp, weight, crop_box(ann, where), bbox_side=side)
         )
     return samples, found
 

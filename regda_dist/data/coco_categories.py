@@ -131,6 +131,24 @@ def usage_note(info: FileCategories, chosen: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def undefined_ids(info: FileCategories, chosen: list[dict]) -> None:
+    """A file none of whose annotations are of the chosen categories, while some name category
+    ids its `categories` do not define (a published file's slip): one line naming both, not
+    an empty split further on."""
+    used = {c.get("id") for c in chosen}
+    if any(info.counts.get(cid) for cid in used):
+        return
+    unknown = {cid: n for cid, n in info.counts.items() if cid not in info.names}
+    if unknown:
+        ids = ", ".join(f"{cid!r} ({n} annotations)" for cid, n in sorted(unknown.items(), key=str))
+        defined = ", ".join(f"{cid!r} {name!r}" for cid, name in info.names.items())
+        raise DatasetError(
+            f"{info.file}: its annotations name category id {ids}, which its 'categories' do "
+            f"not define (it defines {defined}); correct the annotations' category_id or add "
+            "the category"
+        )
+
+
 def set_name(chosen: list[dict]) -> str:
     """The name of the set several categories share: theirs, or the first's and how many more."""
     names = [str(c.get("name") or FROM_DATA) for c in chosen]

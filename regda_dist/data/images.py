@@ -57,6 +57,12 @@ class ImageSamples(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i):
+        image, kp, weight, _ = self.read(i)
+        return image, kp, weight
+
+    def read(self, i):
+        """Item i and the box actually cut, (x0, y0, side) in the file's pixels: a crop pixel
+        p (continuous) shows file point (x0, y0) + p * side / S (mirrored first if flipped)."""
         s, size = self.samples[i], self.image_size
         boxes = {}
 
@@ -66,7 +72,23 @@ class ImageSamples(Dataset):
 
         image, factor = open_image(s.image, shrink)
         x0, y0, side = (round(v / factor) for v in boxes["file"])  # in the decoded pixels
-        kp = crop_keypoints(s.keypoints, (x0 * factor, y0 * factor, side * factor), size, s.flip)
+        cut = (x0 * factor, y0 * factor, side * factor)
+        kp = crop_keypoints(s.keypoints, cut, size, s.flip)
         image = to_tensor(crop(image, (x0, y0, side), size, s.flip))
         weight = torch.from_numpy(np.asarray(s.weight, dtype=np.float32))
-        return image, torch.from_numpy(kp).float(), weight
+        return image, torch.from_numpy(kp).float(), weight, torch.tensor(cut, dtype=torch.float64)
+
+
+class Crops(Dataset):
+    """The images of samples as the model sees them, with the box each was cut from (file
+    pixels): what `predict` runs, read exactly as an evaluated split is (ImageSamples)."""
+
+    def __init__(self, samples: list[Sample], image_size: int):
+        self.samples = ImageSamples(samples, image_size)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        image, _, _, cut = self.samples.read(i)
+        return image, cut

@@ -23,7 +23,7 @@ from regda_dist.search.candidates import ranked
 from regda_dist.search.consensus import add_consensus
 from regda_dist.search.export import ranking
 from regda_dist.search.folder import ORACLE, Trial, load_trials, read_search
-from regda_dist.search.space import default_point
+from regda_dist.search.space import default_point, default_points
 from regda_dist.search.spec import Search
 
 
@@ -248,7 +248,8 @@ def report(search_dir: Path, importances: Importances | None = None) -> Report:
                     f"{epochs['n']}."
                 )
             if table:
-                _scatter(trials, task, sorted(table), out / f"{task}_proxies.png")
+                own = default_points(search.tasks.get(task, search.cfg), search.space)
+                _scatter(trials, task, table, own, out / f"{task}_proxies.png")
                 lines.append(f"\n![proxies vs oracle]({task}_proxies.png)")
         if importances and importances(search_dir, search, group, out / f"{group}_importances.png"):
             lines.append(f"\n![parameter importances]({group}_importances.png)")
@@ -257,20 +258,56 @@ def report(search_dir: Path, importances: Importances | None = None) -> Report:
     return Report(path, won, heading, found)
 
 
-def _scatter(trials: list[Trial], task: str, proxies: list[str], path: Path) -> None:
-    fig = Figure(figsize=(3.2 * len(proxies), 3))
-    axes = fig.subplots(1, len(proxies), squeeze=False)
-    for ax, proxy in zip(axes[0], proxies, strict=True):
-        pts = [
-            (t.metrics(task).get(proxy), t.metrics(task).get(ORACLE)) for t in trials if t.complete
-        ]
-        pts = [(x, y) for x, y in pts if _finite(x) and _finite(y)]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14)
-        ax.set_xlabel(proxy)
-        ax.set_ylabel("oracle/target_pck (eval only)")
-    fig.suptitle(task)
+COLUMNS = 3  # panels a row: 3 x 4 in at 100 dpi fits a laptop screen
+
+
+def _scatter(trials: list[Trial], task: str, table: dict, defaults: list[dict], path: Path):
+    """One panel per proxy in a grid (COLUMNS a row): each completed trial's proxy value against
+    its target PCK (eval only), the proxy's pick circled, the experiment's own values (the
+    defaults' trials) as squares; Spearman and the regret in each title."""
+    proxies = sorted(table)
+    rows = -(-len(proxies) // COLUMNS)
+    cols = min(COLUMNS, len(proxies))
+    fig = Figure(figsize=(4.0 * cols, 3.3 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    done = [t for t in trials if t.complete]
+    for ax, proxy in zip(axes.flat, proxies, strict=False):
+        pts = [(t.metrics(task).get(proxy), t.metrics(task).get(ORACLE), _is_default(t, defaults))
+               for t in done]  # fmt: skip
+        pts = [(x, y, d) for x, y, d in pts if _finite(x) and _finite(y)]
+        ax.scatter([x for x, _, d in pts if not d], [y for _, y, d in pts if not d], s=16,
+                   label="searched")  # fmt: skip
+        ax.scatter([x for x, _, d in pts if d], [y for _, y, d in pts if d], s=40, marker="s",
+                   facecolors="none", edgecolors="tab:green", label="defaults")  # fmt: skip
+        if pts:
+            x, y, _ = max(pts, key=lambda p: p[0])
+            ax.scatter([x], [y], s=140, facecolors="none", edgecolors="tab:red", linewidths=1.5,
+                       label="pick")  # fmt: skip
+        r = table[proxy]
+        ax.set_title(f"{proxy.removeprefix('proxy/')}: rho {r['spearman']:.2f}, "
+                     f"regret {r['regret']:.1f}", fontsize=10)  # fmt: skip
+        ax.set_xlabel(proxy, fontsize=9)
+        ax.set_ylabel("target PCK (eval only)", fontsize=9)
+    for ax in list(axes.flat)[len(proxies) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{task}: proxies vs target PCK over {len(done)} completed trials")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def _is_default(trial: Trial, defaults: list[dict]) -> bool:
+    """Whether a trial ran at one of the defaults points (the experiment's own values)."""
+
+    def same(a, b) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b)
+        return a == b
+
+    return any(
+        point.keys() == trial.params.keys() and all(same(point[k], trial.params[k]) for k in point)
+        for point in defaults
+    )
 
 
 def _finite(x) -> bool:
