@@ -103,7 +103,7 @@ def _a_test_that_starts_ray_is_marked(request):
     if "ray" not in request.node.keywords and _ray_sessions() - before:
         pytest.fail(
             "this test started Ray without a fixture that marks it (local_ray, own_ray, "
-            "ray_nodes, starts_ray)"
+            "two_nodes, starts_ray)"
         )
 
 
@@ -141,14 +141,16 @@ def starts_ray():
     reap([p for p in left if p.pid not in before and p.is_running()], grace_s=5)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 @applies("ray")
-def ray_nodes():
-    """A real multi-node Ray on loopback addresses: `with ray_nodes(...) as cluster:`
-    (distributed/local_cluster.py loopback_cluster)."""
+def two_nodes():
+    """A real two-node Ray on loopback addresses (127.0.0.2, 127.0.0.3: 1 CPU and 1 GPU of Ray's
+    accounting each, no GPU needed) for a module's tests: distributed/local_cluster.py
+    loopback_cluster, its processes (and only those) stopped at the end."""
     from regda_dist.distributed.local_cluster import loopback_cluster
 
-    return loopback_cluster
+    with loopback_cluster(gpus_per_node=1) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ def test_gpu_check_smoke_runs_every_section_without_ray(tmp_path):
     phase2 = result["phase2"]  # (d): training loaders and the evaluation pool, all persistent
     assert phase2["finite"] and phase2["loader_processes"] == phase2["loader_budget"] == 4
     assert phase2["eval_s"] > 0 and phase2["checkpoint_s"] > 0
+    assert 0 < phase2["eval_share"] < 1
     overlap = result["overlap"]  # (e)
     assert overlap["ok"] and overlap["share_in_backward"] > 0.5
     text = out.with_suffix(".md").read_text()

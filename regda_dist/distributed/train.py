@@ -180,16 +180,17 @@ def train_loop_per_worker(config: dict) -> None:
 _EXCEPTION_LINE = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception)): (.*)$")
 
 
-def _root_cause(err: BaseException) -> str:
-    """'Name: message' of the innermost exception in the traceback text Ray wraps around it."""
-    while err.__cause__ is not None:
+def _root_cause(err: BaseException | str) -> str:
+    """'Name: message' of the innermost exception in the traceback text Ray wraps around it (a
+    Tune result's error may also be that text alone)."""
+    while getattr(err, "__cause__", None) is not None:
         err = err.__cause__
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     for line in reversed(lines):
         match = _EXCEPTION_LINE.match(line)
         if match:
             return f"{match[1]}: {match[2]}"
-    return lines[-1] if lines else type(err).__name__
+    return lines[-1] if lines else type(err).__name__ if isinstance(err, BaseException) else "error"
 
 
 def absolute_output_dir(cfg: C.Config) -> C.Config:

@@ -1,7 +1,9 @@
-"""The capacity check on a cluster reached by --address (a real two-node Ray on loopback
-addresses, each node declaring one GPU to Ray's accounting; no GPU needed), and what Ray's own
-accounting does with fractional GPUs: trials share a GPU, and two workers of one run may too,
-which is why a fractional GPU with several workers is refused at load (tests/test_capacity.py)."""
+"""A real two-node Ray cluster on loopback addresses (each node declaring one GPU to Ray's
+accounting; no GPU needed), reached by --address, shared by this module's tests: Ray Train
+places one worker per node; the capacity check refuses what the cluster can never place; and
+what Ray's own accounting does with fractional GPUs: trials share a GPU, and two workers of one
+run may too, which is why a fractional GPU with several workers is refused at load
+(tests/test_capacity.py)."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def _cli(cluster, *args):
     )
 
 
-def test_a_cluster_at_an_address_refuses_what_it_can_never_place(tmp_path, ray_nodes):
+def test_a_cluster_at_an_address_refuses_what_it_can_never_place(tmp_path, two_nodes):
     exp = write_experiment(tmp_path, scaling={"num_workers": 4})
     (tmp_path / "s").mkdir()
     search = write_experiment(
@@ -58,16 +60,15 @@ def test_a_cluster_at_an_address_refuses_what_it_can_never_place(tmp_path, ray_n
         scaling={"use_gpu": True, "cpus_per_worker": 0.5},
         search={"num_samples": 3, "max_concurrent": 3},
     )
-    with ray_nodes(gpus_per_node=1) as cluster:  # 2 nodes: 1 CPU and 1 GPU each
-        train = _cli(cluster, "train", str(exp))
-        tune = _cli(cluster, "tune", str(search))
-        accounting = subprocess.run(
-            [sys.executable, "-c", ACCOUNTING, cluster["address"]],
-            env=cluster["env"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    train = _cli(two_nodes, "train", str(exp))
+    tune = _cli(two_nodes, "tune", str(search))
+    accounting = subprocess.run(
+        [sys.executable, "-c", ACCOUNTING, two_nodes["address"]],
+        env=two_nodes["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert train.returncode == 2, train.stderr[-2000:]
     assert train.stderr.strip().count("\n") == 0
     assert "4 worker(s) x 1 CPU need 4 CPUs but the Ray cluster has 2" in train.stderr
@@ -84,3 +85,24 @@ def test_a_cluster_at_an_address_refuses_what_it_can_never_place(tmp_path, ray_n
     assert all(places.count(p) == 2 for p in places)  # 4 trials on 2 GPUs: 2 on each
     (first, ids_a), (second, ids_b) = seen["workers"]
     assert first == second and ids_a == ids_b  # one run's two workers, one GPU: NCCL refuses
+
+
+def test_two_node_cluster_places_one_worker_per_node(tmp_path, two_nodes):
+    exp = write_experiment(tmp_path, scaling={"num_workers": 2, "cpus_per_worker": 1.0})
+    done = subprocess.run(
+        [sys.executable, "-m", "regda_dist.cli", "train", str(exp), "--address",
+         two_nodes["address"]],
+        env=two_nodes["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RegDA" in done.stdout
+    workers = [
+        json.loads(p.read_text())
+        for p in sorted((tmp_path / "runs" / "tiny" / "workers").iterdir())
+    ]
+    assert {w["node_ip"] for w in workers} == {"127.0.0.2", "127.0.0.3"}
+    assert {w["node_rank"] for w in workers} == {0, 1}
+    assert (tmp_path / "runs" / "tiny" / "result.json").is_file()
