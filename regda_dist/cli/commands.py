@@ -144,7 +144,8 @@ def predict(args) -> int:
             per_image.setdefault(r["image_id"], []).append(r["keypoints"])
         for image_id, instances in per_image.items():
             name = f"{image_id:06d}_{files[image_id].stem}.png"
-            draw_file(files[image_id], instances, predictor.spec, out / "drawn" / name)
+            draw_file(files[image_id], instances, predictor.spec, out / "drawn" / name,
+                      names=not args.no_names)  # fmt: skip
         print(f"drawn: {out / 'drawn'} ({len(per_image)} image(s))")
     return 0
 

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--out", required=True, help="output folder (never overwritten)")
     predict.add_argument("--draw", action="store_true", help="also each image, keypoints drawn")
+    predict.add_argument(
+        "--no-names", action="store_true", help="--draw without the keypoints' names"
+    )
     predict.add_argument("--device", default="auto", help="auto (CUDA if any) | cpu | cuda:N")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--workers", type=int, default=0, help="DataLoader processes")

@@ -32,12 +32,13 @@ def draw(image: Image.Image, instances: list[list[float]], spec: KeypointSpec,
         points = [flat[i : i + 3] for i in range(0, len(flat), 3)]
         for a, b in spec.skeleton:
             (xa, ya, ca), (xb, yb, cb) = points[a], points[b]
-            alpha = int(255 * max(0.15, min(ca, cb, 1.0)))
-            pen.line([(xa, ya), (xb, yb)], fill=(*hue[b], alpha), width=max(1, round(2 * scale)))
+            alpha = int(255 * max(0.35, min(ca, cb, 1.0)))
+            pen.line([(xa, ya), (xb, yb)], fill=(*hue[b], alpha), width=max(1, round(3 * scale)))
         for k, (x, y, c) in enumerate(points):
             c = max(0.0, min(float(c), 1.0))
-            r = scale * (1.5 + 2.5 * c)
-            pen.ellipse([x - r, y - r, x + r, y + r], fill=(*hue[k], int(255 * max(0.25, c))))
+            r = scale * (2.0 + 3.0 * c)
+            pen.ellipse([x - r, y - r, x + r, y + r], fill=(*hue[k], int(255 * max(0.45, c))),
+                        outline=(0, 0, 0, int(255 * max(0.45, c))))  # fmt: skip
             if names:
                 pen.text((x + r + 1, y - r), spec.names[k], fill=(255, 255, 255, 200))
     return Image.alpha_composite(out, layer).convert("RGB")
@@ -46,7 +47,8 @@ def draw(image: Image.Image, instances: list[list[float]], spec: KeypointSpec,
 MIN_SIDE = 256  # smaller images are enlarged first, so that names and dots can be read
 
 
-def draw_file(path: Path, instances: list[list[float]], spec: KeypointSpec, out: Path) -> Path:
+def draw_file(path: Path, instances: list[list[float]], spec: KeypointSpec, out: Path,
+              names: bool = True) -> Path:  # fmt: skip
     """The image at `path` with its instances drawn, written to `out` (PNG); an image whose
     longer side is under MIN_SIDE px is enlarged by a whole factor first (keypoints with it)."""
     with Image.open(path) as image:
@@ -55,7 +57,7 @@ def draw_file(path: Path, instances: list[list[float]], spec: KeypointSpec, out:
             image = image.resize((image.width * factor, image.height * factor))
             instances = [[v * factor if i % 3 < 2 else v for i, v in enumerate(flat)]
                          for flat in instances]  # fmt: skip
-        drawn = draw(image, instances, spec)
+        drawn = draw(image, instances, spec, names)
     out.parent.mkdir(parents=True, exist_ok=True)
     drawn.save(out)
     return out

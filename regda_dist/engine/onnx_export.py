@@ -6,8 +6,8 @@ padded to a square; ImageNet normalisation is inside the graph). It returns `hea
 main head's logits (B, K, H, W) at data.heatmap_size H. Decoding, as `predict` and PCK do:
 keypoint k is the argmax cell (cx, cy) of heatmaps[b, k]; in crop pixels (cx, cy) * S / H; in
 the file's pixels (x0, y0) + that * side / S for the crop's box (x0, y0, side); its confidence
-the peak of a softmax over the H x H cells. The file is checked against the torch model on CPU
-with onnxruntime before it is kept.
+the peak of a softmax over the H x H cells over a label heatmap's own peak. The file is checked
+against the torch model on CPU with onnxruntime before it is kept.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ evaluation runs it (eval mode, the run's precision), and each heatmap's argmax (
 what PCK scores) is mapped back to the file's pixels: heatmap cell c is crop pixel c * stride
 (the codec's convention), crop pixel p is file point (x0, y0) + p * side / image_size.
 A keypoint's confidence is its heatmap's peak probability under a spatial softmax (the
-distribution RegDA's KL loss trains), the instance's score their mean.
+distribution RegDA's KL loss trains toward the label's normalised Gaussian), divided by the peak
+of that label distribution and capped at 1: a prediction as sharp as the labels it was trained
+on is 1. The instance's score is their mean.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ class Predictor:
     @property
     def stride(self) -> float:
         return self.cfg.data.image_size / self.cfg.data.heatmap_size
+
+    @property
+    def sharpest(self) -> float:
+        """The peak probability of a label heatmap (the codec's Gaussian of the run's sigma,
+        normalised), in the middle of the map: what a confidence of 1 is."""
+        h = self.cfg.data.heatmap_size
+        label = heatmap.gaussians(torch.tensor([[h // 2, h // 2]]), torch.tensor([True]), h,
+                                  self.cfg.adapt_sigma)  # fmt: skip
+        return float(label.max() / label.sum())
 
 
 def model_files(path: Path) -> tuple[Path, Path]:
@@ -228,7 +239,7 @@ def run(predictor: Predictor, inputs: Inputs, batch_size: int = 32, workers: int
     for images, cuts in loader:
         with rt.autocast():
             y = predictor.model(rt.to_device(images))
-        points, confidence = decode(y.float(), predictor.stride)
+        points, confidence = decode(y.float(), predictor.stride, predictor.sharpest)
         points = to_file_pixels(points.cpu().double(), cuts, size)
         for j in range(len(images)):
             kp = torch.cat((points[j], confidence[j].cpu().double()[:, None]), dim=1)
@@ -239,12 +250,13 @@ def run(predictor: Predictor, inputs: Inputs, batch_size: int = 32, workers: int
     return results
 
 
-def decode(logits: torch.Tensor, stride: float) -> tuple[torch.Tensor, torch.Tensor]:
+def decode(logits: torch.Tensor, stride: float, sharpest: float = 1.0):
     """Heatmap logits (B, K, H, W) -> each keypoint's argmax in crop pixels (B, K, 2) (the cell
-    PCK scores, times the stride) and its peak probability under a spatial softmax (B, K)."""
+    PCK scores, times the stride) and its confidence (B, K): the peak probability under a
+    spatial softmax over `sharpest` (a label heatmap's), at most 1."""
     cells, _ = heatmap.decode(logits)
     peak = logits.flatten(-2).softmax(dim=-1).amax(dim=-1)
-    return cells.double() * stride, peak
+    return cells.double() * stride, (peak / sharpest).clamp(max=1.0)
 
 
 def to_file_pixels(points: torch.Tensor, cuts: torch.Tensor, size: int) -> torch.Tensor:
