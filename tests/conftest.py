@@ -83,7 +83,8 @@ def _ray_sessions() -> set[str]:
     process it started that still runs, started: Ray names each session after the PID of the
     process that started it. Rays started by anything else on the machine (another test run, a
     search) are not this test's: counting them failed a multi-process test while a search ran
-    beside it (scripts/repeat_tests.sh, 2026-12-07)."""
+    beside it (scripts/repeat_tests.sh, 2026-12-07). The cost: a Ray started by a subprocess
+    that has exited by the test's end (a CLI run) is not seen; those tests use starts_ray."""
     import psutil
 
     ours = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
@@ -153,11 +154,12 @@ def two_nodes():
         yield cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 @applies("ray")
 def local_ray():
-    """The embedded local Ray of regda-dist (loopback, dashboard on 127.0.0.1), shut down at
-    the end of the module."""
+    """The embedded local Ray of regda-dist (loopback, dashboard on 127.0.0.1), started by the
+    first test that asks for it and shut down at the end of the session (one start for every
+    module: a start and a stop cost about 10 s on 2 cores)."""
     import psutil
     import ray
 

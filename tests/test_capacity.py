@@ -65,3 +65,34 @@ def test_a_worker_gets_one_whole_gpu_or_a_fraction_only_alone():
     assert _scaling("scaling.num_workers=2").gpus_per_worker == 1.0
     # without use_gpu the field is not read
     assert C.load(None, ["scaling.gpus_per_worker=2"]).scaling.gpus_per_worker == 2.0
+
+
+def test_what_a_cluster_may_add_is_read_from_what_ray_publishes():
+    # the embedded cluster and hand-started nodes (read-only monitor) cannot grow; published
+    # node groups say what an autoscaler can add; anything else is unknown: not refused
+    import json
+
+    from ray.autoscaler._private.util import format_readonly_node_type
+    from ray.core.generated.autoscaler_pb2 import NodeGroupConfig
+
+    from regda_dist.distributed.capacity import UNKNOWN, growth_from
+
+    gpu = NodeGroupConfig(name="gpu", resources={"CPU": 8, "GPU": 1}, max_count=4)
+    idle = NodeGroupConfig(name="off", resources={"CPU": 64}, max_count=0)
+    shapes, most = growth_from([gpu, idle], {"CPU": 32, "GPU": 4}, None, v2=True)
+    assert shapes == [{"CPU": 8.0, "GPU": 1.0}] and most == {"CPU": 32.0, "GPU": 4.0}
+
+    def status(mapping):
+        return json.dumps({"autoscaler_report": {"node_type_mapping": mapping}}).encode()
+
+    nodes = {n: format_readonly_node_type(n) for n in ("a1", "b2")}
+    assert growth_from([], None, status(nodes), v2=False) is None  # nodes started by hand
+    assert growth_from([], None, status({"a1": "ray.worker.gpu"}), v2=False) is UNKNOWN
+    assert growth_from([], None, status({}), v2=False) is UNKNOWN  # no report yet
+    assert growth_from([], None, None, v2=False) is UNKNOWN
+    assert growth_from([], None, status(nodes), v2=True) is UNKNOWN
+    # a worker no alive node fits, but a node type the autoscaler can add does
+    two = _scaling("scaling.num_workers=2")
+    alive = [{"CPU": 4.0}]
+    assert "no node has that" in problem(two, {"CPU": 4.0}, alive)
+    assert problem(two, {"CPU": 32.0, "GPU": 4.0}, alive + shapes) is None

@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from regda_dist import config as C
 from regda_dist.cli import main
 from regda_dist.data.coco import read_file
 from regda_dist.data.images import ImageSamples
@@ -146,13 +145,58 @@ def test_a_taken_out_folder_is_never_overwritten(arm_run, tmp_path, capsys):
     (out / "keep.txt").write_text("mine")
     test_json = arm_run["target"] / "test.json"
     assert main(["predict", str(arm_run["run"]), str(test_json), "--out", str(out)]) == 2
-    assert "exists and is not empty" in capsys.readouterr().err
+    assert "exists and is not an empty folder" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_the_exported_config_is_what_predict_reads(arm_run):
-    cfg = C.load(arm_run["run"] / "config.yaml")
-    assert P.load_predictor(arm_run["run"], "cpu").cfg == cfg
+def test_a_baseline_with_phase_1s_own_head_predicts_and_evaluates_as_its_run(arm_run, tmp_path):
+    # a baseline's weights are phase 1's model, whose head has pretrain.head_layers layers
+    root = arm_run["root"]
+    exp = root / "tiny.yaml"
+    sets = [
+        "--set",
+        "adapt.method=adabn",
+        "--set",
+        "pretrain.head_layers=1",
+        "--set",
+        "adapt.head_init=fresh",
+    ]
+    assert main(["train", "--no-ray", str(exp), "--name", "adabn", *sets]) == 0
+    run = root / "runs" / "adabn"
+    predictor = P.load_predictor(run, "cpu")
+    assert predictor.cfg.pretrain.head_layers == 1 and predictor.label == "AdaBN"
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", str(run), str(arm_run["target"]), "--out", str(out)]) == 0
+    result = json.loads((run / "result.json").read_text())["adapted"]
+    assert json.loads(out.read_text())["pck"]["all"] == pytest.approx(result["oracle/target_pck"])
+
+
+def test_crop_pixels_map_back_to_the_files_as_the_labels_were_mapped_in():
+    from regda_dist.data.images import crop_keypoints
+
+    rng = np.random.default_rng(0)
+    for cut in ((10.0, -4.0, 50.0), (0.0, 0.0, 32.0), (-7.5, 3.0, 120.0)):
+        file_kp = rng.uniform(-5, 60, (7, 2))
+        in_crop = crop_keypoints(file_kp, cut, 32, flip=False)  # how a label enters the crop
+        back = P.to_file_pixels(torch.tensor(in_crop)[None], torch.tensor([cut]), 32)[0]
+        assert np.allclose(back.numpy(), file_kp)
+
+
+def test_image_ids_are_unique_over_every_input(arm_run, tmp_path):
+    test_json = arm_run["target"] / "test.json"
+    loose = tmp_path / "loose.png"
+    Image.new("RGB", (20, 20)).save(loose)
+    inputs = P.read_inputs([str(loose), test_json], 7)  # file first: numbered after the COCO ids
+    ids = [img["id"] for img in inputs.images]
+    assert len(ids) == len(set(ids)) == 9 and max(ids) == ids[-1]
+    data = json.loads(test_json.read_text())
+    data["images"][1]["id"] = data["images"][0]["id"]
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(data))
+    with pytest.raises(P.PredictError, match="is used twice"):
+        P.read_inputs([twice], 7)
+    with pytest.raises(P.PredictError, match="is used twice"):
+        P.read_inputs([test_json, test_json], 7)
 
 
 def test_the_onnx_file_gives_torchs_heatmaps_and_predicts_keypoints(arm_run, tmp_path):

@@ -61,7 +61,7 @@ def tune(args) -> int:
     if not folder.provenance.exists():
         folder.provenance.write_text(json.dumps(provenance(sys.argv), indent=2))
     try:
-        summary = tuning.run_search(search, search_dir, fixed_size=not args.address)
+        summary = tuning.run_search(search, search_dir)
     except (tuning.SearchInterrupted, KeyboardInterrupt) as stop:
         again = " ".join(["regda-dist", *args.argv, *([] if args.resume else ["--resume"])])
         print(
@@ -82,8 +82,9 @@ def export(args) -> int:
     if args.onnx:
         from regda_dist.engine.predict import PredictError
 
-        try:
-            import onnxruntime  # noqa: F401 - refused before anything is written
+        try:  # refused before anything is written
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise PredictError(
                 "--onnx needs onnx and onnxruntime: pip install 'regda-dist[onnx]'"
@@ -128,10 +129,10 @@ def predict(args) -> int:
     from regda_dist.engine import predict as P
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise P.PredictError(f"--out {out}: exists and is not empty (never overwritten)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise P.PredictError(f"--out {out}: exists and is not an empty folder (never overwritten)")
     predictor = P.load_predictor(Path(args.model), args.device)
-    inputs = P.read_inputs(args.images, predictor.spec.num_keypoints)
+    inputs = P.read_inputs(args.images, predictor.spec.num_keypoints, predictor.categories)
     print(f"{predictor.label} ({predictor.weights}) on {len(inputs.samples)} crop(s) of "
           f"{len(inputs.images)} image(s), {predictor.runtime.device}")  # fmt: skip
     results = P.run(predictor, inputs, args.batch_size, args.workers, progress=True)

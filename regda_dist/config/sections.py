@@ -168,8 +168,8 @@ class ScalingConfig:
     num_workers: int = field(default=1, metadata=bounded(1))
     use_gpu: bool = False
     cpus_per_worker: float = field(default=1.0, metadata=bounded(0.01))
-    # GPUs each worker reserves when use_gpu; a fraction (0.25) runs several small trials per
-    # GPU (Ray: amounts above 1 must be whole numbers)
+    # GPUs each worker reserves when use_gpu: 1 (a worker trains on one device), or a fraction
+    # (0.25) for one-worker runs, several search trials per GPU (config/validate.py says why)
     gpus_per_worker: float = field(default=1.0, metadata=bounded(0.01))
     max_failures: int = field(default=2, metadata=bounded(-1))  # -1: retry forever
 

@@ -59,14 +59,14 @@ def problem(
 
 def check(scaling: C.ScalingConfig, trials: int = 1, driver_cpus: float = 0.0, what="") -> None:
     """`problem` on the connected cluster and what its autoscaler can add, as a ConfigError
-    prefixed by `what` (a search's trials: "search: <task>"). An autoscaler that does not say
-    what it can add leaves the request unchecked, and says so."""
+    prefixed by `what` (a search's trials: "search: <task>"). A cluster that may grow by what
+    it does not say leaves the request unchecked, and says so."""
     total = dict(ray.cluster_resources())
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     grows = growth()
     if grows is UNKNOWN:
-        print(f"{what or 'scaling'}: the cluster's autoscaler does not publish the node types it "
-              "can add; what it cannot place is not checked", flush=True)  # fmt: skip
+        print(f"note: {what or 'scaling'}: the Ray cluster may add nodes it does not describe "
+              "(an autoscaler); what it can never place is not checked", flush=True)  # fmt: skip
         return
     if grows:
         shapes, most = grows
@@ -82,31 +82,44 @@ UNKNOWN = object()
 
 
 def growth():
-    """What the connected cluster's autoscaler may add: (node shapes, the most of each resource
-    the cluster may reach) from the cluster config it publishes in the GCS (autoscaler v2,
-    KubeRay); UNKNOWN where an autoscaler runs without publishing one (v1, `ray up`); None where
-    none can add a node (the embedded cluster, nodes started by hand: their head's monitor runs
-    Ray's read-only provider, which names each node's type after the node). Read through Ray's
-    private state API, as Ray Data does."""
+    """What the connected cluster may add beyond its alive nodes: None where nothing (the
+    embedded cluster; nodes started by hand, whose head's monitor runs Ray's read-only
+    provider), (node shapes, the most of each resource the cluster may reach) where the
+    autoscaler's cluster config is in the GCS, UNKNOWN otherwise (an autoscaler that does not
+    publish what it can add, as v1's `ray up` and v2 do in Ray 2.60; a head whose monitor has
+    not reported yet). Read through Ray's private state API, as Ray Data does."""
+    from regda_dist.distributed import cluster
+
+    if cluster.embedded():
+        return None
     try:
         from ray._private import ray_constants
         from ray._private.state import state
-        from ray.autoscaler._private.util import format_readonly_node_type
+        from ray.autoscaler.v2.utils import is_autoscaler_v2
         from ray.experimental.internal_kv import _internal_kv_get
 
         config = state.get_cluster_config()
-        if config is None or not config.node_group_configs:
-            status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-            report = json.loads(status or "{}").get("autoscaler_report") or {}
-            types = (report.get("node_type_mapping") or {}).items()
-            readonly = all(kind == format_readonly_node_type(node) for node, kind in types)
-            return None if readonly else UNKNOWN
-        most = state.get_max_resources_from_cluster_config() or {}
+        groups = list(config.node_group_configs) if config is not None else []
+        most = state.get_max_resources_from_cluster_config() if groups else None
+        status = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        v2 = is_autoscaler_v2(fetch_from_server=True)
     except Exception:  # a private API that moved: say the check is skipped
         return UNKNOWN
-    shapes = [
-        {k: float(v) for k, v in group.resources.items()}
-        for group in config.node_group_configs
-        if group.max_count != 0
-    ]
-    return shapes, {k: float(v) for k, v in most.items()}
+    return growth_from(groups, most, status, v2)
+
+
+def growth_from(groups, most: dict | None, status: bytes | str | None, v2: bool):
+    """growth() from what the GCS holds: the autoscaler's node groups (NodeGroupConfig:
+    resources, max_count) and their most resources, v1's status report (JSON), whether v2
+    runs."""
+    if groups:
+        shapes = [{k: float(v) for k, v in g.resources.items()} for g in groups if g.max_count]
+        return shapes, {k: float(v) for k, v in (most or {}).items()}
+    if v2 or not status:
+        return UNKNOWN
+    from ray.autoscaler._private.util import format_readonly_node_type
+
+    report = json.loads(status).get("autoscaler_report") or {}
+    types = (report.get("node_type_mapping") or {}).items()
+    readonly = bool(types) and all(kind == format_readonly_node_type(n) for n, kind in types)
+    return None if readonly else UNKNOWN

@@ -38,8 +38,17 @@ def parse_address(address: str) -> tuple[str, int]:
     return match["host"].strip("[]"), int(match["port"])
 
 
+_EMBEDDED: list[bool] = []  # set by connect(): whether this process started the embedded Ray
+
+
 def connected() -> bool:
     return ray.is_initialized()
+
+
+def embedded() -> bool:
+    """Whether the connected Ray is the embedded local cluster this process started (one
+    machine, no autoscaler: what is alive is all there is)."""
+    return bool(_EMBEDDED) and _EMBEDDED[-1] and ray.is_initialized()
 
 
 def own_state_api(dashboard_port: int) -> dict:
@@ -113,7 +122,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, timeout_s: 
             ray.shutdown()
             message = f"the embedded Ray did not start: {one_line(err)}; run again"
             raise ClusterError(message) from None
+        _EMBEDDED.append(True)
         return
+    _EMBEDDED.append(False)
     if address != "auto":  # auto: $RAY_ADDRESS (Ray sets it for a job's driver) or this node's
         host, port = parse_address(address)
         try:

@@ -24,7 +24,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from regda_dist import config as C
 from regda_dist.config.migrate import adapted
-from regda_dist.distributed import capacity, train
+from regda_dist.distributed import capacity, cluster, train
 from regda_dist.distributed.cluster import one_line
 from regda_dist.distributed.scheduler import make_scheduler
 from regda_dist.distributed.searcher import (
@@ -140,7 +140,9 @@ def _run(cfg: C.Config, run: RunFolder, params: dict, spec: dict, report: bool) 
         return result
     callbacks = [TuneReportCallback()] if report else None
     trial = {"hparams": params, "columns": spec.get("columns")}
-    return train.fit(cfg, run.path, resume=True, callbacks=callbacks, trial=trial)
+    # capacity: checked for the search's trials before any started (check_capacity)
+    return train.fit(cfg, run.path, resume=True, callbacks=callbacks, trial=trial,
+                     check_capacity=False)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------
@@ -155,13 +157,13 @@ def check_capacity(search: Search) -> None:
         capacity.check(cfg.scaling, s.max_concurrent, s.driver_cpus, what=f"search: {name}")
 
 
-def precompute_phase1(search: Search, search_dir: Path, fixed_size: bool) -> None:
+def precompute_phase1(search: Search, search_dir: Path) -> None:
     """Phase 1 of every task, once, into the shared cache, before any trial starts."""
     for name, cfg in search.tasks.items():
         if phase1_cached(cfg):
             continue
         print(f"phase 1 (source only) of {name}: computing once for all trials", flush=True)
-        if fixed_size:
+        if cluster.embedded():  # one machine: phase 1 alone may take every CPU
             cfg = phase1_scaling(cfg, ray.cluster_resources().get("CPU", 0))
         run_dir = SearchFolder(search_dir).phase1_run(name, cfg.pretrain_key())
         train.fit(cfg, run_dir, resume=True, phase="pretrain")
@@ -247,11 +249,11 @@ def _tuner(search: Search, search_dir: Path, group: str, tasks: dict):
     )
 
 
-def run_search(search: Search, search_dir: Path, fixed_size: bool = True) -> dict:
+def run_search(search: Search, search_dir: Path) -> dict:
     """Every group's search on the connected Ray cluster; returns {group: summary}."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no second TensorBoard per trial
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    precompute_phase1(search, search_dir, fixed_size)
+    precompute_phase1(search, search_dir)
     grids = {}
     for group, tasks in groups(search).items():
         grids[group] = grid = _tuner(search, search_dir, group, tasks).fit()

@@ -208,13 +208,16 @@ def fit(
     callbacks: list | None = None,
     phase: str = "all",
     trial: dict | None = None,
+    check_capacity: bool = True,
 ) -> dict:
     """Run one experiment with Ray Train on the connected Ray cluster; returns result.json
     (phase 'pretrain': phase 1 into the shared cache only; returns {}).
     callbacks: Ray Train callbacks (a Tune trial passes TuneReportCallback).
-    trial: a search trial's {"hparams": parameters, "columns": its search's space} (TensorBoard)."""
+    trial: a search trial's {"hparams": parameters, "columns": its search's space} (TensorBoard).
+    check_capacity: refuse what the cluster can never place (a search checks its trials once)."""
     run_dir = run_dir.resolve()
-    capacity.check(cfg.scaling)  # on any cluster: what it can never place would wait forever
+    if check_capacity:  # on any cluster: what it can never place would wait forever
+        capacity.check(cfg.scaling)
     prepare_run_dir(run_dir, cfg, resume)
     s = cfg.scaling
     resources = capacity.worker_resources(s)

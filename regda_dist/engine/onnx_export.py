@@ -27,6 +27,7 @@ def to_onnx(predictor: Predictor, path: Path, batch: int = 2, seed: int = 0) -> 
     difference between onnxruntime's heatmaps and torch's on a random batch (float32, CPU);
     above TOLERANCE the file is removed and PredictError says so."""
     try:
+        import onnx  # noqa: F401 - torch's exporter needs it
         import onnxruntime
     except ImportError:
         raise PredictError(
@@ -37,25 +38,27 @@ def to_onnx(predictor: Predictor, path: Path, batch: int = 2, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
     tmp = path.with_name(f".{path.name}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
-        torch.onnx.export(
-            model,
-            (x,),
-            str(tmp),
-            dynamo=False,
-            input_names=["images"],
-            output_names=["heatmaps"],
-            dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}},
-            opset_version=17,
-        )
-    session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"images": x.numpy()})
-    with torch.no_grad():
-        want = model(x)
-    diff = float((torch.from_numpy(got) - want).abs().max())
-    if not diff <= TOLERANCE:
-        tmp.unlink()
-        raise PredictError(f"{path}: ONNX heatmaps differ from torch's by {diff:.2e} (> 1e-4)")
-    tmp.replace(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+            torch.onnx.export(
+                model,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                input_names=["images"],
+                output_names=["heatmaps"],
+                dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}},
+                opset_version=17,
+            )
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"images": x.numpy()})
+        with torch.no_grad():
+            want = model(x)
+        diff = float((torch.from_numpy(got) - want).abs().max())
+        if not diff <= TOLERANCE:
+            raise PredictError(f"{path}: ONNX heatmaps differ from torch's by {diff:.2e} (> 1e-4)")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed export or check leaves nothing behind
     return diff

@@ -61,6 +61,12 @@ class Predictor:
         return self.cfg.data.image_size / self.cfg.data.heatmap_size
 
     @property
+    def categories(self) -> tuple:
+        """The COCO categories the model was adapted to (data.target.categories; none for a
+        synthetic task: all)."""
+        return () if self.cfg.data.task else tuple(self.cfg.data.target.categories)
+
+    @property
     def sharpest(self) -> float:
         """The peak probability of a label heatmap (the codec's Gaussian of the run's sigma,
         normalised), in the middle of the map: what a confidence of 1 is."""
@@ -134,28 +140,38 @@ def _blank(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((k, 2)), np.zeros(k, np.float32)
 
 
-def read_inputs(paths: list[str | Path], k: int) -> Inputs:
+def read_inputs(paths: list[str | Path], k: int, categories=()) -> Inputs:
     """Image files, folders of images (sorted, not recursive) or COCO JSON files (their
-    annotations' boxes as crops; an image without one whole). One line naming what is wrong:
-    a missing path, a folder without images, an unreadable image."""
-    found = Inputs()
+    annotations' boxes as crops, of `categories` (names or ids; the model's target categories)
+    where the file defines any of them; an image without a box whole). COCO images keep their
+    ids, which must be whole numbers, unique over every file given; image files are numbered
+    after them. One line naming what is wrong: a missing path, a folder without images, an
+    unreadable image, an image id that is missing or taken."""
+    found, plain = Inputs(), []
     if not paths:
         raise PredictError("no images given")
     for raw in paths:
         path = Path(raw)
         if path.suffix.lower() == ".json":
-            _coco_inputs(path, k, found)
+            _coco_inputs(path, k, found, categories)
         elif path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 kinds = ", ".join(sorted(IMAGE_SUFFIXES))
                 raise PredictError(f"{path}: no images in this folder ({kinds})")
-            for f in files:
-                _whole_image(f, k, found)
+            plain += files
         elif path.is_file():
-            _whole_image(path, k, found)
+            plain.append(path)
         else:
             raise PredictError(f"{path}: no such file or folder")
+    image_id = max((img["id"] for img in found.images), default=0)
+    for file in plain:
+        image_id += 1
+        width, height = _image_size(file)
+        found.images.append({"id": image_id, "file_name": str(file), "width": width,
+                             "height": height})  # fmt: skip
+        found.samples.append(Sample(file, *_blank(k)))
+        found.entries.append({"image_id": image_id, "category_id": 1})
     return found
 
 
@@ -171,50 +187,56 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise PredictError(f"{path}: unreadable image ({err})") from None
 
 
-def _whole_image(path: Path, k: int, found: Inputs) -> None:
-    width, height = _image_size(path)
-    image_id = len(found.images) + 1
-    found.images.append({"id": image_id, "file_name": str(path), "width": width, "height": height})
-    found.samples.append(Sample(path, *_blank(k)))
-    found.entries.append({"image_id": image_id, "category_id": 1})
+def _coco_images(path: Path, data: dict, taken: set) -> dict:
+    """{id: image} of a COCO file: ids whole numbers, unique here and over the files before."""
+    images = {}
+    for i, img in enumerate(data["images"]):
+        ok = isinstance(img, dict) and "file_name" in img
+        image_id = img.get("id") if ok else None
+        if not ok or not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise PredictError(f"{path}: images[{i}] needs a whole-number 'id' and a 'file_name'")
+        if image_id in images or image_id in taken:
+            raise PredictError(f"{path}: image id {image_id} is used twice (ids must be unique)")
+        images[image_id] = img
+    return images
 
 
-def _coco_inputs(path: Path, k: int, found: Inputs) -> None:
+def _coco_inputs(path: Path, k: int, found: Inputs, categories=()) -> None:
     data = read_json(path, "COCO file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise PredictError(f"{path}: not a COCO file (no 'images' list)")
-    images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
+    images = _coco_images(path, data, {img["id"] for img in found.images})
     base = image_folder(path, images.values())
-    boxed = set()
+    named = {c.get("id") for c in data.get("categories") or [] if isinstance(c, dict)
+             and (c.get("id") in categories or c.get("name") in categories)}  # fmt: skip
+    boxed, sizes = set(), {}
     for i, ann in enumerate(data.get("annotations") or []):
         where = f"{path}: annotation {ann.get('id', i) if isinstance(ann, dict) else i}"
         if not isinstance(ann, dict) or ann.get("iscrowd"):
             continue
+        if named and ann.get("category_id") not in named:  # the model's categories only
+            continue
         image = images.get(ann.get("image_id"))
-        if image is None or "file_name" not in image:
+        if image is None:
             raise PredictError(f"{where}: image_id {ann.get('image_id')!r} not in 'images'")
         box = crop_box(ann, where)
         if box is None:
             continue
         file = base / image["file_name"]
-        _image_size(file)
+        if file not in sizes:
+            sizes[file] = _image_size(file)
         found.samples.append(Sample(file, *_blank(k), box))
         entry = {"image_id": image["id"], "category_id": ann.get("category_id", 1)}
         found.entries.append({**entry, **({"id": ann["id"]} if "id" in ann else {})})
         boxed.add(image["id"])
     for image_id, image in images.items():
-        if image_id in boxed or "file_name" not in image:
+        if image_id in boxed:
             continue
-        file = base / image["file_name"]
-        width, height = _image_size(file)
-        found.samples.append(Sample(file, *_blank(k)))
+        _image_size(base / image["file_name"])
+        found.samples.append(Sample(base / image["file_name"], *_blank(k)))
         found.entries.append({"image_id": image_id, "category_id": 1})
-    found.images += [
-        {**img, "file_name": str(base / img["file_name"])}
-        for img in images.values()
-        if "file_name" in img
-    ]
-    if not found.samples:
+    found.images += [{**img, "file_name": str(base / img["file_name"])} for img in images.values()]
+    if not images:
         raise PredictError(f"{path}: no images in this COCO file")
 
 
@@ -280,8 +302,7 @@ def evaluate(predictor: Predictor, coco: Path, batch_size: int = 32) -> dict:
     if not file.is_file():
         raise PredictError(f"{file}: no such COCO file")
     cfg = predictor.cfg
-    categories = cfg.data.target.categories if not cfg.data.task else ()
-    samples, match = read_file(file, predictor.spec, categories)
+    samples, match = read_file(file, predictor.spec, predictor.categories)
     if not samples:
         raise PredictError(f"{file}: no annotations of the model's keypoint set")
     dataset = ImageSamples(samples, cfg.data.image_size)

@@ -2,10 +2,11 @@
 the model it evaluates and exports, label, head_init default, constraints, and the epoch from
 which a scheduler may judge it), registered here in the order searches list them.
 
-Adding a method: a module beside these whose METHOD is registered below; the contract tests
-(tests/test_methods.py) run every registered method. Nothing else lists methods: the config's
-sections and adapt.method choices, the default search space, the step the trainer builds, the
-labels and the scheduler's rungs are all read from here.
+Adding a method: a module beside these whose METHOD is registered below; the contract test
+(tests/test_methods.py) runs every registered method: it adapts, exports the model it declares,
+and 2 workers equal 1. Nothing else lists methods: the config's sections and adapt.method
+choices, the default search space, the step the trainer builds, the labels and the scheduler's
+rungs are all read from here.
 """
 
 from __future__ import annotations

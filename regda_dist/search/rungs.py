@@ -1,7 +1,7 @@
 """When a scheduler may judge a trial: ASHA's rungs in epochs, from the first epoch by whose end
 every method the search runs has begun to adapt (each method says when: Method.judge_from), or
-search.grace_period; a search whose rungs would all fall on or after the last epoch runs FIFO,
-said at load."""
+search.grace_period; a task of a search whose rungs would all fall on or after its last epoch
+runs FIFO (each task has its own ASHA), said at load."""
 
 from __future__ import annotations
 
