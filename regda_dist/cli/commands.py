@@ -79,16 +79,10 @@ def export(args) -> int:
     from regda_dist.folders import ExportFolder
     from regda_dist.search.export import export as export_search
 
-    if args.onnx:
-        from regda_dist.engine.predict import PredictError
+    if args.onnx:  # refused before anything is written
+        from regda_dist.engine.onnx_export import require
 
-        try:  # refused before anything is written
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise PredictError(
-                "--onnx needs onnx and onnxruntime: pip install 'regda-dist[onnx]'"
-            ) from None
+        require()
     out = export_search(
         Path(args.run_dir), args.metric, args.top_k, Path(args.out) if args.out else None
     )

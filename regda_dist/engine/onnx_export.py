@@ -22,17 +22,23 @@ from regda_dist.engine.predict import PredictError, Predictor
 TOLERANCE = 1e-4
 
 
-def to_onnx(predictor: Predictor, path: Path, batch: int = 2, seed: int = 0) -> float:
-    """Write predictor's model to `path` (batch dimension dynamic) and return the largest
-    difference between onnxruntime's heatmaps and torch's on a random batch (float32, CPU);
-    above TOLERANCE the file is removed and PredictError says so."""
+def require():
+    """onnxruntime, once onnx (torch's exporter needs it) is there too; else one line."""
     try:
-        import onnx  # noqa: F401 - torch's exporter needs it
+        import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
         raise PredictError(
             "--onnx needs onnx and onnxruntime: pip install 'regda-dist[onnx]'"
         ) from None
+    return onnxruntime
+
+
+def to_onnx(predictor: Predictor, path: Path, batch: int = 2, seed: int = 0) -> float:
+    """Write predictor's model to `path` (batch dimension dynamic) and return the largest
+    difference between onnxruntime's heatmaps and torch's on a random batch (float32, CPU);
+    above TOLERANCE the file is removed and PredictError says so."""
+    onnxruntime = require()
     model = predictor.model.float().cpu().eval()
     size = predictor.cfg.data.image_size
     g = torch.Generator().manual_seed(seed)
