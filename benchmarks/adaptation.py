@@ -30,8 +30,9 @@ from regda_dist.engine.build import seed_everything
 from regda_dist.engine.phase1 import baselines, pretrained_source
 from regda_dist.engine.run import candidates
 
-METHODS = ("regda", "mean_teacher", "regda+mean_teacher")
-NAMES = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA + MT"}
+METHODS = ("regda", "mean_teacher", "regda+mean_teacher", "prior_teacher")
+NAMES = {"regda": "RegDA", "mean_teacher": "mean teacher", "regda+mean_teacher": "RegDA + MT",
+         "prior_teacher": "prior-guided teacher"}  # fmt: skip
 ALL = "oracle/target_pck"
 KEYS = ("kind", "task", "seed")
 
@@ -157,13 +158,20 @@ def render_markdown(runs: list[dict], meta: dict, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _methods_run(runs: list[dict], task: str) -> list[str]:
+    """The methods with a run on `task`, in METHODS' order."""
+    return [m for m in METHODS if any(r["task"] == task and r["kind"] == m for r in runs)]
+
+
 def _complete_seeds(runs: list[dict], task: str) -> dict[int, dict[str, dict]]:
-    """{seed: {kind: run}} of the seeds of `task` that have phase 1 and every method."""
+    """{seed: {kind: run}} of the seeds of `task` that have phase 1 and every method run on
+    the task."""
     by_seed: dict[int, dict[str, dict]] = {}
     for r in runs:
         if r["task"] == task and r["kind"] in ("pretrain", *METHODS):
             by_seed.setdefault(r["seed"], {})[r["kind"]] = r
-    return {s: k for s, k in sorted(by_seed.items()) if set(k) == {"pretrain", *METHODS}}
+    every = {"pretrain", *_methods_run(runs, task)}
+    return {s: k for s, k in sorted(by_seed.items()) if set(k) == every}
 
 
 def _pool(kinds: dict[str, dict], read) -> dict[str, dict]:
@@ -171,7 +179,7 @@ def _pool(kinds: dict[str, dict], read) -> dict[str, dict]:
     takes of its run."""
     base = kinds["pretrain"]
     pool = {"source-only": base["source_only"], "AdaBN": base["adabn"]}
-    return pool | {NAMES[m]: read(kinds[m]) for m in METHODS}
+    return pool | {NAMES[m]: read(kinds[m]) for m in METHODS if m in kinds}
 
 
 def _best(pool: dict[str, dict], key: str) -> str:
@@ -188,8 +196,9 @@ def across_methods(runs: list[dict], task: str) -> list[str]:
     seeds = _complete_seeds(runs, task)
     if not seeds:
         return []
-    metric = next(iter(seeds.values()))[METHODS[0]]["candidates"]["metric"]
-    names = ["source-only", "AdaBN", *(NAMES[m] for m in METHODS)]
+    present = _methods_run(runs, task)
+    metric = next(iter(seeds.values()))[present[0]]["candidates"]["metric"]
+    names = ["source-only", "AdaBN", *(NAMES[m] for m in present)]
     lines = [
         f"### {task}: one answer over every method at its defaults",
         "",

@@ -173,3 +173,20 @@ def test_an_unknown_mode_and_a_head_that_cannot_be_carried_over_are_refused():
     assert C.load(None, []).adapt_head == "phase1"
     with pytest.raises(ValueError, match="adapt.batchnorm must be one of"):
         PhaseTwoNorm("sometimes", None)
+
+
+def test_a_teacher_method_under_target_mode_exports_its_teacher_with_target_statistics(tmp_path):
+    cfg = _cfg(tmp_path, "adapt.method=mean_teacher", "adapt.batchnorm=target",
+               "mean_teacher.rampup_iters=0", "mean_teacher.ema_decay=0.5")  # fmt: skip
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, build_task(cfg.data))
+    source, _ = trainer.pretrain(tmp_path / "p1.ckpt")
+    out = trainer.adapt(source.state_dict(), tmp_path / "mt.ckpt")
+    exported = out.model
+    expected = trainer.eval.adabn(exported, trainer.task.target_train, cfg.train.seed)
+    assert _equal(_stats(exported), _stats(expected), atol=1e-6)
+    saved = torch.load(tmp_path / "mt.ckpt", weights_only=True)
+    teacher, student = saved["teacher"], saved["model"]
+    weights = [k for k in teacher if "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(exported.state_dict()[k], teacher[k]) for k in weights)
+    assert not all(torch.equal(teacher[k], student[k]) for k in weights)  # not the student

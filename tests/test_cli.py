@@ -152,6 +152,31 @@ def test_a_search_metric_that_cannot_exist_is_refused_before_anything_starts(tmp
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("space", "metric", "said"),
+    [
+        ({"adapt.method": {"choice": ["regda", "mean_teacher"]}}, "head_agreement",
+         "means nothing for mean teacher"),
+        ({"adapt.method": {"choice": ["mean_teacher", "prior_teacher"]}}, "source_pck",
+         "prior_teacher judges skeletons"),
+    ],
+)  # fmt: skip
+def test_a_search_whose_metric_or_method_cannot_serve_a_method_is_refused(
+    tmp_path, capsys, space, metric, said
+):
+    from tests.test_search_space import _boneless
+
+    values = yaml.safe_load(_experiment(tmp_path).read_text())
+    if "prior_teacher" in str(space):
+        values["data"].update(_boneless(tmp_path), num_train=24)
+    values["search"] = {"metric": metric, "num_samples": 2, "space": space}
+    exp = tmp_path / "refused.yaml"
+    exp.write_text(yaml.safe_dump(values))
+    assert cli.main(["tune", str(exp)]) == 2
+    assert said in _one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_baseline_as_the_method_runs_no_phase_two_and_is_its_own_answer(tmp_path, capsys):
     """What `export` writes when AdaBN wins a search: re-run, it gives AdaBN's numbers and
     weights (from the phase-1 cache)."""

@@ -110,3 +110,88 @@ def test_view_parameters_come_from_the_sample_seed_alone():
 def test_the_consistency_weight_ramps_up():
     assert rampup(0, 100) == pytest.approx(0.0067, abs=1e-4)
     assert rampup(100, 100) == rampup(500, 100) == rampup(3, 0) == 1.0
+
+
+def test_the_ema_moves_parameters_and_leaves_the_teachers_batchnorm_statistics_its_own():
+    student = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).train()
+    mt = _teacher(student, ema_decay=0.5)
+    student(torch.randn(16, 3) + 5)  # the student's running statistics move, and its counter
+    with torch.no_grad():
+        student[1].weight.add_(2.0)
+    before = {k: v.clone() for k, v in mt.teacher.state_dict().items()}
+    mt.update()
+    after = mt.teacher.state_dict()
+    assert torch.allclose(after["1.weight"], 0.5 * before["1.weight"] + 0.5 * student[1].weight)
+    for name in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(after[name], before[name]), name  # not averaged towards the student
+    assert not torch.equal(student[1].running_mean, before["1.running_mean"])
+
+
+def test_views_with_shear_and_teacher_views_from_the_strong_ranges():
+    cfg = C.load(None, ["mean_teacher.shear=30", "mean_teacher.teacher_views=strong"]).mean_teacher
+    views = TeacherViews(_Blank(2), cfg)
+    assert views.weak is views.strong and views.strong.shear == 30
+    theta = views[(0, 5)][1]["strong"][:, :2]
+    columns = theta.T  # a sheared map's columns are no longer orthogonal
+    assert abs(float(columns[0] @ columns[1])) > 1e-3
+    plain = TeacherViews(_Blank(2), C.load(None, []).mean_teacher)
+    assert plain.weak.rotation == 15 and plain.strong.shear == 0
+    unsheared = plain[(0, 5)][1]["strong"][:, :2].T
+    assert abs(float(unsheared[0] @ unsheared[1])) < 1e-5
+
+
+def test_a_view_without_shear_draws_the_same_random_numbers_as_before_shear_existed():
+    from regda_dist.data.views import Geometry
+
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    Geometry(15, (0.9, 1.1), 0.05).sample(g1)
+    torch.rand(4, generator=g2, dtype=torch.float64)  # rotation, zoom, shift x, y
+    assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=g2))
+
+
+def test_an_occlusion_patch_from_inside_is_never_padding():
+    from regda_dist.data import views
+
+    size, side = SIZE, 0.25
+    centres = torch.tensor([[2.0, 2.0], [60.0, 33.0], [32.0, 62.0]])
+    for u in (torch.zeros(3, 2), torch.ones(3, 2) * 0.999, torch.rand(3, 2)):
+        offsets = views.offsets_from_inside(centres, side, size, u)
+        source = centres + offsets * size
+        half = side * size / 2
+        assert (source >= half - 1e-4).all() and (source <= size - half + 1e-4).all()
+    x = torch.ones(3, 3, size, size)
+    out = views.occlude(x, centres, side, views.offsets_from_inside(centres, side, size, u))
+    assert torch.allclose(out, x)  # every pasted pixel came from the image: none is black
+    black = views.occlude(x, centres, side, torch.full((3, 2), 0.5))  # the offset rule can
+    assert (black == 0).any()
+
+
+def test_the_student_optimiser_is_sgd_by_default_and_constant_adam_on_request(tiny_cfg):
+    from regda_dist.engine.build import model_for
+    from regda_dist.methods.mean_teacher import student_optimizers
+
+    model = model_for(tiny_cfg, Runtime(), 21)
+    sgd, _ = student_optimizers(model, tiny_cfg)
+    assert all(isinstance(o, torch.optim.SGD) for o in sgd)
+    assert [o.param_groups[0]["lr"] for o in sgd] == [tiny_cfg.optim.backbone_lr, tiny_cfg.optim.lr]
+    tiny_cfg.mean_teacher.optimizer, tiny_cfg.mean_teacher.adam_lr = "adam", 3e-4
+    adam, schedules = student_optimizers(model, tiny_cfg)
+    assert all(isinstance(o, torch.optim.Adam) for o in adam)
+    for _ in range(50):
+        for o, s in zip(adam, schedules, strict=True):
+            o.step()  # no gradients: moves nothing
+            s.step()
+    assert [o.param_groups[0]["lr"] for o in adam] == [3e-4, 3e-4]  # constant, as UDAPE
+    params = {id(p) for o in adam for g in o.param_groups for p in g["params"]}
+    assert not params & {id(p) for p in model.head_adv.parameters()}  # head_adv never trains
+
+
+def test_a_teacher_method_refuses_head_agreement_and_regda_mt_refuses_adam():
+    from regda_dist.fields import ConfigError
+
+    for method in ("mean_teacher", "prior_teacher"):
+        with pytest.raises(ConfigError, match="head_agreement.*means nothing"):
+            C.load(None, [f"adapt.method={method}", "train.select_metric=proxy/head_agreement"])
+    C.load(None, ["adapt.method=regda+mean_teacher", "train.select_metric=proxy/head_agreement"])
+    with pytest.raises(ConfigError, match="optimizer 'adam'"):
+        C.load(None, ["adapt.method=regda+mean_teacher", "mean_teacher.optimizer=adam"])

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from regda_dist.data.datasets import build_task
+from regda_dist.data.datasets import ImagesOnly, build_task
 from regda_dist.engine.trainer import Trainer
+from regda_dist.methods import adapters
 
 
 class _Crash(Exception):
@@ -43,17 +44,51 @@ def test_adapt_resumes_exactly_after_an_interruption(tiny_cfg, tmp_path):
     assert int(resumed.grl.iters) == total  # the warm-start counter continued
 
 
-def test_adaptation_never_reads_target_labels(tiny_cfg):
+class _Forbidden(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        raise AssertionError("training read a labelled target sample")
+
+
+class _ImageOnly(tuple):
+    """A labelled item whose image (item[0]) may be read and nothing else."""
+
+    def __getitem__(self, i):
+        if i != 0:
+            raise AssertionError(f"training read item[{i}] of a target sample: its labels")
+        return super().__getitem__(0)
+
+    def __iter__(self):
+        raise AssertionError("training unpacked a target sample: its labels")
+
+
+class _LabelsTrapped(torch.utils.data.Dataset):
+    """The labelled set that ImagesOnly wraps, its labels out of reach."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        return _ImageOnly(self.dataset[key])
+
+
+@pytest.mark.parametrize("method", adapters())
+def test_adaptation_never_reads_target_labels(tiny_cfg, method):
+    """Neither the labelled target split (only the oracle's) nor the labels inside the set that
+    target_train's ImagesOnly wraps are read, by any method."""
     task = build_task(tiny_cfg.data)
-
-    class Forbidden(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(task.target_train_labelled)
-
-        def __getitem__(self, i):
-            raise AssertionError("training read a labelled target sample")
-
-    task.target_train_labelled = Forbidden()  # only the oracle baseline may use it
+    tiny_cfg.adapt.method = method
+    assert task.target_train._dataset is task.target_train_labelled  # what the trap must cover
+    task.target_train = ImagesOnly(_LabelsTrapped(task.target_train_labelled))
+    task.target_train_labelled = _Forbidden(len(task.target_train_labelled))
     trainer = Trainer(tiny_cfg, task)
     events = []
     trainer.add_callback("on_eval", lambda phase, epoch, metrics: events.append((phase, metrics)))
@@ -61,7 +96,8 @@ def test_adaptation_never_reads_target_labels(tiny_cfg):
     trainer.adapt(source.state_dict(), _tmp(trainer, "adapt"))
     adapt = [m for phase, m in events if phase == "adapt"]
     assert len(adapt) == tiny_cfg.adapt.epochs
-    assert {"oracle/target_pck", "source/pck", "train/loss_c", "train/lambda"} <= set(adapt[-1])
+    assert {"oracle/target_pck", "source/pck"} <= set(adapt[-1])
+    assert any(k.startswith("train/loss") for k in adapt[-1])
     # an epoch's fixed cost is visible: evaluation and the checkpoint, apart from training
     assert all(m["time/eval_s"] > 0 and m["time/checkpoint_s"] > 0 for m in adapt)
 
@@ -220,3 +256,26 @@ def test_preflight_builds_the_model_on_the_cpu_not_on_the_run_device(tiny_cfg):
     tiny_cfg.train.device = "meta"
     model = preflight(tiny_cfg, 21)
     assert {t.device.type for t in model.state_dict().values()} == {"cpu"}
+
+
+@pytest.mark.parametrize("head_init", ["phase1", "fresh"])
+def test_head_init_carries_phase_ones_main_head_and_never_its_adversarial_one(tiny_cfg, head_init):
+    tiny_cfg.adapt.head_init = head_init
+    trainer = Trainer(tiny_cfg, build_task(tiny_cfg.data))
+    torch.manual_seed(1)
+    pretrained = trainer.build_model().state_dict()
+    for key, value in pretrained.items():
+        if key.startswith("head_adv.") and value.is_floating_point():
+            value.fill_(7.0)  # what phase 1's file holds for head_adv must never be read
+        elif key.startswith("head.") and value.is_floating_point():
+            value.add_(0.5)  # unlike any fresh initialisation
+    torch.manual_seed(2)
+    model, _, _, _ = trainer._start_adaptation(pretrained, _tmp(trainer, "adapt"))
+    state = model.state_dict()
+    for key, value in state.items():
+        if key.startswith(("backbone.", "upsampling.")):
+            assert torch.equal(value, pretrained[key]), key
+        elif key.startswith("head.") and value.is_floating_point():
+            assert torch.equal(value, pretrained[key]) == (head_init == "phase1"), key
+        elif key.startswith("head_adv.") and value.is_floating_point():
+            assert not (value == 7.0).all(), key  # fresh

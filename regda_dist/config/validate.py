@@ -10,7 +10,7 @@ from regda_dist.config.schema import Config
 from regda_dist.config.sections import DataConfig, KeypointSetConfig
 from regda_dist.data.keypoints import CUSTOM, FROM_DATA, KeypointError, define, list_keypoint_sets
 from regda_dist.fields import ConfigError
-from regda_dist.methods import get_method
+from regda_dist.methods import blind_proxy_problems, get_method
 
 
 def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None = None) -> Config:
@@ -42,6 +42,9 @@ def validate(cfg: Config, source: str = "config", lines: dict[str, int] | None =
             )
     _validate_gpus(cfg.scaling, source)
     _refuse(get_method(cfg.adapt.method).problems(cfg), source)
+    if cfg.train.select_metric.startswith("proxy/"):
+        blind = blind_proxy_problems(cfg.adapt.method, cfg.train.select_metric)
+        _refuse([f"train.select_metric: {line}" for line in blind], source)
     heads = cfg.pretrain.head_layers or cfg.model.num_head_layers
     if cfg.adapt_head == "phase1" and heads != cfg.model.num_head_layers:
         raise ConfigError(

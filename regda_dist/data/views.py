@@ -27,11 +27,14 @@ def to_pixels(n: torch.Tensor, size: int) -> torch.Tensor:
     return (n + 1) * size / 2
 
 
-def view_map(angle_deg: float, zoom: float) -> torch.Tensor:
+def view_map(angle_deg: float, zoom: float, shear_deg: float = 0.0) -> torch.Tensor:
     """(2, 2) linear part A of a view: rotation by `angle_deg` scaled by `zoom` (> 1: the view
-    shows more of the image, smaller)."""
+    shows more of the image, smaller), after a horizontal shear by `shear_deg`."""
     a = math.radians(angle_deg)
-    return zoom * torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    rotation = zoom * torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    if not shear_deg:
+        return rotation
+    return rotation @ torch.tensor([[1.0, math.tan(math.radians(shear_deg))], [0.0, 1.0]])
 
 
 def inverse(theta: torch.Tensor) -> torch.Tensor:
@@ -88,11 +91,14 @@ def heatmaps_to_view(h: torch.Tensor, theta: torch.Tensor, image_size: int) -> t
 @dataclass(frozen=True)
 class Geometry:
     """Ranges of a random view: rotation U(-r, r) degrees, zoom U(lo, hi) (the view's extent
-    over the image's), shift U(-t, t) of the image size along each axis."""
+    over the image's), shift U(-t, t) of the image size along each axis, shear U(-s, s)
+    degrees (drawn only where s > 0: a view without shear takes the same random numbers as
+    before shear existed)."""
 
     rotation: float
     zoom: tuple[float, float]
     shift: float
+    shear: float = 0.0
 
     def sample(self, g: torch.Generator) -> torch.Tensor:
         """One view's theta (2, 3)."""
@@ -100,7 +106,11 @@ class Geometry:
         angle = (2 * u[0] - 1) * self.rotation
         zoom = self.zoom[0] + (self.zoom[1] - self.zoom[0]) * u[1]
         shift = (2 * u[2:] - 1) * self.shift * 2  # of the image size, normalised (2 = S)
-        return torch.cat((view_map(float(angle), float(zoom)), shift[:, None]), 1).float()
+        shear = 0.0
+        if self.shear > 0:
+            shear = float((2 * torch.rand((), generator=g, dtype=torch.float64) - 1) * self.shear)
+        linear = view_map(float(angle), float(zoom), shear)
+        return torch.cat((linear, shift[:, None]), 1).float()
 
 
 def colour(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -126,6 +136,15 @@ def blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     out = F.conv2d(F.pad(out, (2, 2, 0, 0), mode="replicate"), kx, groups=n * c)
     out = F.conv2d(F.pad(out, (0, 0, 2, 2), mode="replicate"), kx.transpose(2, 3), groups=n * c)
     return out.reshape(n, c, h, w)
+
+
+def offsets_from_inside(centres: torch.Tensor, side: float, size: int, u: torch.Tensor):
+    """The offsets (B, 2) (in image sizes) from patches of side `side` x `size` centred at
+    `centres` (B, 2) (px) to patches lying wholly inside the image, their centres placed by
+    u (B, 2) in [0, 1): what `occlude` pastes is then never padding."""
+    half = side * size / 2
+    source = half + u.to(centres.dtype) * max(size - 2 * half, 0.0)
+    return (source - centres) / size
 
 
 def occlude(x: torch.Tensor, centres: torch.Tensor, side: float, offsets: torch.Tensor):

@@ -263,6 +263,8 @@ class Trainer:
         evaluator.norm = norm = PhaseTwoNorm(a.batchnorm, evaluator.reestimate)
         sync = grad_sync(rt, model, cfg.train.grad_bucket_mb)
         method = get_method(a.method).step.from_config(model, cfg, rt, norm.domain, sync)
+        if hasattr(method, "fit_source"):  # what it learns from labelled source (a pose prior)
+            method.fit_source(self.task.source_val, self.task.spec)
         norm.attach(method.evaluated)
         state = {"epoch": 0, "selected": None}
         if checkpoint.resumes(ckpt_path, rt):

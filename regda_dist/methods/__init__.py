@@ -12,7 +12,13 @@ rungs are all read from here.
 from __future__ import annotations
 
 from regda_dist.fields import ConfigError
-from regda_dist.methods import baselines, mean_teacher, regda, regda_mean_teacher
+from regda_dist.methods import (
+    baselines,
+    mean_teacher,
+    prior_teacher,
+    regda,
+    regda_mean_teacher,
+)
 from regda_dist.methods.base import Method
 from regda_dist.registry import Registry
 
@@ -21,6 +27,7 @@ for _method in (
     regda.METHOD,
     mean_teacher.METHOD,
     regda_mean_teacher.METHOD,
+    prior_teacher.METHOD,
     baselines.SOURCE_ONLY,
     baselines.ADABN,
 ):
@@ -63,9 +70,19 @@ def owned_sections() -> set[str]:
 
 
 def default_space() -> dict:
-    """The space a search without `search.space` samples: the method, the shared knobs, then
-    each method's own (a trial samples only its method's: search/space.py)."""
-    space = {"adapt.method": {"choice": adapters()}, **SHARED_SPACE}
-    for name in adapters():
+    """The space a search without `search.space` samples: the methods searched by default, the
+    shared knobs, then each method's own (a trial samples only its method's: search/space.py)."""
+    searched = [name for name in adapters() if METHODS.get(name).searched_by_default]
+    space = {"adapt.method": {"choice": searched}, **SHARED_SPACE}
+    for name in searched:
         space.update(METHODS.get(name).space)
     return space
+
+
+def blind_proxy_problems(method: str, metric: str) -> list[str]:
+    """A selection metric that means nothing for `method` ("proxy/<name>" or a proxy name)."""
+    m = METHODS.get(method)
+    name = metric.removeprefix("proxy/")
+    if name in m.blind_proxies:
+        return [f"proxy {name!r} means nothing for {m.label} ({m.blind_proxies[name]})"]
+    return []

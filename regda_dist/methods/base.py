@@ -50,7 +50,11 @@ class Method:
     trains. head_init: adapt.head_init 'auto' for it ('phase1' or 'fresh'). problems: what it
     cannot run with, one line each. judge_from: the first epoch a scheduler may judge a trial
     of it by (its adaptation has begun: `waits_for` says on what), and rung_fields the fields
-    that epoch is computed from (a search cannot vary them under ASHA)."""
+    that epoch is computed from (a search cannot vary them under ASHA). blind_proxies: the
+    proxies that mean nothing for it ({name: why}; refused as its selection metric).
+    needs_bones: it reads the keypoint set's skeleton (refused on a set without bones).
+    searched_by_default: it is among the default search space's methods (a method joins it
+    once measured to help: docs/methods.md)."""
 
     name: str
     label: str
@@ -64,6 +68,9 @@ class Method:
     judge_from: Callable[[Config, float], int] = lambda cfg, share: 1
     waits_for: str = ""
     rung_fields: tuple[str, ...] = ()
+    blind_proxies: dict[str, str] = field(default_factory=dict)
+    needs_bones: bool = False
+    searched_by_default: bool = True
 
     @property
     def baseline(self) -> bool:

@@ -7,9 +7,10 @@
 - it predicts on K weak views of each target image; its heatmaps (spatial softmax) are mapped
   back to the image's frame and averaged; each keypoint's peak is its confidence;
 - the keypoints whose confidence is in the top `keep` fraction of the global batch become pseudo
-  labels (a Gaussian at the peak), mapped into a strong view of the same image (geometry,
-  colour, blur, and a patch of the image pasted over a confident keypoint), which the student
-  must reproduce (KL, as every heatmap loss here), weighted with a sigmoid ramp-up.
+  labels (a Gaussian at the peak; methods/prior_teacher.py ranks by confidence times the pose's
+  plausibility), mapped into a strong view of the same image (geometry, colour, blur, and a
+  patch of the image pasted over a confident keypoint), which the student must reproduce (KL,
+  as every heatmap loss here), weighted with a sigmoid ramp-up.
 
 Every random number comes from the target sample's own seed (data/loader.py), drawn in the
 loader (TeacherViews) and applied on the device in one batch: identical for any worker count,
@@ -62,6 +63,18 @@ class MeanTeacherConfig:
     blur: float = field(default=1.0, metadata=bounded(0.0, 10.0))  # px, strong view
     occlusion: float = field(default=0.5, metadata=bounded(0.0, 1.0))  # probability per image
     occlusion_size: float = field(default=0.15, metadata=bounded(0.01, 1.0))  # of the image
+    # where the pasted patch comes from: "offset" (the patch's own place shifted by up to half
+    # the image: it can come from beyond the border, black), "inside" (anywhere wholly inside
+    # the image, as UDAPE takes it)
+    occlusion_from: str = field(default="offset", metadata=bounded(choices=("offset", "inside")))
+    shear: float = field(default=0.0, metadata=bounded(0.0, 60.0))  # degrees, strong view
+    # the teacher's views: "weak" (weak_rotation, weak_zoom), or "strong": drawn from the strong
+    # view's ranges (rotation, zoom, shear), as UDAPE draws teacher and student views alike
+    teacher_views: str = field(default="weak", metadata=bounded(choices=("weak", "strong")))
+    # the student's optimiser: "sgd" (optim's SGD, lrs and decay, as RegDA) or "adam" (Adam at
+    # adam_lr for the whole model, constant, as UDAPE)
+    optimizer: str = field(default="sgd", metadata=bounded(choices=("sgd", "adam")))
+    adam_lr: float = field(default=1e-4, metadata=bounded(0.0))
 
 
 _STREAM = 0x2545F4914F6CDD1D  # the views' random stream of a sample: apart from data.augment's
@@ -75,11 +88,14 @@ class TeacherViews(Dataset):
 
     def __init__(self, dataset: Dataset, cfg):
         self.dataset, self.cfg = dataset, cfg
-        self.weak = views.Geometry(cfg.weak_rotation, (1 - cfg.weak_zoom, 1 + cfg.weak_zoom),
-                                   cfg.shift)  # fmt: skip
         self.strong = views.Geometry(
-            cfg.strong_rotation, (1 - cfg.strong_zoom, 1 + cfg.strong_zoom), cfg.shift
+            cfg.strong_rotation, (1 - cfg.strong_zoom, 1 + cfg.strong_zoom), cfg.shift, cfg.shear
         )
+        self.weak = self.strong
+        if cfg.teacher_views == "weak":
+            self.weak = views.Geometry(
+                cfg.weak_rotation, (1 - cfg.weak_zoom, 1 + cfg.weak_zoom), cfg.shift
+            )
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -116,6 +132,7 @@ class MeanTeacher:
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.iteration = 0
+        self.last_mask = None  # (B, K) the pseudo labels of the last consistency loss
 
     @torch.no_grad()
     def update(self) -> None:
@@ -162,13 +179,17 @@ class MeanTeacher:
         centre = (chosen[..., None] * views.points_to_view(coords, theta, self.size)).sum(1)
         apply = (occ[:, 0] < c.occlusion) & (count > 0)
         centre = torch.where(apply[:, None], centre, torch.full_like(centre, float("nan")))
-        view = views.occlude(view, centre, c.occlusion_size, occ[:, 2:] - 0.5)
+        offsets = occ[:, 2:] - 0.5
+        if c.occlusion_from == "inside":
+            offsets = views.offsets_from_inside(centre, c.occlusion_size, self.size, occ[:, 2:])
+        view = views.occlude(view, centre, c.occlusion_size, offsets)
         return view * 255
 
     def consistency(self, x_t, params, domain) -> tuple[torch.Tensor, dict]:
         """The weighted consistency loss of the student on the strong views, and its logs."""
         coords, peaks = self.pseudo_labels(x_t, params["weak"], domain)
-        mask = self.confident(peaks)
+        score, logs = self.ranking(coords, peaks)
+        mask = self.last_mask = self.confident(score)
         x_view = self.strong_view(x_t, params, coords, mask)
         with self.runtime.autocast(), domain("target"):
             y = self.student.head(self.student.features(x_view))
@@ -176,8 +197,14 @@ class MeanTeacher:
         target, weight = heatmap.encode(there, mask, self.size, y.shape[-1], self.sigma)
         scale = self.cfg.weight * rampup(self.iteration, self.cfg.rampup_iters)
         loss = joints_kl(y.float(), target, weight)
-        logs = {"train/loss_consistency": loss.detach(), "train/kept": weight.mean()}
+        logs = {"train/loss_consistency": loss.detach(), "train/kept": weight.mean(), **logs}
         return scale * loss, {**logs, "train/consistency_weight": torch.tensor(scale)}
+
+    def ranking(self, coords: torch.Tensor, peaks: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(B, K) what the top `keep` of the batch is taken by (here the teacher's confidence;
+        methods/prior_teacher.py weighs it by the pose's plausibility), and its logs."""
+        del coords
+        return peaks, {}
 
     def state_dict(self) -> dict:
         return {"teacher": self.teacher.state_dict(), "teacher_iteration": self.iteration}
@@ -218,10 +245,9 @@ class MeanTeacherStep(WithTeacher):
     then the teacher's EMA update."""
 
     def __init__(self, model, cfg, runtime, domain: Domain = no_domain, sync=None):
-        optimizers, schedules = adaptation_optimizers(model, cfg.optim)
         self.model, self.domain, self.runtime = model, domain, runtime
         self.sync = sync or runtime.comm.sync
-        self.optimizers, self.schedules = optimizers[:2], schedules[:2]
+        self.optimizers, self.schedules = student_optimizers(model, cfg)
         self.kl = JointsKLLoss()
         self._add_teacher(model, cfg, runtime)
 
@@ -242,6 +268,20 @@ class MeanTeacherStep(WithTeacher):
             step_optimizer(opt, self.sync)
         self.teacher.update()
         return {"train/loss_s": loss_s.detach(), **logs}
+
+
+def student_optimizers(model, cfg):
+    """The student's (feature generator, main head) optimisers and their schedules:
+    mean_teacher.optimizer sgd is optim's SGD with its lrs and decay (RegDA's); adam is Adam at
+    mean_teacher.adam_lr for both, constant (UDAPE's)."""
+    if cfg.mean_teacher.optimizer == "sgd":
+        optimizers, schedules = adaptation_optimizers(model, cfg.optim)
+        return list(optimizers[:2]), list(schedules[:2])
+    lr = cfg.mean_teacher.adam_lr
+    parts = (model.feature_parameters(), list(model.head.parameters()))
+    optimizers = [torch.optim.Adam(params, lr=lr) for params in parts]
+    constant = lambda i: 1.0  # noqa: E731
+    return optimizers, [torch.optim.lr_scheduler.LambdaLR(o, constant) for o in optimizers]
 
 
 def rampup_epochs(cfg, share: float) -> int:
@@ -282,4 +322,5 @@ METHOD = Method(
     judge_from=rampup_epochs,
     waits_for="consistency ramp-up",
     rung_fields=("mean_teacher.rampup_iters",),
+    blind_proxies={"head_agreement": "its adversarial head never trains"},
 )

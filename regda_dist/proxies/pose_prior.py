@@ -62,6 +62,57 @@ def _fit(values: torch.Tensor, ok: torch.Tensor, circular: bool, floor: float):
     return centre, spread
 
 
+class PoseModel:
+    """The source pose prior: a Gaussian per skeleton feature (bone log-lengths relative to the
+    pose's mean bone, circular for the angles between bones meeting at a keypoint), fitted on
+    labelled source poses (N, K, 2) with their validity (N, K)."""
+
+    def __init__(self, keypoints: torch.Tensor, valid: torch.Tensor, skeleton):
+        self.skeleton = tuple(tuple(bone) for bone in skeleton)
+        fitted = features(keypoints.float(), valid.bool(), self.skeleton)
+        self.fits = [_fit(fitted[i], fitted[i + 2], i == 1, MIN_STD[i]) for i in (0, 1)]
+
+    def to(self, device) -> PoseModel:
+        self.fits = [(c.to(device), s.to(device)) for c, s in self.fits]
+        return self
+
+    def z2(self, keypoints: torch.Tensor, valid: torch.Tensor | None = None, sign=None):
+        """(N, B + P) the squared z-score of every feature of poses (N, K, 2), each capped at
+        CAP, and (N, B + P) whether it exists (its keypoints are `valid`, default all). sign
+        (N, 1) of +-1 multiplies the angles (-1: judged as the pose's mirror image)."""
+        if valid is None:
+            valid = torch.ones_like(keypoints[..., 0], dtype=torch.bool)
+        log_rel, angle, bone_ok, angle_ok = features(keypoints.float(), valid, self.skeleton)
+        (lc, ls), (ac, as_) = self.fits
+        bones = ((log_rel - lc) / ls).square().clamp_max(CAP)
+        angles = (_wrap((angle if sign is None else sign * angle) - ac) / as_).square()
+        return torch.cat((bones, angles.clamp_max(CAP)), 1), torch.cat((bone_ok, angle_ok), 1)
+
+    def mirror_signs(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """(N, 1) -1 where a pose's mirror image fits the prior better than the pose (a left
+        hand seen as a right one, a quadruped facing the other way), else 1."""
+        plain = self.z2(keypoints)[0].mean(1, keepdim=True)
+        flipped = self.z2(keypoints, sign=-torch.ones_like(plain))[0].mean(1, keepdim=True)
+        return torch.where(flipped < plain, -1.0, 1.0).to(plain.dtype)
+
+    def blame(self, keypoints: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
+        """(N, K) how much of each pose's implausibility its keypoint k explains: the pose's
+        mean squared z-score minus the mean over the features that remain without k (a bone's
+        length is relative to the pose's mean bone, so one keypoint off its place makes every
+        bone look wrong; leaving it out shows which one it is). About 0 for a keypoint of a
+        plausible pose, and for every keypoint of a pose that is implausible throughout."""
+        sign = self.mirror_signs(keypoints) if mirrored else None
+        z2, _ = self.z2(keypoints, sign=sign)
+        whole = z2.mean(1)
+        out = []
+        for k in range(keypoints.shape[1]):
+            valid = torch.ones_like(keypoints[..., 0], dtype=torch.bool)
+            valid[:, k] = False
+            z2, ok = self.z2(keypoints, valid, sign)
+            out.append(whole - (z2 * ok).sum(1) / ok.sum(1).clamp_min(1))
+        return torch.stack(out, dim=1)
+
+
 @register_proxy
 class PosePrior(Proxy):
     name = "pose_prior"
@@ -78,16 +129,5 @@ class PosePrior(Proxy):
     def per_image(self, source: SplitOutputs, target: SplitOutputs) -> torch.Tensor:
         """(N,) each target image's score (the score is their mean): two models' scores on the
         same images, paired, give the standard error of their difference."""
-        skeleton = source.spec.skeleton
-        fitted = features(source.keypoints.float(), source.valid.bool(), skeleton)
-        predicted = features(
-            target.coords.float(),
-            torch.ones_like(target.coords[..., 0], dtype=torch.bool),
-            skeleton,
-        )
-        z2 = []
-        for i, circular in ((0, False), (1, True)):
-            centre, spread = _fit(fitted[i], fitted[i + 2], circular, MIN_STD[i])
-            dev = _wrap(predicted[i] - centre) if circular else predicted[i] - centre
-            z2.append((dev / spread).square().clamp_max(CAP).flatten(1))
-        return -torch.cat(z2, dim=1).mean(dim=1)
+        prior = PoseModel(source.keypoints, source.valid, source.spec.skeleton)
+        return -prior.z2(target.coords)[0].mean(dim=1)

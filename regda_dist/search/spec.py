@@ -27,7 +27,7 @@ from typing import Any
 from regda_dist import config as C
 from regda_dist.config.migrate import migrate_keys
 from regda_dist.fields import apply
-from regda_dist.methods import default_space
+from regda_dist.methods import blind_proxy_problems, default_space, get_method
 from regda_dist.search.rungs import rung_fields, scheduler_notes
 from regda_dist.search.settings import AUTO, SearchConfig
 from regda_dist.search.space import (
@@ -225,6 +225,17 @@ def check_metric(search: Search, specs: dict) -> None:
     for task, cfg in search.tasks.items():
         if s.metric not in cfg.train.proxies:
             raise C.ConfigError(f"search.metric {s.metric!r} is not in train.proxies")
+        for name in methods(search.space) or [cfg.adapt.method]:
+            if s.selection == "proxy" and (blind := blind_proxy_problems(name, s.metric)):
+                raise C.ConfigError(
+                    f"search.metric: {blind[0]}; choose another proxy or leave {name} out "
+                    "of search.space's adapt.method"
+                )
+            if get_method(name).needs_bones and not specs[task].skeleton:
+                raise C.ConfigError(
+                    f"search.space: {name} judges skeletons, and task {task}'s keypoint set "
+                    f"({specs[task].name}) has no bones; leave it out of adapt.method"
+                )
         if s.selection == "proxy" and proxy.needs_skeleton and not specs[task].skeleton:
             raise C.ConfigError(
                 f"search.metric {s.metric!r} judges skeletons, and task {task}'s keypoint set "
