@@ -104,3 +104,52 @@ def test_sync_hook_sees_exactly_the_parameters_each_optimiser_steps():
     ids = lambda module: {id(p) for p in module.parameters()}  # noqa: E731
     psi = ids(model.backbone) | ids(model.upsampling)
     assert seen == [psi, ids(model.head), ids(model.head_adv), ids(model.head_adv), psi]
+
+
+class _Recorded:
+    """A disparity loss that records the (mode, keypoint weights) of every call."""
+
+    def __init__(self, loss, calls: list):
+        self.loss, self.calls = loss, calls
+
+    def __call__(self, y, y_adv, weight, mode):
+        self.calls.append((mode, weight))
+        return self.loss(y, y_adv, weight, mode)
+
+
+def test_regda_mt_steps_b_and_c_learn_only_from_the_teachers_pseudo_labels_when_asked(tiny_cfg):
+    """regda_mt.pseudo_labels teacher: steps B and C weigh the target keypoints by the mask of
+    the teacher's pseudo labels of the same batch; all (RegDA's own): every keypoint."""
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.build import model_for
+    from regda_dist.engine.runtime import Runtime
+    from regda_dist.methods.mean_teacher import TeacherViews
+    from regda_dist.methods.regda_mean_teacher import RegDAMeanTeacherStep
+
+    task = build_task(tiny_cfg.data)
+    tiny_cfg.adapt.method, tiny_cfg.mean_teacher.keep = "regda+mean_teacher", 0.3
+    seen = {}
+    for labels in ("all", "teacher"):
+        tiny_cfg.regda_mt.pseudo_labels = labels
+        torch.manual_seed(0)
+        step = RegDAMeanTeacherStep.from_config(
+            model_for(tiny_cfg, Runtime(), task.spec.num_keypoints), tiny_cfg, Runtime()
+        )
+        weights = []
+        step.disparity = _Recorded(step.disparity, weights)
+        views = TeacherViews(task.target_train, step.teacher.cfg)
+        batch = [views[(i, 100 + i)] for i in range(4)]
+        x_t = torch.stack([b[0] for b in batch])
+        params = {k: torch.stack([b[1][k] for b in batch]) for k in batch[0][1]}
+        source = [task.source_train[i] for i in range(4)]
+        x_s, kp, vis = (torch.stack(t) for t in zip(*source, strict=True))
+        d = tiny_cfg.data
+        target, weight = heatmap.encode(kp, vis, d.image_size, d.heatmap_size, 2.0)
+        step(x_s.float(), target, weight, (x_t, params))
+        mask = step.teacher.last_mask.float()
+        seen[labels] = weights[-2:]  # steps B (max) and C (min), after step A's own
+        assert 0 < mask.mean() < 1
+        for _, w in seen[labels]:
+            expected = mask if labels == "teacher" else torch.ones_like(mask)
+            assert torch.equal(w.float(), expected)
+    assert [m for m, _ in seen["teacher"]] == ["max", "min"]

@@ -133,10 +133,14 @@ class RegDAStep:
         step_optimizer(self.opt_f, self.sync)
         return loss_c.detach()
 
-    def __call__(self, x_s, target_s, weight_s, x_t, extra=None) -> dict:
+    def __call__(self, x_s, target_s, weight_s, x_t, extra=None, target_weights=None) -> dict:
+        """One iteration; `target_weights()` (after step A): (B, K) weights of the target
+        keypoints in steps B and C (default: every keypoint counts)."""
         logs = self.step_a(x_s, target_s, weight_s, extra)
         # Target weights never come from target labels: every keypoint counts (w_t = 1).
         weight_t = torch.ones(x_t.shape[0], target_s.shape[1], device=x_t.device)
+        if target_weights is not None:
+            weight_t = target_weights().to(weight_t.dtype)
         logs["train/loss_b"] = self.step_b(x_t, weight_t)
         logs["train/loss_c"] = self.step_c(x_t, weight_t)
         logs["train/lambda"] = self.model.grl.coeff
