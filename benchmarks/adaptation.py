@@ -171,6 +171,8 @@ def _complete_seeds(runs: list[dict], task: str) -> dict[int, dict[str, dict]]:
         if r["task"] == task and r["kind"] in ("pretrain", *METHODS):
             by_seed.setdefault(r["seed"], {})[r["kind"]] = r
     every = {"pretrain", *_methods_run(runs, task)}
+    if every == {"pretrain"}:  # no method ran on the task: no answer over methods to give
+        return {}
     return {s: k for s, k in sorted(by_seed.items()) if set(k) == every}
 
 

@@ -177,6 +177,21 @@ def test_a_search_whose_metric_or_method_cannot_serve_a_method_is_refused(
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_method_that_judges_skeletons_is_refused_on_a_set_without_bones_before_phase_1(
+    tmp_path, capsys
+):
+    from tests.test_search_space import _boneless
+
+    values = yaml.safe_load(_experiment(tmp_path).read_text())
+    values["data"].update(_boneless(tmp_path), num_train=24)
+    values["adapt"]["method"] = "prior_teacher"
+    exp = tmp_path / "boneless.yaml"
+    exp.write_text(yaml.safe_dump(values))
+    assert cli.main(["train", "--no-ray", str(exp)]) == 2
+    assert "prior_teacher judges skeletons" in _one_line_error(capsys)
+    assert not list((tmp_path / "runs").rglob("*.ckpt"))  # no phase 1 was trained
+
+
 def test_a_baseline_as_the_method_runs_no_phase_two_and_is_its_own_answer(tmp_path, capsys):
     """What `export` writes when AdaBN wins a search: re-run, it gives AdaBN's numbers and
     weights (from the phase-1 cache)."""

@@ -121,3 +121,24 @@ def test_strength_zero_trains_exactly_the_mean_teacher(tiny_cfg, tmp_path):
         weights[method] = trainer.adapt(source.state_dict(), tmp_path / f"{method}.ckpt").model
     a, b = (weights[m].state_dict() for m in ("mean_teacher", "prior_teacher"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_trainer_fits_the_prior_on_the_source_val_split_and_nothing_else(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.trainer import Trainer
+
+    tiny_cfg.adapt.method = "prior_teacher"
+    task = build_task(tiny_cfg.data)
+    given = []
+    fit = PriorTeacherStep.fit_source
+
+    def spy(self, labelled, spec):
+        given.append(labelled)
+        return fit(self, labelled, spec)
+
+    monkeypatch.setattr(PriorTeacherStep, "fit_source", spy)
+    trainer = Trainer(tiny_cfg, task)
+    trainer._start_adaptation(trainer.build_model().state_dict(), tmp_path / "a.ckpt")
+    assert len(given) == 1 and given[0] is task.source_val

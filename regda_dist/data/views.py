@@ -140,8 +140,9 @@ def blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def offsets_from_inside(centres: torch.Tensor, side: float, size: int, u: torch.Tensor):
     """The offsets (B, 2) (in image sizes) from patches of side `side` x `size` centred at
-    `centres` (B, 2) (px) to patches lying wholly inside the image, their centres placed by
-    u (B, 2) in [0, 1): what `occlude` pastes is then never padding."""
+    `centres` (B, 2) (px) to patches lying wholly inside the frame, their centres placed by
+    u (B, 2) in [0, 1): what `occlude` pastes never comes from beyond the frame's border (a
+    warped view's own corners can still be black where the view shows beyond its image)."""
     half = side * size / 2
     source = half + u.to(centres.dtype) * max(size - 2 * half, 0.0)
     return (source - centres) / size

@@ -22,7 +22,7 @@ from regda_dist.engine.runtime import Runtime
 from regda_dist.engine.tensorboard import NUM_IMAGES, TensorBoardLogger, draw_predictions
 from regda_dist.engine.trainer import Trainer
 from regda_dist.folders import RunFolder
-from regda_dist.methods import default_space, get_method
+from regda_dist.methods import bones_problem, default_space, get_method
 from regda_dist.proxies import auto_proxy
 
 
@@ -115,6 +115,8 @@ def execute(
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
     task = task or build_task(cfg.data)
+    if problem := bones_problem(cfg.adapt.method, task.spec):  # before phase 1, not after it
+        raise C.ConfigError(problem)
     trainer = Trainer(cfg, task, runtime)
     run = RunFolder(run_dir)
     tb = _loggers(trainer, run, trial) if trainer.runtime.is_main else None

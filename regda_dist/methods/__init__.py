@@ -86,3 +86,13 @@ def blind_proxy_problems(method: str, metric: str) -> list[str]:
     if name in m.blind_proxies:
         return [f"proxy {name!r} means nothing for {m.label} ({m.blind_proxies[name]})"]
     return []
+
+
+def bones_problem(method: str, spec) -> str:
+    """ "" or the line that refuses `method` on a keypoint set (`spec`) without bones."""
+    if METHODS.get(method).needs_bones and not spec.skeleton:
+        return (
+            f"adapt.method {method} judges skeletons, and the keypoint set {spec.name!r} has no "
+            "bones (data.keypoints' skeleton): use mean_teacher"
+        )
+    return ""

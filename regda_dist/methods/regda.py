@@ -137,7 +137,8 @@ class RegDAStep:
         """One iteration; `target_weights()` (after step A): (B, K) weights of the target
         keypoints in steps B and C (default: every keypoint counts)."""
         logs = self.step_a(x_s, target_s, weight_s, extra)
-        # Target weights never come from target labels: every keypoint counts (w_t = 1).
+        # Target weights never come from target labels: every keypoint counts (w_t = 1), or
+        # those `target_weights` (label-free: a teacher's pseudo-label mask) keeps.
         weight_t = torch.ones(x_t.shape[0], target_s.shape[1], device=x_t.device)
         if target_weights is not None:
             weight_t = target_weights().to(weight_t.dtype)

@@ -16,7 +16,9 @@ class RegDAMTConfig:
     """Which target keypoints RegDA's steps B and C learn from in regda+mean_teacher: "all"
     (RegDA's own: the student's argmax on every keypoint), or "teacher" (only those the teacher
     keeps as its pseudo labels, its confidence mask: RegDA then cannot reinforce the errors the
-    mask removes)."""
+    mask removes). The disparity losses average over every keypoint, kept or not, so "teacher"
+    also scales steps B and C by about mean_teacher.keep, as a lower regda.trade_off there
+    would."""
 
     pseudo_labels: str = field(default="all", metadata=bounded(choices=("all", "teacher")))
 
@@ -24,6 +26,8 @@ class RegDAMTConfig:
 class RegDAMeanTeacherStep(WithTeacher, RegDAStep):
     """RegDA's steps A, B, C with the teacher's consistency loss added to step A (the update of
     every part); the teacher follows the RegDA model."""
+
+    masked = False  # regda_mt.pseudo_labels teacher (from_config)
 
     @classmethod
     def from_config(cls, model, cfg, runtime, domain: Domain = no_domain, sync=None):

@@ -99,8 +99,10 @@ class PoseModel:
         """(N, K) how much of each pose's implausibility its keypoint k explains: the pose's
         mean squared z-score minus the mean over the features that remain without k (a bone's
         length is relative to the pose's mean bone, so one keypoint off its place makes every
-        bone look wrong; leaving it out shows which one it is). About 0 for a keypoint of a
-        plausible pose, and for every keypoint of a pose that is implausible throughout."""
+        bone look wrong; leaving it out shows which one it is). Small for the keypoints of a
+        plausible pose. Leaving k out also measures the other bones against a mean bone the
+        prior was not fitted on, which biases the blame by up to about 1 (negative for a
+        keypoint on a long bone, such as a hand's wrist)."""
         sign = self.mirror_signs(keypoints) if mirrored else None
         z2, _ = self.z2(keypoints, sign=sign)
         whole = z2.mean(1)

@@ -27,7 +27,7 @@ from typing import Any
 from regda_dist import config as C
 from regda_dist.config.migrate import migrate_keys
 from regda_dist.fields import apply
-from regda_dist.methods import blind_proxy_problems, default_space, get_method
+from regda_dist.methods import blind_proxy_problems, bones_problem, default_space
 from regda_dist.search.rungs import rung_fields, scheduler_notes
 from regda_dist.search.settings import AUTO, SearchConfig
 from regda_dist.search.space import (
@@ -231,7 +231,7 @@ def check_metric(search: Search, specs: dict) -> None:
                     f"search.metric: {blind[0]}; choose another proxy or leave {name} out "
                     "of search.space's adapt.method"
                 )
-            if get_method(name).needs_bones and not specs[task].skeleton:
+            if bones_problem(name, specs[task]):
                 raise C.ConfigError(
                     f"search.space: {name} judges skeletons, and task {task}'s keypoint set "
                     f"({specs[task].name}) has no bones; leave it out of adapt.method"
