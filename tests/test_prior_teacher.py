@@ -142,3 +142,27 @@ def test_the_trainer_fits_the_prior_on_the_source_val_split_and_nothing_else(
     trainer = Trainer(tiny_cfg, task)
     trainer._start_adaptation(trainer.build_model().state_dict(), tmp_path / "a.ckpt")
     assert len(given) == 1 and given[0] is task.source_val
+
+
+def test_pose_prior_never_judges_the_method_that_trains_towards_it(tiny_cfg, tmp_path):
+    """pose_prior would favour the prior teacher by construction: refused as its selection
+    metric, and 'auto' stands for source_pck for it (a run's candidates, a search's metric)."""
+    import yaml
+
+    from regda_dist.data.datasets import build_task
+    from regda_dist.engine.run import selection_metric
+    from regda_dist.search.spec import load_search
+
+    with pytest.raises(ConfigError, match="pose_prior' means nothing for prior-guided"):
+        C.load(None, ["adapt.method=prior_teacher", "train.select_metric=proxy/pose_prior"])
+    task = build_task(tiny_cfg.data)
+    assert task.spec.skeleton and selection_metric(tiny_cfg, task) == "proxy/pose_prior"
+    tiny_cfg.adapt.method = "prior_teacher"
+    assert selection_metric(tiny_cfg, task) == "proxy/source_pck"
+    picked = {}
+    for methods in (["regda", "mean_teacher"], ["mean_teacher", "prior_teacher"]):
+        path = tmp_path / "exp.yaml"
+        space = {"adapt.method": {"choice": methods}}
+        path.write_text(yaml.safe_dump({"search": {"num_samples": 2, "space": space}}))
+        picked[methods[-1]] = load_search(path).settings.metric
+    assert picked == {"mean_teacher": "pose_prior", "prior_teacher": "source_pck"}

@@ -183,8 +183,8 @@ CANDIDATES = ("source_only", "adabn", "adapted")  # in the order ties are broken
 def selection_metric(cfg: C.Config, task: TaskData) -> str:
     """What a run compares its candidates by: train.select_metric, else the proxy 'auto'
     stands for on this keypoint set (pose_prior with bones, else source_pck)."""
-    has_bones = bool(task.spec.skeleton)
-    return cfg.train.select_metric or f"proxy/{auto_proxy(has_bones, cfg.train.proxies)}"
+    has_bones, blind = bool(task.spec.skeleton), get_method(cfg.adapt.method).blind_proxies
+    return cfg.train.select_metric or f"proxy/{auto_proxy(has_bones, cfg.train.proxies, blind)}"
 
 
 def answer_metrics(result: dict) -> dict:

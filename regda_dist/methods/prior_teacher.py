@@ -89,11 +89,10 @@ class PriorTeacherStep(MeanTeacherStep):
 
     def fit_source(self, labelled: Dataset, spec) -> None:
         """Fit the prior on a labelled source split (the trainer passes source val)."""
-        if not spec.skeleton:
-            raise ConfigError(
-                "adapt.method prior_teacher judges skeletons, and this keypoint set has no "
-                "bones (data.keypoints' skeleton): use mean_teacher"
-            )
+        from regda_dist.methods import bones_problem  # the registry imports this module
+
+        if problem := bones_problem(METHOD.name, spec):
+            raise ConfigError(problem)
         keypoints, valid = [], []
         for _, kp, vis in DataLoader(labelled, batch_size=256):
             keypoints.append(kp.float())
@@ -114,7 +113,10 @@ METHOD = Method(
     judge_from=rampup_epochs,
     waits_for="consistency ramp-up",
     rung_fields=("mean_teacher.rampup_iters",),
-    blind_proxies={"head_agreement": "its adversarial head never trains"},
+    blind_proxies={
+        "head_agreement": "its adversarial head never trains",
+        "pose_prior": "it trains towards the same source pose prior, so it would favour it",
+    },
     needs_bones=True,
     searched_by_default=False,  # joins the default search once measured to help (docs/methods.md)
 )

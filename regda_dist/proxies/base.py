@@ -77,11 +77,13 @@ def list_proxies() -> list[str]:
     return PROXIES.list()
 
 
-def auto_proxy(has_bones: bool, computed) -> str:
+def auto_proxy(has_bones: bool, computed, blind=()) -> str:
     """The proxy 'auto' stands for (search.metric, and a plain run's comparison of candidates):
-    pose_prior where the keypoint set has bones and it is computed (train.proxies), else
-    source_pck, which needs only source labels (benchmarks/results/proxy_study.md)."""
-    return "pose_prior" if has_bones and "pose_prior" in computed else "source_pck"
+    pose_prior where the keypoint set has bones and it is computed (train.proxies) and no
+    method judged is `blind` to it, else source_pck, which needs only source labels
+    (benchmarks/results/proxy_study.md)."""
+    usable = has_bones and "pose_prior" in computed and "pose_prior" not in blind
+    return "pose_prior" if usable else "source_pck"
 
 
 def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 from regda_dist import config as C
 from regda_dist.config.migrate import migrate_keys
 from regda_dist.fields import apply
-from regda_dist.methods import blind_proxy_problems, bones_problem, default_space
+from regda_dist.methods import blind_proxy_problems, bones_problem, default_space, get_method
 from regda_dist.search.rungs import rung_fields, scheduler_notes
 from regda_dist.search.settings import AUTO, SearchConfig
 from regda_dist.search.space import (
@@ -114,7 +114,7 @@ def resolve(
     check_fixed_fields(space, settings, cfg, source, lines)
     tasks = _tasks(cfg, settings, source)
     if settings.metric == AUTO and pick_metric:
-        settings.metric = auto_metric(list(tasks.values()))
+        settings.metric = auto_metric(list(tasks.values()), methods(space))
     for merged in tasks.values():
         merged.train.select_metric = settings.select_metric  # every trial selects its epoch
         if settings.mode == "per_task" and merged.train.eval_every != 1:
@@ -244,13 +244,18 @@ def check_metric(search: Search, specs: dict) -> None:
             )
 
 
-def auto_metric(tasks: list[C.Config]) -> str:
+def auto_metric(tasks: list[C.Config], searched: list[str] = ()) -> str:
     """search.metric auto: pose_prior when every task's keypoint set has bones (it needs a
-    skeleton) and computes it, else source_pck (it needs only source labels)."""
+    skeleton) and computes it and no method searched (`searched`, else each task's own) is
+    blind to it, else source_pck (it needs only source labels)."""
     from regda_dist.data.datasets import task_spec
     from regda_dist.proxies import auto_proxy
 
-    names = {auto_proxy(bool(task_spec(t.data).skeleton), t.train.proxies) for t in tasks}
+    def blind(t: C.Config) -> set[str]:
+        return {p for m in searched or [t.adapt.method] for p in get_method(m).blind_proxies}
+
+    names = {auto_proxy(bool(task_spec(t.data).skeleton), t.train.proxies, blind(t))
+             for t in tasks}  # fmt: skip
     return names.pop() if len(names) == 1 else "source_pck"
 
 
