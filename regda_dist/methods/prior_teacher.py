@@ -27,19 +27,14 @@ fits, so it needs no extra training and works on any keypoint set with bones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from regda_dist.fields import ConfigError, bounded
-from regda_dist.methods.base import Method
-from regda_dist.methods.mean_teacher import (
-    MeanTeacher,
-    MeanTeacherStep,
-    rampup_epochs,
-    teacher_problems,
-)
+from regda_dist.methods import mean_teacher
+from regda_dist.methods.mean_teacher import MeanTeacher, MeanTeacherStep
 from regda_dist.proxies.pose_prior import PoseModel
 
 
@@ -100,21 +95,17 @@ class PriorTeacherStep(MeanTeacherStep):
         self.teacher.fit(torch.cat(keypoints), torch.cat(valid), spec.skeleton)
 
 
-METHOD = Method(
+# the mean teacher's declaration (a teacher: its head_init, constraints, rungs), with its own
+METHOD = replace(
+    mean_teacher.METHOD,
     name="prior_teacher",
     label="prior-guided teacher",
     step=PriorTeacherStep,
     sections=("mean_teacher", "prior_teacher"),
     declares={"prior_teacher": PriorTeacherConfig},
     space={"prior_teacher.strength": {"loguniform": [0.1, 3.0]}},
-    teacher=True,
-    head_init=lambda cfg: "phase1",  # its teacher starts as the source model
-    problems=teacher_problems,
-    judge_from=rampup_epochs,
-    waits_for="consistency ramp-up",
-    rung_fields=("mean_teacher.rampup_iters",),
     blind_proxies={
-        "head_agreement": "its adversarial head never trains",
+        **mean_teacher.METHOD.blind_proxies,
         "pose_prior": "it trains towards the same source pose prior, so it would favour it",
     },
     needs_bones=True,
