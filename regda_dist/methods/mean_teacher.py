@@ -65,7 +65,7 @@ class MeanTeacherConfig:
     occlusion_size: float = field(default=0.15, metadata=bounded(0.01, 1.0))  # of the image
     # where the pasted patch comes from: "offset" (the patch's own place shifted by up to half
     # the image: it can come from beyond the border, black), "inside" (anywhere wholly inside
-    # the image, as UDAPE takes it)
+    # the strong view's frame, as UDAPE takes it; the view's own corners can still be black)
     occlusion_from: str = field(default="offset", metadata=bounded(choices=("offset", "inside")))
     shear: float = field(default=0.0, metadata=bounded(0.0, 60.0))  # degrees, strong view
     # the teacher's views: "weak" (weak_rotation, weak_zoom), or "strong": drawn from the strong
