@@ -231,10 +231,9 @@ def check_metric(search: Search, specs: dict) -> None:
                     f"search.metric: {blind[0]}; choose another proxy or leave {name} out "
                     "of search.space's adapt.method"
                 )
-            if bones_problem(name, specs[task]):
+            if problem := bones_problem(name, specs[task]):
                 raise C.ConfigError(
-                    f"search.space: {name} judges skeletons, and task {task}'s keypoint set "
-                    f"({specs[task].name}) has no bones; leave it out of adapt.method"
+                    f"search.space, task {task}: {problem}, or leave it out of adapt.method"
                 )
         if s.selection == "proxy" and proxy.needs_skeleton and not specs[task].skeleton:
             raise C.ConfigError(
